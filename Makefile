@@ -1,0 +1,50 @@
+# Two commands for a new user: `make run` (the whole platform) and `make test` (the whole suite).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTHON ?= python3.11
+export HOST ?= 127.0.0.1
+export PORT ?= 8000
+
+TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/videogen
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
+
+.PHONY: run test install lint format browser clean
+
+# torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput -v 0
+	$(PY) manage.py setup_demo
+	@echo "videogen: open http://$(HOST):$(PORT)/  (API base http://$(HOST):$(PORT)/v1, admin /admin/). Ctrl-C stops everything."
+	$(VENV)/bin/honcho -f Procfile start
+
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium could not be installed: the browser test will be skipped"
+
+test: $(VENV)/.installed browser
+	@DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		$(PY) scripts/check_services.py
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) manage.py makemigrations --check --dry-run
+	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
+		$(PY) -m pytest $(PYTEST_ARGS)
+
+lint:
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
+
+format:
+	$(VENV)/bin/ruff check --fix . && $(VENV)/bin/ruff format .
+
+clean:
+	rm -rf var build *.egg-info

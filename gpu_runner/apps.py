@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import os
+
+from django.apps import AppConfig
+
+
+class GpuRunnerConfig(AppConfig):
+    name = "gpu_runner"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # Only workers of the gpu cluster offer slots; cpu workers and web processes never register.
+        if os.environ.get("Q_CLUSTER_NAME") == "gpu":
+            from django_q.signals import post_spawn  # noqa: PLC0415
+
+            from gpu_runner.worker import on_worker_spawn  # noqa: PLC0415
+
+            post_spawn.connect(on_worker_spawn, dispatch_uid="gpu_runner.worker")

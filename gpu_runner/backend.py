@@ -1,0 +1,60 @@
+"""The diffusers backend: resident pipelines, one generation at a time per worker."""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+
+import numpy as np
+from django.core.files.storage import default_storage
+from PIL import Image
+
+from gpu_runner import registry
+from jobs.catalog import get_spec
+from jobs.models import Job
+
+_load_lock = threading.Lock()
+
+
+def _pipeline(model: str):
+    from gpu_runner.pipeline import load_pipeline  # noqa: PLC0415  (torch is imported in workers only)
+
+    entry = registry.get(model)
+    if entry.builtin and not entry.path.exists():
+        from gpu_runner.tiny_model import build_tiny_wan  # noqa: PLC0415
+
+        build_tiny_wan(entry.path)
+    with _load_lock:  # the heartbeat thread may be warming while the first job arrives
+        return load_pipeline(str(entry.path))
+
+
+def warm(model: str) -> None:
+    _pipeline(model)
+
+
+def generate(job: Job, on_step: Callable[[int, int], None]) -> tuple[np.ndarray, int]:
+    """Frames (F, H, W, 3) uint8 and the clip's fps."""
+    from gpu_runner.pipeline import generate as run_pipeline  # noqa: PLC0415
+
+    spec = get_spec(job.model)
+    if spec is None:
+        raise ValueError(f"model {job.model!r} is not in the catalogue")
+    entry = registry.get(job.model)
+    reference = None
+    if job.reference_key:
+        with default_storage.open(job.reference_key, "rb") as fh:
+            reference = Image.open(io.BytesIO(fh.read())).convert("RGB")
+    frames = run_pipeline(
+        _pipeline(job.model),
+        prompt=job.prompt,
+        width=job.width,
+        height=job.height,
+        num_frames=spec.frames_for(job.seconds),
+        steps=entry.steps,
+        seed=job.seed,
+        guidance_scale=entry.guidance_scale,
+        reference_image=reference,
+        on_step=on_step,
+    )
+    return frames, spec.fps

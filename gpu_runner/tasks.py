@@ -1,0 +1,109 @@
+"""The gpu task. A message only means "try to claim job X" (DESIGN §2): the claim is the guard."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import connection
+
+from gpu_runner import backend
+from gpu_runner.worker import runner_name
+from jobs import services
+
+log = logging.getLogger(__name__)
+
+
+class JobLost(Exception):
+    """The job moved on without us (cancelled, reaped, re-dispatched): stop at once, publish nothing."""
+
+
+class LeaseKeeper:
+    """Renews the lease every heartbeat from a thread, so long steps and VAE decoding keep it alive.
+
+    Progress is reported with the heartbeat. The pipeline's step callback raises JobLost once a
+    heartbeat finds the job gone, which aborts generation between steps (cancel within one heartbeat).
+    """
+
+    def __init__(self, job_id: int, attempt: int) -> None:
+        self.job_id, self.attempt = job_id, attempt
+        self.progress = 0
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
+
+    def __enter__(self) -> LeaseKeeper:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        interval = settings.VIDEOGEN["HEARTBEAT_SECONDS"]
+        try:
+            while not self._stop.wait(interval):
+                if not self.beat():
+                    return
+        finally:
+            connection.close()  # this thread's own connection
+
+    def beat(self) -> bool:
+        try:
+            alive = services.job_heartbeat(job_id=self.job_id, attempt=self.attempt, progress=self.progress)
+        except Exception:
+            log.warning("heartbeat for job %s failed; will retry", self.job_id, exc_info=True)
+            return True  # a database hiccup is not a lost lease; the reaper decides that
+        if not alive:
+            self.lost.set()
+        return alive
+
+    def on_step(self, step: int, total: int) -> None:
+        self.progress = min(95, int(step * 95 / max(total, 1)))  # the rest is decoding and storing
+        if self.lost.is_set():
+            raise JobLost()
+
+
+def run_job(job_id: int) -> str:
+    runner = runner_name()
+    job = services.job_claim(job_id=job_id, runner=runner)
+    if job is None:
+        return "not claimed"  # a duplicate or stale message: someone else has it, or it moved on
+    attempt = job.attempt
+    keys: list[str] = []
+    try:
+        with LeaseKeeper(job_id, attempt) as lease:
+            frames, fps = backend.generate(job, lease.on_step)
+            if lease.lost.is_set():
+                raise JobLost()
+            from gpu_runner.video_io import encode_mp4, make_thumbnail  # noqa: PLC0415
+
+            video = encode_mp4(frames, fps=fps)
+            thumbnail = make_thumbnail(frames[0])
+            base = f"videos/{job.public_id}/attempt-{attempt}"
+            keys.append(default_storage.save(f"{base}.mp4", ContentFile(video)))
+            keys.append(default_storage.save(f"{base}.webp", ContentFile(thumbnail)))
+        if services.job_complete(job_id=job_id, attempt=attempt, video_key=keys[0], thumbnail_key=keys[1]):
+            return "completed"
+        raise JobLost()
+    except JobLost:
+        for key in keys:
+            default_storage.delete(key)
+        log.info("job %s attempt %s lost its lease; stopped", job_id, attempt)
+        return "lost"
+    except Exception as exc:
+        for key in keys:
+            default_storage.delete(key)
+        log.exception("job %s attempt %s failed", job_id, attempt)
+        services.job_fail_attempt(
+            job_id=job_id,
+            attempt=attempt,
+            error_code="generation_error",
+            message=f"{type(exc).__name__}: {exc}",
+            retryable=True,
+        )
+        return "failed"

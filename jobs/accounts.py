@@ -1,0 +1,33 @@
+"""Account writes: users, tiers and API keys (used by management commands and the admin)."""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from jobs.api.auth import generate_key, hash_key
+from jobs.models import Account, ApiKey, Tier
+
+
+def ensure_user(*, username: str, tier: str | None = None, password: str | None = None):
+    User = get_user_model()
+    with transaction.atomic():
+        user, created = User.objects.get_or_create(username=username)
+        if password is not None:
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        elif created:
+            user.set_unusable_password()
+            user.save(update_fields=["password"])
+        account, _ = Account.objects.get_or_create(user=user, defaults={"tier": tier or Tier.FREE})
+        if tier and account.tier != tier:
+            account.tier = tier
+            account.save(update_fields=["tier"])
+    return user, created
+
+
+def api_key_create(*, user_id: int, name: str = "") -> str:
+    """Store only the hash; the raw key is returned once."""
+    raw = generate_key()
+    ApiKey.objects.create(user_id=user_id, prefix=raw[:10], key_hash=hash_key(raw), name=name)
+    return raw

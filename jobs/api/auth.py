@@ -1,0 +1,44 @@
+"""Bearer API keys, stored as SHA-256 (a key is 32 random bytes, so a fast hash is enough)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from rest_framework import authentication, exceptions
+
+from jobs.models import ApiKey
+
+KEY_PREFIX = "vg-"
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def user_for_key(raw: str):
+    key = ApiKey.objects.select_related("user").filter(key_hash=hash_key(raw), revoked_at__isnull=True).first()
+    if key is None or not key.user.is_active:
+        return None
+    return key.user
+
+
+class ApiKeyAuthentication(authentication.BaseAuthentication):
+    def authenticate(self, request):
+        header = authentication.get_authorization_header(request).decode("latin-1")
+        if not header:
+            return None
+        scheme, _, raw = header.partition(" ")
+        if scheme.lower() != "bearer" or not raw.strip():
+            raise exceptions.AuthenticationFailed("Malformed Authorization header: use 'Bearer YOUR_KEY'.")
+        user = user_for_key(raw.strip())
+        if user is None:
+            raise exceptions.AuthenticationFailed("Incorrect API key provided.")
+        return user, None
+
+    def authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'

@@ -1,0 +1,90 @@
+"""The OpenAI error envelope for every API failure: {"error": {"message", "type", "param", "code"}}."""
+
+from __future__ import annotations
+
+import logging
+
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import set_rollback
+
+log = logging.getLogger(__name__)
+
+
+class ApiError(exceptions.APIException):
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        status_code: int = 400,
+        type: str = "invalid_request_error",  # noqa: A002  (the envelope's field name)
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message, self.param, self.code, self.type = message, param, code, type
+        self.status_code = status_code
+        self.headers = headers or {}
+
+
+def envelope(message: str, *, type: str, param: str | None = None, code: str | None = None) -> dict:  # noqa: A002
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+def not_found(what: str = "video", param: str | None = None) -> ApiError:
+    return ApiError(f"No {what} found with that id.", param=param, code="not_found", status_code=404)
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    headers: dict[str, str] = {}
+    if isinstance(exc, ApiError):
+        body = envelope(exc.message, type=exc.type, param=exc.param, code=exc.code)
+        code, headers = exc.status_code, exc.headers
+    elif isinstance(exc, Http404):
+        body, code = envelope("Not found.", type="invalid_request_error", code="not_found"), 404
+    elif isinstance(exc, exceptions.ParseError):
+        body = envelope(f"Could not parse the request body: {exc.detail}", type="invalid_request_error",
+                        code="invalid_body")
+        code = 400
+    elif isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
+        body = envelope(
+            str(exc.detail) if isinstance(exc, exceptions.AuthenticationFailed)
+            else "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
+            type="invalid_request_error",
+            code="invalid_api_key",
+        )
+        code = 401
+        headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    elif isinstance(exc, exceptions.PermissionDenied):
+        body, code = envelope(str(exc.detail), type="invalid_request_error", code="permission_denied"), 403
+    elif isinstance(exc, exceptions.MethodNotAllowed):
+        body, code = envelope(str(exc.detail), type="invalid_request_error", code="method_not_allowed"), 405
+    elif isinstance(exc, exceptions.UnsupportedMediaType):
+        body = envelope(
+            f"{exc.detail} Send application/json or multipart/form-data.",
+            type="invalid_request_error",
+            code="unsupported_media_type",
+        )
+        code = 415
+    elif isinstance(exc, exceptions.Throttled):
+        body, code = envelope(str(exc.detail), type="rate_limit_error", code="rate_limited"), 429
+    elif isinstance(exc, exceptions.APIException):
+        body = envelope(str(exc.detail), type="invalid_request_error", code=exc.default_code)
+        code = exc.status_code
+    else:
+        return None  # unexpected: Django's 500 handler answers (also in the envelope, see videogen.urls)
+    set_rollback()
+    return Response(body, status=code, headers=headers)
+
+
+def json_404(request, exception=None) -> JsonResponse:
+    return JsonResponse(envelope("Not found.", type="invalid_request_error", code="not_found"), status=404)
+
+
+def json_500(request) -> JsonResponse:
+    return JsonResponse(
+        envelope("The server had an error while processing your request.", type="server_error"),
+        status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    )

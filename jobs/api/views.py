@@ -1,0 +1,179 @@
+"""Thin DRF views for /v1: parse, call a service or selector, present."""
+
+from __future__ import annotations
+
+import mimetypes
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import FileResponse
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from jobs import selectors, services
+from jobs.api.errors import ApiError, not_found
+from jobs.api.validation import parse_create
+from jobs.catalog import CATALOG
+from jobs.models import Job, State
+from jobs.presenters import video_object
+from notifications.selectors import notification_dict, notifications_after
+
+MAX_PAGE = 100
+
+
+def _int_param(request: Request, name: str, default: int, *, low: int, high: int) -> int:
+    raw = request.query_params.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(f"'{name}' must be an integer.", param=name, code="invalid_type") from None
+    if not low <= value <= high:
+        raise ApiError(f"'{name}' must be between {low} and {high}.", param=name, code="invalid_value")
+    return value
+
+
+def _get_job(request: Request, video_id: str) -> Job:
+    job = selectors.video_get(user_id=request.user.pk, public_id=video_id)
+    if job is None:
+        raise not_found()
+    return job
+
+
+def _poll_headers(job: Job) -> dict[str, str]:
+    # The openai SDK's poll helpers read this to pace their polling.
+    return {} if job.is_terminal else {"openai-poll-after-ms": str(settings.VIDEOGEN["POLL_AFTER_MS"])}
+
+
+class VideosView(APIView):
+    def post(self, request: Request) -> Response:
+        submit = parse_create(request.data, request.FILES)
+        key = request.headers.get("Idempotency-Key") or None
+        if key is not None and len(key) > 255:
+            raise ApiError("'Idempotency-Key' must be at most 255 characters.", param="Idempotency-Key")
+        try:
+            job, created = services.job_submit(user_id=request.user.pk, request=submit, idempotency_key=key)
+        except services.IdempotencyMismatch:
+            raise ApiError(
+                "This Idempotency-Key was already used with a different request body.",
+                param="Idempotency-Key",
+                code="idempotency_key_reused",
+                status_code=422,
+            ) from None
+        headers = {"Idempotent-Replayed": "true"} if not created else {}
+        return Response(video_object(job), status=201 if created else 200, headers=headers | _poll_headers(job))
+
+    def get(self, request: Request) -> Response:
+        order = request.query_params.get("order", "desc")
+        if order not in ("asc", "desc"):
+            raise ApiError("'order' must be 'asc' or 'desc'.", param="order")
+        limit = _int_param(request, "limit", 20, low=1, high=MAX_PAGE)
+        after = request.query_params.get("after") or None
+        page = selectors.video_list(user_id=request.user.pk, after=after, limit=limit, order=order)
+        if page is None:
+            raise not_found(param="after")
+        rows, has_more = page
+        data = [video_object(job) for job in rows]
+        return Response(
+            {
+                "object": "list",
+                "data": data,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+                "has_more": has_more,
+            }
+        )
+
+
+class VideoDetailView(APIView):
+    def get(self, request: Request, video_id: str) -> Response:
+        job = _get_job(request, video_id)
+        return Response(video_object(job, queue_position=selectors.queue_position(job)), headers=_poll_headers(job))
+
+    def delete(self, request: Request, video_id: str) -> Response:
+        job = _get_job(request, video_id)
+        try:
+            services.job_delete(job_id=job.pk)
+        except services.NotTerminal:
+            raise ApiError(
+                f"Video {job.public_id} is still {job.public_status}; cancel it first "
+                f"(POST /v1/videos/{job.public_id}/cancel), then delete it.",
+                code="video_not_finished",
+                status_code=409,
+            ) from None
+        except Job.DoesNotExist:
+            raise not_found() from None
+        return Response({"id": job.public_id, "object": "video.deleted", "deleted": True})
+
+
+class VideoCancelView(APIView):
+    def post(self, request: Request, video_id: str) -> Response:
+        job = _get_job(request, video_id)
+        try:
+            job = services.job_cancel(job_id=job.pk, actor=f"user:{request.user.pk}")
+        except services.TransitionError:
+            raise ApiError(
+                f"Video {job.public_id} is already {job.public_status} and cannot be cancelled.",
+                code="video_already_finished",
+                status_code=409,
+            ) from None
+        return Response(video_object(job))
+
+
+VARIANTS = {"video": "video_key", "thumbnail": "thumbnail_key"}
+
+
+class VideoContentView(APIView):
+    def get(self, request: Request, video_id: str):
+        variant = request.query_params.get("variant", "video")
+        if variant not in VARIANTS:
+            raise ApiError("'variant' must be one of: video, thumbnail.", param="variant",
+                           code="invalid_value")
+        job = _get_job(request, video_id)
+        if job.state != State.SUCCEEDED:
+            raise ApiError(
+                f"Video {job.public_id} is {job.public_status}; content is available once it is completed.",
+                code="video_not_ready",
+                status_code=404,
+            )
+        key = getattr(job, VARIANTS[variant])
+        content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
+        suffix = key.rsplit(".", 1)[-1]
+        response = FileResponse(default_storage.open(key, "rb"), content_type=content_type)
+        response["Content-Disposition"] = f'inline; filename="{job.public_id}.{suffix}"'
+        return response
+
+
+class ModelsView(APIView):
+    def get(self, request: Request) -> Response:
+        data = [
+            {
+                "id": spec.name,
+                "object": "model",
+                "owned_by": "videogen",
+                "sizes": list(spec.sizes),
+                "seconds": [str(s) for s in spec.seconds],
+                "default_size": spec.default_size,
+                "default_seconds": str(spec.default_seconds),
+            }
+            for spec in CATALOG.values()
+        ]
+        return Response({"object": "list", "data": data})
+
+
+class NotificationsView(APIView):
+    def get(self, request: Request) -> Response:
+        after_seq = _int_param(request, "after_seq", 0, low=0, high=2**62)
+        limit = _int_param(request, "limit", 100, low=1, high=MAX_PAGE)
+        rows = notifications_after(user_id=request.user.pk, after_seq=after_seq, limit=limit + 1)
+        data = [notification_dict(n) for n in rows[:limit]]
+        return Response(
+            {
+                "object": "list",
+                "data": data,
+                "last_seq": data[-1]["seq"] if data else after_seq,
+                "has_more": len(rows) > limit,
+            }
+        )

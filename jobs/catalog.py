@@ -1,0 +1,48 @@
+"""The public model catalogue: what each model accepts. The API validates against it before anything is stored.
+
+The runner side (gpu_runner.registry) maps the same names to weights on disk; the domain core never
+imports torch or diffusers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    sizes: tuple[str, ...]
+    seconds: tuple[int, ...]
+    fps: int
+    default_size: str
+    default_seconds: int
+    supports_reference: bool = True
+
+    def frames_for(self, seconds: int) -> int:
+        # Wan generates 4k+1 frames: one key frame, then fps frames per second.
+        return seconds * self.fps + 1
+
+
+# Wan rounds height and width down to multiples of 16 and frames to 4k+1; every size and duration listed
+# here already satisfies that, so the clip is exactly what was asked for.
+CATALOG: dict[str, ModelSpec] = {
+    "wan-tiny": ModelSpec(
+        name="wan-tiny",
+        sizes=("128x128", "256x144", "144x256", "256x256", "832x480", "480x832"),
+        seconds=(4, 8, 12),
+        fps=4,
+        default_size="128x128",
+        default_seconds=4,
+    ),
+}
+
+
+def default_model() -> str:
+    return settings.VIDEOGEN["DEFAULT_MODEL"]
+
+
+def get_spec(name: str) -> ModelSpec | None:
+    return CATALOG.get(name)

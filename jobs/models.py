@@ -1,0 +1,190 @@
+"""The job domain: the state machine (one transition table), jobs, their audit events, API keys, runners."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+class State(models.TextChoices):
+    PENDING = "pending"
+    QUEUED = "queued"
+    DISPATCHED = "dispatched"
+    RUNNING = "running"
+    REVIEWING = "reviewing"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+
+
+S = State
+TERMINAL: frozenset[str] = frozenset({S.SUCCEEDED, S.FAILED, S.REJECTED, S.CANCELLED})
+
+# The one transition table (DESIGN §2). Nothing assigns Job.state except jobs.services._transition.
+TRANSITIONS: dict[str, frozenset[str]] = {
+    S.PENDING: frozenset({S.QUEUED, S.REJECTED, S.CANCELLED}),
+    S.QUEUED: frozenset({S.DISPATCHED, S.CANCELLED}),
+    # dispatched -> queued: the dispatch expired unclaimed (the reaper re-queues it).
+    S.DISPATCHED: frozenset({S.RUNNING, S.QUEUED, S.FAILED, S.CANCELLED}),
+    S.RUNNING: frozenset({S.REVIEWING, S.QUEUED, S.FAILED, S.CANCELLED}),
+    S.REVIEWING: frozenset({S.SUCCEEDED, S.REJECTED, S.CANCELLED}),
+    S.SUCCEEDED: frozenset(),
+    S.FAILED: frozenset(),
+    S.REJECTED: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+# Internal state -> public OpenAI-compatible status.
+PUBLIC_STATUS: dict[str, str] = {
+    S.PENDING: "queued",
+    S.QUEUED: "queued",
+    S.DISPATCHED: "queued",
+    S.RUNNING: "in_progress",
+    S.REVIEWING: "in_progress",
+    S.SUCCEEDED: "completed",
+    S.FAILED: "failed",
+    S.REJECTED: "failed",
+    S.CANCELLED: "cancelled",
+}
+
+
+def is_terminal(state: str) -> bool:
+    return state in TERMINAL
+
+
+def can_transition(from_state: str, to_state: str) -> bool:
+    return to_state in TRANSITIONS.get(from_state, frozenset())
+
+
+class Tier(models.TextChoices):
+    FREE = "free"
+    PAID = "paid"
+
+
+class Account(models.Model):
+    """Per-user platform settings (tier)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account")
+    tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.FREE)
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.tier})"
+
+
+class ApiKey(models.Model):
+    """A bearer key; only its SHA-256 is stored, the prefix helps people tell keys apart."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    prefix = models.CharField(max_length=16)
+    key_hash = models.CharField(max_length=64, unique=True)
+    name = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.prefix}… ({self.user})"
+
+
+def new_public_id() -> str:
+    return "video_" + secrets.token_hex(12)
+
+
+class Job(models.Model):
+    public_id = models.CharField(max_length=40, unique=True, default=new_public_id, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_index=True)
+
+    # What was asked for.
+    model = models.CharField(max_length=64)
+    prompt = models.TextField()
+    seconds = models.PositiveSmallIntegerField()
+    width = models.PositiveSmallIntegerField()
+    height = models.PositiveSmallIntegerField()
+    seed = models.BigIntegerField()
+    reference_key = models.CharField(max_length=255, blank=True)
+    idempotency_key = models.CharField(max_length=255, null=True, blank=True)
+    request_hash = models.CharField(max_length=64, blank=True)
+
+    # Execution: attempt is the fencing token, incremented by every claim.
+    attempt = models.PositiveIntegerField(default=0)
+    runner_id = models.CharField(max_length=200, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    not_before = models.DateTimeField(null=True, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+
+    # Outcome.
+    video_key = models.CharField(max_length=255, blank=True)
+    thumbnail_key = models.CharField(max_length=255, blank=True)
+    error_code = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # A user's own list, newest first (cursor = pk).
+            models.Index(fields=["user", "-id"], name="job_user_id_idx"),
+            # The dispatcher's scan of runnable work and the reaper's scan of leases.
+            models.Index(fields=["state", "not_before", "id"], name="job_state_nb_idx"),
+            models.Index(fields=["state", "lease_expires_at"], name="job_state_lease_idx"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False),
+                name="job_user_idempotency_key_uniq",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} [{self.state}]"
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+    @property
+    def public_status(self) -> str:
+        return PUBLIC_STATUS[self.state]
+
+    @property
+    def is_terminal(self) -> bool:
+        return is_terminal(self.state)
+
+
+class JobEvent(models.Model):
+    """Append-only audit row written by every transition, in the transition's transaction."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="events")
+    from_state = models.CharField(max_length=16, blank=True)
+    to_state = models.CharField(max_length=16)
+    reason = models.CharField(max_length=500, blank=True)
+    actor = models.CharField(max_length=200)
+    attempt = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.from_state or '∅'} → {self.to_state} ({self.reason})"
+
+
+class Runner(models.Model):
+    """A GPU slot provider (one django-q2 gpu worker). Capacity counts only runners seen within the TTL."""
+
+    name = models.CharField(max_length=200, unique=True)
+    slots = models.PositiveSmallIntegerField(default=1)
+    model_names = models.JSONField(default=list)
+    started_at = models.DateTimeField()
+    last_seen_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.name

@@ -1,0 +1,455 @@
+"""Every write of the job domain. Each state change goes through `_transition`.
+
+Rules (DESIGN §2): a transition locks the job row, checks the table, updates conditionally on
+(id, state, attempt), writes a JobEvent and the notification rows it causes, all in one transaction.
+Side effects outside the database (GPU, storage, HTTP) never run inside it. Times that fence (leases,
+backoff) come from the database clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.db.models import Count, ExpressionWrapper, F, Max, Min, Q, Sum
+from django.db.models.fields import DateTimeField
+from django.db.models.functions import Coalesce, Now
+
+from jobs import queueing
+from jobs.models import PUBLIC_STATUS, Job, JobEvent, Runner, State, can_transition
+from jobs.presenters import video_object
+from moderation import policy
+from moderation.models import ModerationDecision, Stage, Verdict
+from notifications.services import notification_create
+
+log = logging.getLogger(__name__)
+S = State
+
+
+class TransitionError(Exception):
+    """The transition table forbids this change."""
+
+
+class LostJob(Exception):
+    """Fencing: the job moved on (another attempt, cancel, reaper); the caller must stop."""
+
+
+class IdempotencyMismatch(Exception):
+    """The Idempotency-Key was used before with a different request body."""
+
+
+class NotTerminal(Exception):
+    """Only finished jobs can be deleted."""
+
+
+def _cfg(name: str):
+    return settings.VIDEOGEN[name]
+
+
+def db_now_plus(seconds: float) -> ExpressionWrapper:
+    return ExpressionWrapper(Now() + timedelta(seconds=seconds), output_field=DateTimeField())
+
+
+# --- the one place state changes ------------------------------------------------------------------
+
+
+def _event_for(from_state: str, to_state: str) -> str | None:
+    """The notification a user cares about: a change of public status."""
+    before, after = PUBLIC_STATUS[from_state], PUBLIC_STATUS[to_state]
+    return None if before == after else f"video.{after}"
+
+
+def _transition(job: Job, to: str, *, reason: str, actor: str, **fields: object) -> Job:
+    """Move a job the caller has locked (select_for_update, same transaction) to `to`."""
+    if not can_transition(job.state, to):
+        raise TransitionError(f"{job.state} -> {to} is not allowed")
+    from_state = job.state
+    # The conditional UPDATE is the fence on every database (select_for_update is a no-op on SQLite).
+    updated = Job.objects.filter(pk=job.pk, state=from_state, attempt=job.attempt).update(state=to, **fields)
+    if updated != 1:
+        raise LostJob(f"job {job.pk} changed under us")
+    job.refresh_from_db()
+    JobEvent.objects.create(
+        job_id=job.pk, from_state=from_state, to_state=to, reason=reason[:500], actor=actor, attempt=job.attempt
+    )
+    event = _event_for(from_state, to)
+    if event:
+        notification_create(user_id=job.user_id, job_id=job.pk, event=event, payload=video_object(job))
+    return job
+
+
+def _locked(job_id: int) -> Job | None:
+    return Job.objects.select_for_update().filter(pk=job_id).first()
+
+
+# --- submission -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    prompt: str
+    model: str
+    seconds: int
+    width: int
+    height: int
+    reference_png: bytes | None
+    request_hash: str
+
+
+def job_submit(*, user_id: int, request: SubmitRequest, idempotency_key: str | None) -> tuple[Job, bool]:
+    """Accept a job at once; returns (job, created). Moderation and everything after run elsewhere."""
+    if idempotency_key:
+        existing = Job.objects.filter(user_id=user_id, idempotency_key=idempotency_key).first()
+        if existing is not None:
+            return _idempotent_replay(existing, request), False
+    job = Job(
+        user_id=user_id,
+        prompt=request.prompt,
+        model=request.model,
+        seconds=request.seconds,
+        width=request.width,
+        height=request.height,
+        seed=secrets.randbelow(2**31),
+        idempotency_key=idempotency_key or None,
+        request_hash=request.request_hash,
+    )
+    if request.reference_png is not None:
+        job.reference_key = default_storage.save(
+            f"references/{job.public_id}.png", ContentFile(request.reference_png)
+        )
+    try:
+        with transaction.atomic():
+            job.save(force_insert=True)
+            JobEvent.objects.create(
+                job_id=job.pk, from_state="", to_state=S.PENDING, reason="submitted", actor=f"user:{user_id}"
+                , attempt=0
+            )
+            queueing.enqueue_cpu("jobs.tasks.moderate_input", job.pk)
+    except IntegrityError:
+        # A concurrent request with the same Idempotency-Key won the insert.
+        if job.reference_key:
+            default_storage.delete(job.reference_key)
+        existing = Job.objects.filter(user_id=user_id, idempotency_key=idempotency_key).first()
+        if existing is None:
+            raise
+        return _idempotent_replay(existing, request), False
+    return job, True
+
+
+def _idempotent_replay(existing: Job, request: SubmitRequest) -> Job:
+    if existing.request_hash != request.request_hash:
+        raise IdempotencyMismatch()
+    return existing
+
+
+# --- moderation stages (cpu workers) --------------------------------------------------------------
+
+
+def _record_decision(job: Job, stage: str, decision: policy.Decision) -> None:
+    ModerationDecision.objects.create(
+        job_id=job.pk,
+        stage=stage,
+        verdict=Verdict.ALLOW if decision.allowed else Verdict.BLOCK,
+        policy=decision.policy,
+        reasons=decision.reasons,
+    )
+
+
+def job_moderate_input(*, job_id: int) -> str | None:
+    """pending -> queued | rejected. Idempotent: a duplicate message finds the job moved on."""
+    job = Job.objects.filter(pk=job_id, state=S.PENDING).first()
+    if job is None:
+        return None
+    decision = policy.check_prompt(job.prompt)  # outside the transaction: a classifier may be slow
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job is None or job.state != S.PENDING:
+            return None
+        _record_decision(job, Stage.INPUT, decision)
+        if decision.allowed:
+            _transition(job, S.QUEUED, reason="input moderation passed", actor="moderation")
+        else:
+            _transition(
+                job,
+                S.REJECTED,
+                reason="input moderation blocked",
+                actor="moderation",
+                error_code="moderation_blocked",
+                error_message="The prompt was blocked by the content policy.",
+                completed_at=Now(),
+            )
+        return job.state
+
+
+def job_review_output(*, job_id: int) -> str | None:
+    """reviewing -> succeeded | rejected, after the policy has looked at frames of the stored clip."""
+    job = Job.objects.filter(pk=job_id, state=S.REVIEWING).first()
+    if job is None:
+        return None
+    # Reading and decoding the clip happen before the transition's transaction opens.
+    with default_storage.open(job.video_key, "rb") as fh:
+        decision = policy.check_video(fh.read())
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job is None or job.state != S.REVIEWING:
+            return None
+        _record_decision(job, Stage.OUTPUT, decision)
+        if decision.allowed:
+            _transition(job, S.SUCCEEDED, reason="output moderation passed", actor="moderation",
+                        completed_at=Now(), progress=100)
+        else:
+            _transition(
+                job,
+                S.REJECTED,
+                reason="output moderation blocked: " + "; ".join(decision.reasons),
+                actor="moderation",
+                error_code="moderation_blocked",
+                error_message="The generated video was blocked by the content policy.",
+                completed_at=Now(),
+            )
+        return job.state
+
+
+# --- user and staff actions -----------------------------------------------------------------------
+
+
+def job_cancel(*, job_id: int, actor: str) -> Job:
+    """Any non-terminal job -> cancelled. A running runner notices at its next heartbeat and stops."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job is None:
+            raise Job.DoesNotExist
+        return _transition(job, S.CANCELLED, reason="cancelled", actor=actor, completed_at=Now(),
+                           lease_expires_at=None)
+
+
+def job_delete(*, job_id: int) -> Job:
+    """Hide a finished job and remove its files. Not a state change: the audit trail stays."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job is None or job.deleted_at is not None:
+            raise Job.DoesNotExist
+        if not job.is_terminal:
+            raise NotTerminal()
+        Job.objects.filter(pk=job.pk).update(deleted_at=Now())
+    for key in (job.video_key, job.thumbnail_key, job.reference_key):
+        if key:
+            default_storage.delete(key)
+    return job
+
+
+# --- runner side (gpu_runner calls these and nothing else) ----------------------------------------
+
+
+def job_claim(*, job_id: int, runner: str) -> Job | None:
+    """dispatched -> running; the compare-and-set that increments attempt. None: not ours to run.
+
+    The returned job carries the new `attempt`: the fencing token for every later write of this runner.
+    """
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job is None or job.state != S.DISPATCHED:
+            return None
+        job = _transition(
+            job,
+            S.RUNNING,
+            reason="claimed",
+            actor=f"runner:{runner}",
+            attempt=F("attempt") + 1,
+            runner_id=runner,
+            progress=0,
+            lease_expires_at=db_now_plus(_cfg("LEASE_SECONDS")),
+            started_at=Coalesce(F("started_at"), Now()),
+        )
+        return job
+
+
+def job_heartbeat(*, job_id: int, attempt: int, progress: int | None = None) -> bool:
+    """Renew the lease (and record progress). False: the runner lost the job and must stop."""
+    fields: dict[str, object] = {"lease_expires_at": db_now_plus(_cfg("LEASE_SECONDS"))}
+    if progress is not None:
+        fields["progress"] = max(0, min(99, progress))
+    return Job.objects.filter(pk=job_id, attempt=attempt, state=S.RUNNING).update(**fields) == 1
+
+
+def job_complete(*, job_id: int, attempt: int, video_key: str, thumbnail_key: str) -> bool:
+    """running -> reviewing with the stored clip; queues output moderation. False: fenced out."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job is None or job.state != S.RUNNING or job.attempt != attempt:
+            return False
+        _transition(
+            job,
+            S.REVIEWING,
+            reason="frames generated",
+            actor=f"runner:{job.runner_id}",
+            video_key=video_key,
+            thumbnail_key=thumbnail_key,
+            progress=99,
+            lease_expires_at=None,
+        )
+        queueing.enqueue_cpu("jobs.tasks.review_output", job.pk)
+        return True
+
+
+def job_fail_attempt(*, job_id: int, attempt: int, error_code: str, message: str, retryable: bool) -> bool:
+    """The runner's attempt failed: retry with backoff, or fail for good. False: fenced out."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job is None or job.state != S.RUNNING or job.attempt != attempt:
+            return False
+        _retry_or_fail(job, error_code=error_code, message=message, retryable=retryable,
+                       actor=f"runner:{job.runner_id}")
+        return True
+
+
+def _retry_or_fail(job: Job, *, error_code: str, message: str, retryable: bool, actor: str) -> None:
+    if job.state == S.DISPATCHED:
+        # Never claimed: the message was lost or no worker took it. Attempts count at claim, so requeue.
+        _transition(job, S.QUEUED, reason=f"dispatch expired: {message}", actor=actor, lease_expires_at=None)
+        return
+    if retryable and job.attempt < _cfg("MAX_ATTEMPTS"):
+        backoff = _cfg("RETRY_BACKOFF_SECONDS") * (2 ** (job.attempt - 1))
+        _transition(
+            job,
+            S.QUEUED,
+            reason=f"attempt {job.attempt} failed ({error_code}): {message}; retry in {backoff:.0f}s",
+            actor=actor,
+            lease_expires_at=None,
+            not_before=db_now_plus(backoff),
+            progress=0,
+            error_code=error_code,  # the last error stays visible while it waits
+            error_message=message[:2000],
+        )
+    else:
+        _transition(
+            job,
+            S.FAILED,
+            reason=f"attempt {job.attempt} failed ({error_code}): {message}",
+            actor=actor,
+            lease_expires_at=None,
+            completed_at=Now(),
+            error_code=error_code,
+            error_message=message[:2000],
+        )
+
+
+def runner_heartbeat(*, name: str, slots: int, model_names: list[str]) -> None:
+    updated = Runner.objects.filter(name=name).update(slots=slots, model_names=model_names, last_seen_at=Now())
+    if not updated:
+        Runner.objects.update_or_create(
+            name=name,
+            defaults={"slots": slots, "model_names": model_names, "started_at": Now(), "last_seen_at": Now()},
+        )
+
+
+def runner_stopped(*, name: str) -> None:
+    Runner.objects.filter(name=name).delete()
+
+
+# --- the dispatcher -------------------------------------------------------------------------------
+
+
+def live_slots() -> int:
+    ttl = _cfg("RUNNER_TTL_SECONDS")
+    total = Runner.objects.filter(last_seen_at__gte=db_now_plus(-ttl)).aggregate(n=Sum("slots"))["n"]
+    return total or 0
+
+
+def free_slots() -> int:
+    busy = Job.objects.filter(state__in=(S.DISPATCHED, S.RUNNING)).count()
+    return live_slots() - busy
+
+
+def _runnable() -> Q:
+    return Q(state=S.QUEUED) & (Q(not_before__isnull=True) | Q(not_before__lte=Now()))
+
+
+def _next_round(limit: int) -> list[int]:
+    """One job per user, users least recently served first (round-robin), at most `limit` jobs."""
+    heads = dict(
+        Job.objects.filter(_runnable()).values("user_id").annotate(first=Min("id")).values_list("user_id", "first")
+    )
+    if not heads:
+        return []
+    served = dict(
+        Job.objects.filter(user_id__in=heads.keys(), dispatched_at__isnull=False)
+        .values("user_id")
+        .annotate(last=Max("dispatched_at"))
+        .values_list("user_id", "last")
+    )
+    # Never-served users first, then the longest-waiting; ties by their oldest job.
+    def key(user_id: int) -> tuple[int, float, int]:
+        last = served.get(user_id)
+        return (0, 0.0, heads[user_id]) if last is None else (1, last.timestamp(), heads[user_id])
+
+    order = sorted(heads, key=key)
+    return [heads[u] for u in order[:limit]]
+
+
+def _dispatch_job(job_id: int) -> bool:
+    with transaction.atomic():
+        job = Job.objects.select_for_update(skip_locked=True).filter(pk=job_id).filter(_runnable()).first()
+        if job is None:
+            return False
+        _transition(
+            job,
+            S.DISPATCHED,
+            reason="slot free",
+            actor="dispatcher",
+            dispatched_at=Now(),
+            lease_expires_at=db_now_plus(_cfg("DISPATCH_TIMEOUT_SECONDS")),
+        )
+        # "Try to claim job X": duplicates and losses are harmless, the claim is the guard.
+        queueing.enqueue_gpu("gpu_runner.tasks.run_job", job.pk)
+        return True
+
+
+def dispatch_once() -> int:
+    """Bind queued jobs to free runner slots, round-robin across users. Returns jobs dispatched."""
+    free = free_slots()
+    dispatched = 0
+    while free > 0:
+        picked = _next_round(free)
+        if not picked:
+            break
+        for job_id in picked:
+            if _dispatch_job(job_id):
+                dispatched += 1
+                free -= 1
+    return dispatched
+
+
+def reap_expired(batch: int = 100) -> int:
+    """Dispatched or running jobs whose lease ran out (database clock): retry with backoff or fail."""
+    expired = Job.objects.filter(state__in=(S.DISPATCHED, S.RUNNING), lease_expires_at__lt=Now())
+    reaped = 0
+    for job_id in expired.values_list("pk", flat=True)[:batch]:
+        with transaction.atomic():
+            job = (
+                Job.objects.select_for_update(skip_locked=True)
+                .filter(pk=job_id, state__in=(S.DISPATCHED, S.RUNNING), lease_expires_at__lt=Now())
+                .first()
+            )
+            if job is None:
+                continue
+            _retry_or_fail(
+                job,
+                error_code="lease_expired",
+                message="the runner stopped reporting (lease expired)",
+                retryable=True,
+                actor="reaper",
+            )
+            reaped += 1
+    return reaped
+
+
+def queue_stats() -> dict[str, int]:
+    counts = dict(Job.objects.values("state").annotate(n=Count("id")).values_list("state", "n"))
+    return {state: counts.get(state, 0) for state in S.values}

@@ -1,0 +1,13 @@
+"""cpu-worker tasks: they take ids, are idempotent, and call services."""
+
+from __future__ import annotations
+
+from jobs import services
+
+
+def moderate_input(job_id: int) -> str | None:
+    return services.job_moderate_input(job_id=job_id)
+
+
+def review_output(job_id: int) -> str | None:
+    return services.job_review_output(job_id=job_id)

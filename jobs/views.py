@@ -1,0 +1,28 @@
+"""HTML pages: thin, the page itself talks to the same /v1 API with the session."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.csrf import ensure_csrf_cookie
+
+from jobs.catalog import CATALOG, default_model
+from notifications.models import NotificationCounter
+
+
+@login_required
+@ensure_csrf_cookie
+def index(request: HttpRequest) -> HttpResponse:
+    spec = CATALOG[default_model()]
+    # The page lists current state, then follows the notification log from here on.
+    last_seq = NotificationCounter.objects.filter(user=request.user).values_list("last_seq", flat=True).first()
+    context = {"spec": spec, "models": list(CATALOG), "last_seq": last_seq or 0}
+    return render(request, "index.html", context)
+
+
+def healthz(request: HttpRequest) -> JsonResponse:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return JsonResponse({"status": "ok"})

@@ -1,0 +1,11 @@
+from django.contrib import admin
+
+from moderation.models import ModerationDecision
+
+
+@admin.register(ModerationDecision)
+class ModerationDecisionAdmin(admin.ModelAdmin):
+    list_display = ("job", "stage", "verdict", "policy", "created_at")
+    list_filter = ("stage", "verdict", "policy")
+    search_fields = ("job__public_id",)
+    readonly_fields = ("job", "stage", "verdict", "policy", "reasons", "created_at")

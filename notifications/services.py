@@ -1,0 +1,52 @@
+"""Writes of the notification log. Called by jobs.services inside a transition's transaction."""
+
+from __future__ import annotations
+
+import logging
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import IntegrityError, connection, transaction
+from django.db.models import F
+
+from notifications.models import Notification, NotificationCounter
+
+log = logging.getLogger(__name__)
+
+
+def user_group(user_id: int) -> str:
+    return f"notify.{user_id}"
+
+
+def _next_seq(user_id: int) -> int:
+    # The UPDATE takes the counter's row lock until commit: concurrent writers for one user queue up.
+    if NotificationCounter.objects.filter(user_id=user_id).update(last_seq=F("last_seq") + 1) == 0:
+        try:
+            with transaction.atomic():
+                NotificationCounter.objects.create(user_id=user_id, last_seq=1)
+                return 1
+        except IntegrityError:  # another transaction created it first
+            NotificationCounter.objects.filter(user_id=user_id).update(last_seq=F("last_seq") + 1)
+    return NotificationCounter.objects.values_list("last_seq", flat=True).get(user_id=user_id)
+
+
+def notification_create(*, user_id: int, job_id: int | None, event: str, payload: dict) -> Notification | None:
+    """Append a notification; returns None when this (job, event) was already notified."""
+    assert connection.in_atomic_block, "notifications are written in the transaction of their change"
+    if job_id is not None and Notification.objects.filter(job_id=job_id, event=event).exists():
+        return None
+    seq = _next_seq(user_id)
+    note = Notification.objects.create(user_id=user_id, seq=seq, job_id=job_id, event=event, payload=payload)
+    transaction.on_commit(lambda: push_hint(user_id=user_id, seq=seq))
+    return note
+
+
+def push_hint(*, user_id: int, seq: int) -> None:
+    """Tell live sockets that a row exists. A hint only: lost hints are covered by resume and resync."""
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    try:
+        async_to_sync(layer.group_send)(user_group(user_id), {"type": "notify.hint", "seq": seq})
+    except Exception:  # the log is the truth; a failed push must never fail the write that caused it
+        log.warning("push hint failed for user %s seq %s", user_id, seq, exc_info=True)

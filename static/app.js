@@ -1,0 +1,138 @@
+// The generations page: lists the user's videos, submits new ones, and follows the notification log
+// over /ws/events (resuming from the last seq seen) so every card updates without a reload.
+(function () {
+  "use strict";
+  const list = document.getElementById("videos");
+  const empty = document.getElementById("empty");
+  const live = document.getElementById("live");
+  const form = document.getElementById("create-form");
+  const formError = document.getElementById("form-error");
+  const videos = new Map(); // id -> latest video object
+  let lastSeq = window.VIDEOGEN.lastSeq || 0;
+
+  function csrf() {
+    const m = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
+    return m ? decodeURIComponent(m[1]) : "";
+  }
+
+  async function api(path, options = {}) {
+    const headers = Object.assign({"X-CSRFToken": csrf()}, options.headers || {});
+    const resp = await fetch("/v1" + path, Object.assign({credentials: "same-origin"}, options, {headers}));
+    const body = resp.headers.get("content-type")?.includes("json") ? await resp.json() : null;
+    if (!resp.ok) throw new Error(body?.error?.message || resp.statusText);
+    return body;
+  }
+
+  function el(tag, attrs = {}, text) {
+    const node = document.createElement(tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function render(video) {
+    videos.set(video.id, video);
+    let card = document.getElementById(video.id);
+    if (!card) {
+      card = el("li", {id: video.id, class: "video card"});
+      list.prepend(card);
+    }
+    card.dataset.status = video.status;
+    card.replaceChildren();
+    const head = el("div", {class: "head"});
+    head.append(el("span", {class: "status " + video.status}, video.status.replace("_", " ")));
+    head.append(el("span", {class: "meta"}, `${video.model} · ${video.size} · ${video.seconds}s`));
+    card.append(head);
+    card.append(el("p", {class: "prompt"}, video.prompt));
+    if (video.status === "queued" || video.status === "in_progress") {
+      const bar = el("progress", {max: "100", value: String(video.progress || 0)});
+      card.append(bar);
+      const extra = video.queue_position ? ` · position ${video.queue_position} in queue` : "";
+      card.append(el("span", {class: "muted"}, `${video.progress || 0}%${extra}`));
+      const cancel = el("button", {class: "link cancel"}, "Cancel");
+      cancel.onclick = () => act(video.id, "/cancel", "POST");
+      card.append(cancel);
+    } else if (video.status === "completed") {
+      const player = el("video", {controls: "", loop: "", muted: "", playsinline: "",
+        src: `/v1/videos/${video.id}/content`, poster: `/v1/videos/${video.id}/content?variant=thumbnail`});
+      card.append(player);
+      card.append(el("a", {href: `/v1/videos/${video.id}/content`, download: `${video.id}.mp4`}, "Download"));
+    } else if (video.status === "failed" && video.error) {
+      card.append(el("p", {class: "error"}, `${video.error.code}: ${video.error.message}`));
+    }
+    if (["completed", "failed", "cancelled"].includes(video.status)) {
+      const del = el("button", {class: "link delete"}, "Delete");
+      del.onclick = () => act(video.id, "", "DELETE");
+      card.append(del);
+    }
+    empty.hidden = videos.size > 0;
+  }
+
+  async function act(id, suffix, method) {
+    try {
+      const body = await api(`/videos/${id}${suffix}`, {method});
+      if (body.deleted) {
+        videos.delete(id);
+        document.getElementById(id)?.remove();
+        empty.hidden = videos.size > 0;
+      } else {
+        render(body);
+      }
+    } catch (err) {
+      alert(err.message);
+    }
+  }
+
+  async function refresh(id) {
+    try { render(await api(`/videos/${id}`)); } catch (err) { /* deleted meanwhile */ }
+  }
+
+  async function loadAll() {
+    const page = await api("/videos?limit=100&order=asc");
+    page.data.forEach(render);
+    empty.hidden = videos.size > 0;
+  }
+
+  // Progress is not a notification (it changes every step): poll only the cards still moving.
+  setInterval(() => {
+    for (const v of videos.values()) {
+      if (v.status === "queued" || v.status === "in_progress") refresh(v.id);
+    }
+  }, 1000);
+
+  function connect() {
+    const proto = location.protocol === "https:" ? "wss" : "ws";
+    const ws = new WebSocket(`${proto}://${location.host}/ws/events?last_seq=${lastSeq}`);
+    ws.onopen = () => { live.textContent = "live"; live.classList.add("on"); };
+    ws.onmessage = (msg) => {
+      const data = JSON.parse(msg.data);
+      if (data.type !== "notification" || data.seq <= lastSeq) return; // dedupe by seq
+      lastSeq = data.seq;
+      if (data.data && data.data.id) render(data.data);
+    };
+    ws.onclose = () => {
+      live.textContent = "reconnecting"; live.classList.remove("on");
+      setTimeout(connect, 1000); // resumes from lastSeq, so nothing is missed
+    };
+  }
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    formError.hidden = true;
+    const data = new FormData(form);
+    if (!data.get("input_reference")?.size) data.delete("input_reference");
+    const button = document.getElementById("submit");
+    button.disabled = true;
+    try {
+      render(await api("/videos", {method: "POST", body: data, headers: {"Idempotency-Key": crypto.randomUUID()}}));
+      form.reset();
+    } catch (err) {
+      formError.textContent = err.message;
+      formError.hidden = false;
+    } finally {
+      button.disabled = false;
+    }
+  });
+
+  loadAll().then(connect);
+})();

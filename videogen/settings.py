@@ -1,0 +1,226 @@
+"""One settings module, driven by environment variables.
+
+Defaults run the embedded profile (SQLite, ORM broker, in-memory channel layer, local files).
+Setting DATABASE_URL / REDIS_URL / STORAGE_* switches to the production profile; nothing else differs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dj_database_url
+
+from videogen.env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VIDEOGEN_VAR_DIR", str(BASE_DIR / "var")))
+
+SECRET_KEY = env_str("SECRET_KEY", "dev-insecure-change-me")
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "django_q",
+    "jobs",
+    "moderation",
+    "notifications",
+    "gpu_runner",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "videogen.urls"
+ASGI_APPLICATION = "videogen.asgi.application"
+WSGI_APPLICATION = None
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+# --- database -------------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    # Persistent connections: django-q2's broker opens one per call otherwise (DESIGN §8: 119 vs 2,200/s).
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=None, conn_health_checks=True)}
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": env_str("SQLITE_PATH", str(VAR_DIR / "videogen.sqlite3")),
+            # IMMEDIATE: a read lock can't be upgraded under WAL; without it 36-69% of writes fail (DESIGN §1).
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DATABASES["default"].setdefault("TEST", {})
+DATABASES["default"]["TEST"]["NAME"] = env_str("TEST_DATABASE_NAME") or None
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+EMBEDDED = DATABASES["default"]["ENGINE"].endswith("sqlite3")
+
+# --- redis: channel layer and cache ---------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+    }
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- storage (django-storages) --------------------------------------------------------------------
+MEDIA_ROOT = env_str("MEDIA_ROOT", str(VAR_DIR / "media"))
+MEDIA_URL = "/media/"
+STORAGE_BUCKET = env_str("STORAGE_BUCKET")
+if STORAGE_BUCKET:
+    _default_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": STORAGE_BUCKET,
+            "endpoint_url": env_str("STORAGE_ENDPOINT_URL") or None,
+            "access_key": env_str("STORAGE_ACCESS_KEY") or None,
+            "secret_key": env_str("STORAGE_SECRET_KEY") or None,
+            "region_name": env_str("STORAGE_REGION") or None,
+            "default_acl": None,
+            "file_overwrite": True,
+        },
+    }
+else:
+    _default_storage = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT},
+    }
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# --- auth and i18n --------------------------------------------------------------------------------
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+AUTH_PASSWORD_VALIDATORS: list[dict] = []
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+# --- API ------------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "jobs.api.auth.ApiKeyAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+# Largest request body we parse in memory (multipart with a reference image included).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 12 * 1024 * 1024)
+FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
+
+# --- the videogen domain --------------------------------------------------------------------------
+VIDEOGEN = {
+    "MODELS_DIR": env_str("MODELS_DIR", str(VAR_DIR / "models")),
+    "DEFAULT_MODEL": env_str("DEFAULT_MODEL", "wan-tiny"),
+    # Path of a real diffusers Wan 2.1 T2V checkout; registers the model "wan2.1-t2v-1.3b" when set.
+    "WAN_1_3B_PATH": env_str("WAN_1_3B_PATH"),
+    "PROMPT_MAX_CHARS": env_int("PROMPT_MAX_CHARS", 4000),
+    "REFERENCE_MAX_BYTES": env_int("REFERENCE_MAX_BYTES", 10 * 1024 * 1024),
+    "MAX_ATTEMPTS": env_int("JOB_MAX_ATTEMPTS", 3),
+    "RETRY_BACKOFF_SECONDS": env_float("JOB_RETRY_BACKOFF_SECONDS", 5.0),
+    "LEASE_SECONDS": env_float("JOB_LEASE_SECONDS", 30.0),
+    "DISPATCH_TIMEOUT_SECONDS": env_float("JOB_DISPATCH_TIMEOUT_SECONDS", 60.0),
+    "HEARTBEAT_SECONDS": env_float("JOB_HEARTBEAT_SECONDS", 2.0),
+    "RUNNER_HEARTBEAT_SECONDS": env_float("RUNNER_HEARTBEAT_SECONDS", 2.0),
+    "RUNNER_TTL_SECONDS": env_float("RUNNER_TTL_SECONDS", 10.0),
+    "DISPATCH_INTERVAL_SECONDS": env_float("DISPATCH_INTERVAL_SECONDS", 0.2),
+    "VIDEO_RETENTION_SECONDS": env_int("VIDEO_RETENTION_SECONDS", 7 * 24 * 3600),
+    "POLL_AFTER_MS": env_int("POLL_AFTER_MS", 500),
+    "NOTIFY_POLL_SECONDS": env_float("NOTIFY_POLL_SECONDS", 0.2),
+}
+
+# --- django-q2: cpu workers (default cluster) and gpu runners ("gpu") -----------------------------
+GPU_TASK_TIMEOUT = env_int("GPU_TASK_TIMEOUT", 3600)
+Q_CLUSTER = {
+    "name": "cpu",
+    "orm": "default",  # the enqueue commits or rolls back with the transaction that made it
+    "workers": env_int("CPU_WORKERS", 2),
+    "timeout": env_int("CPU_TASK_TIMEOUT", 300),
+    # retry must stay far above timeout + queue wait, or a task can run twice (DESIGN §8).
+    "retry": env_int("CPU_TASK_RETRY", 900),
+    "max_attempts": 1,
+    "ack_failures": True,
+    "queue_limit": 4,
+    "bulk": 1,
+    "poll": env_float("CPU_POLL_SECONDS", 0.1),
+    "catch_up": False,
+    "save_limit": 1000,
+    "label": "Django Q2",
+    "ALT_CLUSTERS": {
+        "gpu": {
+            "workers": env_int("GPU_WORKERS", 1),  # one worker per GPU
+            "timeout": GPU_TASK_TIMEOUT,
+            "retry": GPU_TASK_TIMEOUT * 2,
+            "queue_limit": 1,
+            "bulk": 1,
+            "poll": env_float("GPU_POLL_SECONDS", 0.05),  # an idle GPU should not wait 200 ms
+        }
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}
+
+# Extra blocked terms for the rules policy, comma separated.
+MODERATION_BLOCKED_TERMS = env_list("MODERATION_BLOCKED_TERMS", "")
+
+# Where the runner finds each model's diffusers directory: "name=path,name=path" (default MODELS_DIR/<name>).
+VIDEOGEN_MODEL_PATHS = env_list("MODEL_PATHS", "")

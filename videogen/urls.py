@@ -1,0 +1,28 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from jobs import views
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("healthz", views.healthz, name="healthz"),
+    path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("admin/", admin.site.urls),
+    path("v1/", include("jobs.api.urls")),
+]
+
+handler404 = "videogen.urls.not_found"
+handler500 = "jobs.api.errors.json_500"
+
+
+def not_found(request, exception=None):
+    # API clients get the OpenAI envelope; people get Django's page.
+    if request.path.startswith("/v1/"):
+        from jobs.api.errors import json_404  # noqa: PLC0415
+
+        return json_404(request, exception)
+    from django.views.defaults import page_not_found  # noqa: PLC0415
+
+    return page_not_found(request, exception)
