@@ -12,8 +12,8 @@ class GpuRunnerConfig(AppConfig):
     def ready(self) -> None:
         # Only workers of the gpu cluster offer slots; cpu workers and web processes never register.
         if os.environ.get("Q_CLUSTER_NAME") == "gpu":
-            from django_q.signals import post_spawn  # noqa: PLC0415
+            from django_q.signals import post_spawn
 
-            from gpu_runner.worker import on_worker_spawn  # noqa: PLC0415
+            from gpu_runner.worker import on_worker_spawn
 
             post_spawn.connect(on_worker_spawn, dispatch_uid="gpu_runner.worker")

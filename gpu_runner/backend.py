@@ -18,11 +18,11 @@ _load_lock = threading.Lock()
 
 
 def _pipeline(model: str):
-    from gpu_runner.pipeline import load_pipeline  # noqa: PLC0415  (torch is imported in workers only)
+    from gpu_runner.pipeline import load_pipeline
 
     entry = registry.get(model)
     if entry.builtin and not entry.path.exists():
-        from gpu_runner.tiny_model import build_tiny_wan  # noqa: PLC0415
+        from gpu_runner.tiny_model import build_tiny_wan
 
         build_tiny_wan(entry.path)
     with _load_lock:  # the heartbeat thread may be warming while the first job arrives
@@ -35,7 +35,7 @@ def warm(model: str) -> None:
 
 def generate(job: Job, on_step: Callable[[int, int], None]) -> tuple[np.ndarray, int]:
     """Frames (F, H, W, 3) uint8 and the clip's fps."""
-    from gpu_runner.pipeline import generate as run_pipeline  # noqa: PLC0415
+    from gpu_runner.pipeline import generate as run_pipeline
 
     spec = get_spec(job.model)
     if spec is None:

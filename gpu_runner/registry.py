@@ -30,8 +30,13 @@ def entries() -> dict[str, ModelEntry]:
     base = Path(settings.VIDEOGEN["MODELS_DIR"])
     overrides = _overrides()
     known = {
-        "wan-tiny": ModelEntry("wan-tiny", Path(overrides.get("wan-tiny", base / "wan-tiny")), steps=8,
-                               guidance_scale=5.0, builtin="wan-tiny" not in overrides),
+        "wan-tiny": ModelEntry(
+            "wan-tiny",
+            Path(overrides.get("wan-tiny", base / "wan-tiny")),
+            steps=8,
+            guidance_scale=5.0,
+            builtin="wan-tiny" not in overrides,
+        ),
     }
     return {name: entry for name, entry in known.items() if name in CATALOG}
 

@@ -80,7 +80,7 @@ def run_job(job_id: int) -> str:
             frames, fps = backend.generate(job, lease.on_step)
             if lease.lost.is_set():
                 raise JobLost()
-            from gpu_runner.video_io import encode_mp4, make_thumbnail  # noqa: PLC0415
+            from videogen.video_io import encode_mp4, make_thumbnail
 
             video = encode_mp4(frames, fps=fps)
             thumbnail = make_thumbnail(frames[0])

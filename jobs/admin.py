@@ -31,7 +31,17 @@ class ModerationDecisionInline(admin.TabularInline):
 
 @admin.register(Job)
 class JobAdmin(admin.ModelAdmin):
-    list_display = ("public_id", "user", "state", "model", "size", "seconds", "attempt", "progress", "created_at")
+    list_display = (
+        "public_id",
+        "user",
+        "state",
+        "model",
+        "size",
+        "seconds",
+        "attempt",
+        "progress",
+        "created_at",
+    )
     list_filter = ("state", "model")
     search_fields = ("public_id", "user__username", "user__email", "prompt")
     list_select_related = ("user",)

@@ -76,7 +76,12 @@ def _transition(job: Job, to: str, *, reason: str, actor: str, **fields: object)
         raise LostJob(f"job {job.pk} changed under us")
     job.refresh_from_db()
     JobEvent.objects.create(
-        job_id=job.pk, from_state=from_state, to_state=to, reason=reason[:500], actor=actor, attempt=job.attempt
+        job_id=job.pk,
+        from_state=from_state,
+        to_state=to,
+        reason=reason[:500],
+        actor=actor,
+        attempt=job.attempt,
     )
     event = _event_for(from_state, to)
     if event:
@@ -120,15 +125,17 @@ def job_submit(*, user_id: int, request: SubmitRequest, idempotency_key: str | N
         request_hash=request.request_hash,
     )
     if request.reference_png is not None:
-        job.reference_key = default_storage.save(
-            f"references/{job.public_id}.png", ContentFile(request.reference_png)
-        )
+        job.reference_key = default_storage.save(f"references/{job.public_id}.png", ContentFile(request.reference_png))
     try:
         with transaction.atomic():
             job.save(force_insert=True)
             JobEvent.objects.create(
-                job_id=job.pk, from_state="", to_state=S.PENDING, reason="submitted", actor=f"user:{user_id}"
-                , attempt=0
+                job_id=job.pk,
+                from_state="",
+                to_state=S.PENDING,
+                reason="submitted",
+                actor=f"user:{user_id}",
+                attempt=0,
             )
             queueing.enqueue_cpu("jobs.tasks.moderate_input", job.pk)
     except IntegrityError:
@@ -201,8 +208,14 @@ def job_review_output(*, job_id: int) -> str | None:
             return None
         _record_decision(job, Stage.OUTPUT, decision)
         if decision.allowed:
-            _transition(job, S.SUCCEEDED, reason="output moderation passed", actor="moderation",
-                        completed_at=Now(), progress=100)
+            _transition(
+                job,
+                S.SUCCEEDED,
+                reason="output moderation passed",
+                actor="moderation",
+                completed_at=Now(),
+                progress=100,
+            )
         else:
             _transition(
                 job,
@@ -225,8 +238,7 @@ def job_cancel(*, job_id: int, actor: str) -> Job:
         job = _locked(job_id)
         if job is None:
             raise Job.DoesNotExist
-        return _transition(job, S.CANCELLED, reason="cancelled", actor=actor, completed_at=Now(),
-                           lease_expires_at=None)
+        return _transition(job, S.CANCELLED, reason="cancelled", actor=actor, completed_at=Now(), lease_expires_at=None)
 
 
 def job_delete(*, job_id: int) -> Job:
@@ -304,8 +316,9 @@ def job_fail_attempt(*, job_id: int, attempt: int, error_code: str, message: str
         job = _locked(job_id)
         if job is None or job.state != S.RUNNING or job.attempt != attempt:
             return False
-        _retry_or_fail(job, error_code=error_code, message=message, retryable=retryable,
-                       actor=f"runner:{job.runner_id}")
+        _retry_or_fail(
+            job, error_code=error_code, message=message, retryable=retryable, actor=f"runner:{job.runner_id}"
+        )
         return True
 
 
@@ -384,6 +397,7 @@ def _next_round(limit: int) -> list[int]:
         .annotate(last=Max("dispatched_at"))
         .values_list("user_id", "last")
     )
+
     # Never-served users first, then the longest-waiting; ties by their oldest job.
     def key(user_id: int) -> tuple[int, float, int]:
         last = served.get(user_id)

@@ -45,7 +45,7 @@ def check_prompt(prompt: str) -> Decision:
 
 def check_video(data: bytes, sample: int = 8) -> Decision:
     """Output stage: decode up to `sample` frames of the stored clip and pass them to the frame hook."""
-    from videogen.video_io import decode_mp4  # noqa: PLC0415  (imports imageio lazily for web processes)
+    from videogen.video_io import decode_mp4
 
     try:
         frames = decode_mp4(data, max_frames=sample)

@@ -32,7 +32,8 @@ def _next_seq(user_id: int) -> int:
 
 def notification_create(*, user_id: int, job_id: int | None, event: str, payload: dict) -> Notification | None:
     """Append a notification; returns None when this (job, event) was already notified."""
-    assert connection.in_atomic_block, "notifications are written in the transaction of their change"
+    if not connection.in_atomic_block:
+        raise RuntimeError("a notification is written in the transaction of the change it reports")
     if job_id is not None and Notification.objects.filter(job_id=job_id, event=event).exists():
         return None
     seq = _next_seq(user_id)

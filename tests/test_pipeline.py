@@ -13,7 +13,7 @@ from PIL import Image
 
 from gpu_runner.pipeline import GenerationAborted, generate, load_pipeline
 from gpu_runner.tiny_model import build_tiny_wan
-from gpu_runner.video_io import decode_mp4, encode_mp4, make_thumbnail, probe_mp4
+from videogen.video_io import decode_mp4, encode_mp4, make_thumbnail, probe_mp4
 
 pytestmark = pytest.mark.pipeline
 

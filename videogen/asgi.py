@@ -6,23 +6,22 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+from django.core.asgi import get_asgi_application
 
 django_asgi = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from notifications.consumers import EventsConsumer, ApiKeyAuthMiddleware  # noqa: E402
+from notifications.consumers import ApiKeyAuthMiddleware, BrowserOriginValidator, EventsConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # Static files (admin CSS, the page's JS) are served by the web role itself: no extra server to run.
         "http": ASGIStaticFilesHandler(django_asgi),
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": BrowserOriginValidator(
             AuthMiddlewareStack(ApiKeyAuthMiddleware(URLRouter([path("ws/events", EventsConsumer.as_asgi())])))
         ),
     }

@@ -20,9 +20,9 @@ handler500 = "jobs.api.errors.json_500"
 def not_found(request, exception=None):
     # API clients get the OpenAI envelope; people get Django's page.
     if request.path.startswith("/v1/"):
-        from jobs.api.errors import json_404  # noqa: PLC0415
+        from jobs.api.errors import json_404
 
         return json_404(request, exception)
-    from django.views.defaults import page_not_found  # noqa: PLC0415
+    from django.views.defaults import page_not_found
 
     return page_not_found(request, exception)

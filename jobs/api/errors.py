@@ -20,7 +20,7 @@ class ApiError(exceptions.APIException):
         param: str | None = None,
         code: str | None = None,
         status_code: int = 400,
-        type: str = "invalid_request_error",  # noqa: A002  (the envelope's field name)
+        type: str = "invalid_request_error",
         headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
@@ -29,7 +29,7 @@ class ApiError(exceptions.APIException):
         self.headers = headers or {}
 
 
-def envelope(message: str, *, type: str, param: str | None = None, code: str | None = None) -> dict:  # noqa: A002
+def envelope(message: str, *, type: str, param: str | None = None, code: str | None = None) -> dict:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
@@ -45,12 +45,16 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, Http404):
         body, code = envelope("Not found.", type="invalid_request_error", code="not_found"), 404
     elif isinstance(exc, exceptions.ParseError):
-        body = envelope(f"Could not parse the request body: {exc.detail}", type="invalid_request_error",
-                        code="invalid_body")
+        body = envelope(
+            f"Could not parse the request body: {exc.detail}",
+            type="invalid_request_error",
+            code="invalid_body",
+        )
         code = 400
     elif isinstance(exc, exceptions.NotAuthenticated | exceptions.AuthenticationFailed):
         body = envelope(
-            str(exc.detail) if isinstance(exc, exceptions.AuthenticationFailed)
+            str(exc.detail)
+            if isinstance(exc, exceptions.AuthenticationFailed)
             else "You didn't provide an API key. Send it as 'Authorization: Bearer YOUR_KEY'.",
             type="invalid_request_error",
             code="invalid_api_key",

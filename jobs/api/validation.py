@@ -54,7 +54,9 @@ def parse_create(data, files) -> SubmitRequest:
     spec = get_spec(model) if isinstance(model, str) else None
     if spec is None:
         raise _bad(
-            f"Unknown model {model!r}. Supported models: {', '.join(sorted(CATALOG))}.", "model", "model_not_found"
+            f"Unknown model {model!r}. Supported models: {', '.join(sorted(CATALOG))}.",
+            "model",
+            "model_not_found",
         )
 
     raw_seconds = _single(data, "seconds")
@@ -62,7 +64,7 @@ def parse_create(data, files) -> SubmitRequest:
         seconds = spec.default_seconds
     else:
         try:
-            if isinstance(raw_seconds, bool) or isinstance(raw_seconds, float):
+            if isinstance(raw_seconds, bool | float):
                 raise ValueError
             seconds = int(str(raw_seconds).strip())
         except ValueError:
@@ -110,16 +112,22 @@ def _reference_bytes(data, files) -> bytes | None:
     max_bytes = settings.VIDEOGEN["REFERENCE_MAX_BYTES"]
     if isinstance(upload, UploadedFile):
         if upload.size > max_bytes:
-            raise _bad(f"'input_reference' is too large: at most {max_bytes} bytes.", "input_reference",
-                       "file_too_large")
+            raise _bad(
+                f"'input_reference' is too large: at most {max_bytes} bytes.",
+                "input_reference",
+                "file_too_large",
+            )
         return upload.read()
     value = _single(data, "input_reference")
     if value in (None, ""):
         return None
     image_url = value.get("image_url") if isinstance(value, dict) else None
     if isinstance(value, dict) and value.get("file_id"):
-        raise _bad("'input_reference.file_id' is not supported here; upload the image or send a data URL.",
-                   "input_reference", "unsupported_reference")
+        raise _bad(
+            "'input_reference.file_id' is not supported here; upload the image or send a data URL.",
+            "input_reference",
+            "unsupported_reference",
+        )
     if not isinstance(image_url, str) or not image_url.startswith("data:image/") or ";base64," not in image_url:
         raise _bad(
             "'input_reference' must be an uploaded image file or {'image_url': 'data:image/...;base64,...'} "
@@ -129,13 +137,11 @@ def _reference_bytes(data, files) -> bytes | None:
         )
     encoded = image_url.split(";base64,", 1)[1]
     if len(encoded) > max_bytes * 4 // 3 + 4:
-        raise _bad(f"'input_reference' is too large: at most {max_bytes} bytes.", "input_reference",
-                   "file_too_large")
+        raise _bad(f"'input_reference' is too large: at most {max_bytes} bytes.", "input_reference", "file_too_large")
     try:
         return base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise _bad("'input_reference' data URL is not valid base64.", "input_reference",
-                   "invalid_reference") from None
+        raise _bad("'input_reference' data URL is not valid base64.", "input_reference", "invalid_reference") from None
 
 
 def _reference(data, files, width: int, height: int, supported: bool, model: str) -> bytes | None:
@@ -161,5 +167,8 @@ def _reference(data, files, width: int, height: int, supported: bool, model: str
     except ApiError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError):
-        raise _bad("'input_reference' is not a readable image (PNG, JPEG or WebP).", "input_reference",
-                   "invalid_image") from None
+        raise _bad(
+            "'input_reference' is not a readable image (PNG, JPEG or WebP).",
+            "input_reference",
+            "invalid_image",
+        ) from None

@@ -129,8 +129,7 @@ class VideoContentView(APIView):
     def get(self, request: Request, video_id: str):
         variant = request.query_params.get("variant", "video")
         if variant not in VARIANTS:
-            raise ApiError("'variant' must be one of: video, thumbnail.", param="variant",
-                           code="invalid_value")
+            raise ApiError("'variant' must be one of: video, thumbnail.", param="variant", code="invalid_value")
         job = _get_job(request, video_id)
         if job.state != State.SUCCEEDED:
             raise ApiError(

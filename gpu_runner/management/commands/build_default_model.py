@@ -12,7 +12,7 @@ class Command(BaseCommand):
         parser.add_argument("--force", action="store_true", help="rebuild even if it exists")
 
     def handle(self, *args, force: bool = False, **options) -> None:
-        from gpu_runner.tiny_model import build_tiny_wan  # noqa: PLC0415  (imports torch)
+        from gpu_runner.tiny_model import build_tiny_wan
 
         for entry in registry.entries().values():
             if not entry.builtin:

@@ -1,0 +1,86 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from jobs.accounts import api_key_create, ensure_user
+from jobs.models import Job
+
+
+@pytest.fixture(autouse=True)
+def _media_root(tmp_path, settings):
+    # Each test writes its files (references, clips) into its own folder.
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path / "media")},
+        },
+    }
+    settings.MEDIA_ROOT = str(tmp_path / "media")
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir() -> Path:
+    from gpu_runner import registry
+    from gpu_runner.tiny_model import build_tiny_wan
+
+    path = registry.get("wan-tiny").path
+    if not path.exists():
+        build_tiny_wan(path)
+    return path
+
+
+@pytest.fixture
+def make_user(db):
+    counter = iter(range(1_000_000))
+
+    def make(name: str | None = None, tier: str = "free"):
+        user, _ = ensure_user(username=name or f"user{next(counter)}", tier=tier)
+        return user
+
+    return make
+
+
+@pytest.fixture
+def user(make_user):
+    return make_user("alice")
+
+
+@pytest.fixture
+def api_key(user) -> str:
+    return api_key_create(user_id=user.pk)
+
+
+@pytest.fixture
+def client_for(db):
+    def make(user) -> APIClient:
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {api_key_create(user_id=user.pk)}")
+        return client
+
+    return make
+
+
+@pytest.fixture
+def api(user, client_for) -> APIClient:
+    return client_for(user)
+
+
+@pytest.fixture
+def make_job(db, user):
+    """A job placed directly in a state (for state-machine tests); submission has its own tests."""
+
+    def make(state: str = "pending", owner=None, **fields) -> Job:
+        defaults = dict(model="wan-tiny", prompt="a calm lake", seconds=4, width=128, height=128, seed=7)
+        defaults.update(fields)
+        return Job.objects.create(user=owner or user, state=state, **defaults)
+
+    return make
+
+
+def pytest_collection_modifyitems(config, items):
+    # The long, real-process tests run last so quick failures show first.
+    items.sort(key=lambda item: 1 if item.get_closest_marker("e2e") else 0)

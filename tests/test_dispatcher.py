@@ -1,0 +1,82 @@
+"""Late binding onto live runner slots, round-robin across users, capacity from live runners only."""
+
+from __future__ import annotations
+
+import pytest
+from django_q.models import OrmQ
+
+from jobs import services
+from jobs.models import Job, Runner, State
+
+pytestmark = pytest.mark.django_db
+
+
+def test_nothing_is_dispatched_without_a_live_runner(make_job):
+    make_job("queued")
+    assert services.free_slots() == 0
+    assert services.dispatch_once() == 0
+    assert OrmQ.objects.count() == 0
+
+
+def test_dispatch_binds_only_as_many_jobs_as_free_slots(make_job):
+    jobs = [make_job("queued") for _ in range(3)]
+    services.runner_heartbeat(name="gpu-a", slots=1, model_names=["wan-tiny"])
+    services.runner_heartbeat(name="gpu-b", slots=1, model_names=["wan-tiny"])
+    assert services.dispatch_once() == 2
+    states = [Job.objects.get(pk=j.pk).state for j in jobs]
+    assert states == [State.DISPATCHED, State.DISPATCHED, State.QUEUED]
+    tasks = [t.task for t in OrmQ.objects.order_by("id")]
+    assert all(t["func"] == "gpu_runner.tasks.run_job" for t in tasks)
+    assert {q.key for q in OrmQ.objects.all()} == {"gpu"}
+    assert services.dispatch_once() == 0  # both slots busy now
+
+
+def test_stale_runners_offer_no_capacity(make_job):
+    make_job("queued")
+    services.runner_heartbeat(name="gpu-a", slots=2, model_names=["wan-tiny"])
+    Runner.objects.update(last_seen_at=services.db_now_plus(-3600))
+    assert services.live_slots() == 0
+    assert services.dispatch_once() == 0
+    services.runner_heartbeat(name="gpu-a", slots=2, model_names=["wan-tiny"])  # it came back
+    assert services.live_slots() == 2
+    assert services.dispatch_once() == 1
+
+
+def test_round_robin_across_users(make_job, make_user):
+    heavy, light, late = make_user("heavy"), make_user("light"), make_user("late")
+    heavy_jobs = [make_job("queued", owner=heavy) for _ in range(4)]
+    light_job = make_job("queued", owner=light)
+    late_job = make_job("queued", owner=late)
+    services.runner_heartbeat(name="gpu", slots=3, model_names=["wan-tiny"])
+    assert services.dispatch_once() == 3
+    dispatched = set(Job.objects.filter(state=State.DISPATCHED).values_list("pk", flat=True))
+    # One per user, not the three oldest (which are all heavy's).
+    assert dispatched == {heavy_jobs[0].pk, light_job.pk, late_job.pk}
+
+
+def test_least_recently_served_user_goes_first(make_job, make_user):
+    served, waiting = make_user("served"), make_user("waiting")
+    done = make_job("succeeded", owner=served)
+    Job.objects.filter(pk=done.pk).update(dispatched_at=services.db_now_plus(-5))
+    first = make_job("queued", owner=served)  # older job, but its user was served recently
+    second = make_job("queued", owner=waiting)
+    services.runner_heartbeat(name="gpu", slots=1, model_names=["wan-tiny"])
+    assert services.dispatch_once() == 1
+    assert Job.objects.get(pk=second.pk).state == State.DISPATCHED
+    assert Job.objects.get(pk=first.pk).state == State.QUEUED
+
+
+def test_cancelled_queued_job_is_never_dispatched(make_job):
+    job = make_job("queued")
+    services.job_cancel(job_id=job.pk, actor="user:1")
+    services.runner_heartbeat(name="gpu", slots=1, model_names=["wan-tiny"])
+    assert services.dispatch_once() == 0
+
+
+def test_dispatch_command_once(make_job, capsys):
+    from django.core.management import call_command
+
+    make_job("queued")
+    services.runner_heartbeat(name="gpu", slots=1, model_names=["wan-tiny"])
+    call_command("dispatch", "--once")
+    assert "dispatched 1" in capsys.readouterr().out

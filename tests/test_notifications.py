@@ -1,0 +1,116 @@
+"""The notification log: per-user seq in the transition's transaction, API and websocket delivery."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import transaction
+
+from jobs import services
+from jobs.models import Job, State
+from notifications.models import Notification
+from notifications.services import notification_create
+
+
+def _run_to_success(job: Job) -> None:
+    services.runner_heartbeat(name="r", slots=1, model_names=["wan-tiny"])
+    services.job_moderate_input(job_id=job.pk)
+    services.dispatch_once()
+    attempt = services.job_claim(job_id=job.pk, runner="r").attempt
+    services.job_complete(job_id=job.pk, attempt=attempt, video_key="v.mp4", thumbnail_key="v.webp")
+    with transaction.atomic():
+        services._transition(services._locked(job.pk), State.SUCCEEDED, reason="t", actor="t")
+
+
+@pytest.mark.django_db
+def test_lifecycle_writes_one_notification_per_public_change_with_increasing_seq(make_job, user, make_user):
+    a, b = make_job("pending"), make_job("pending")
+    other_job = make_job("pending", owner=make_user("zed"))
+    for job in (a, b, other_job):
+        _run_to_success(job)
+    mine = list(Notification.objects.filter(user=user).order_by("seq"))
+    assert [n.seq for n in mine] == [1, 2, 3, 4]
+    assert [(n.job_id, n.event) for n in mine] == [
+        (a.pk, "video.in_progress"),
+        (a.pk, "video.completed"),
+        (b.pk, "video.in_progress"),
+        (b.pk, "video.completed"),
+    ]
+    assert mine[-1].payload["status"] == "completed" and mine[-1].payload["id"] == b.public_id
+    assert list(Notification.objects.exclude(user=user).values_list("seq", flat=True)) == [1, 2]
+
+
+@pytest.mark.django_db
+def test_notification_rolls_back_with_its_transition(make_job):
+    job = make_job("queued")
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.job_cancel(job_id=job.pk, actor="t")
+        raise RuntimeError("the transaction fails after the transition")
+    assert Notification.objects.count() == 0
+    assert Job.objects.get(pk=job.pk).state == State.QUEUED
+
+
+@pytest.mark.django_db
+def test_at_most_one_notification_per_job_event(make_job, user):
+    job = make_job("running")
+    with transaction.atomic():
+        first = notification_create(user_id=user.pk, job_id=job.pk, event="video.completed", payload={})
+        second = notification_create(user_id=user.pk, job_id=job.pk, event="video.completed", payload={})
+    assert first is not None and second is None
+    assert Notification.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_notification_outside_a_transaction_is_refused(user):
+    with pytest.raises(RuntimeError):
+        notification_create(user_id=user.pk, job_id=None, event="x", payload={})
+
+
+@pytest.mark.django_db
+def test_api_after_seq(api, make_job):
+    for _ in range(3):
+        services.job_cancel(job_id=make_job("queued").pk, actor="t")
+    page = api.get("/v1/notifications?after_seq=1&limit=1").json()
+    assert [n["seq"] for n in page["data"]] == [2] and page["has_more"] is True and page["last_seq"] == 2
+    page = api.get("/v1/notifications?after_seq=2").json()
+    assert [n["seq"] for n in page["data"]] == [3] and page["has_more"] is False
+    assert page["data"][0]["event"] == "video.cancelled" and page["data"][0]["data"]["status"] == "cancelled"
+    assert api.get("/v1/notifications?after_seq=-1").status_code == 400
+
+
+async def _receive(comm: WebsocketCommunicator) -> dict:
+    return await comm.receive_json_from(timeout=5)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websocket_resumes_from_last_seq_and_pushes_new_rows(make_job, api_key, user):
+    from videogen.asgi import application
+
+    jobs = [make_job("queued") for _ in range(3)]
+    services.job_cancel(job_id=jobs[0].pk, actor="t")
+    services.job_cancel(job_id=jobs[1].pk, actor="t")
+    headers = [(b"authorization", f"Bearer {api_key}".encode())]
+
+    async def scenario():
+        comm = WebsocketCommunicator(application, "/ws/events?last_seq=1", headers=headers)
+        connected, _ = await comm.connect()
+        assert connected
+        backlog = await _receive(comm)
+        assert (backlog["type"], backlog["seq"], backlog["event"]) == ("notification", 2, "video.cancelled")
+        # A new row written by another process arrives through the channels-redis hint.
+        await database_sync_to_async(services.job_cancel)(job_id=jobs[2].pk, actor="t")
+        pushed = await _receive(comm)
+        assert pushed["seq"] == 3 and pushed["data"]["id"] == jobs[2].public_id
+        await comm.send_json_to({"type": "resume", "last_seq": 0})
+        replay = [await _receive(comm) for _ in range(3)]
+        assert [m["seq"] for m in replay] == [1, 2, 3]
+        await comm.disconnect()
+
+        anonymous = WebsocketCommunicator(application, "/ws/events")
+        connected, code = await anonymous.connect()
+        assert not connected and code == 4401
+
+    asyncio.run(scenario())
