@@ -84,3 +84,16 @@ def make_job(db, user):
 def pytest_collection_modifyitems(config, items):
     # The long, real-process tests run last so quick failures show first.
     items.sort(key=lambda item: 1 if item.get_closest_marker("e2e") else 0)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _disconnect_stragglers(django_db_setup, django_db_blocker):
+    """Before the test database is dropped, end sessions that threads or child processes left open."""
+    yield
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )

@@ -7,6 +7,7 @@ import mimetypes
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.http import FileResponse
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -125,7 +126,19 @@ class VideoCancelView(APIView):
 VARIANTS = {"video": "video_key", "thumbnail": "thumbnail_key"}
 
 
+class AnyAccept(BaseContentNegotiation):
+    """Binary downloads are sent whatever Accept says (the SDK asks for application/binary); errors stay JSON."""
+
+    def select_parser(self, request, parsers):
+        return parsers[0]
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
 class VideoContentView(APIView):
+    content_negotiation_class = AnyAccept
+
     def get(self, request: Request, video_id: str):
         variant = request.query_params.get("variant", "video")
         if variant not in VARIANTS:

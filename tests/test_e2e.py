@@ -1,0 +1,115 @@
+"""End to end: the real processes on Postgres and Redis, driven by the official openai SDK and a browser."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import warnings
+
+import pytest
+from django.db import connection
+from openai import NotFoundError, OpenAI
+
+from jobs.accounts import api_key_create, ensure_user
+from jobs.models import Job, State
+from notifications.models import Notification
+from tests.platform import Platform
+from videogen.video_io import decode_mp4, probe_mp4
+
+pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
+
+
+@pytest.fixture
+def platform(tmp_path, tiny_model_dir, transactional_db):
+    plat = Platform(database_name=connection.settings_dict["NAME"], workdir=tmp_path).start()
+    yield plat
+    plat.stop()
+    print(plat.logs())  # shown by pytest only when the test failed
+
+
+def test_openai_sdk_create_and_poll_to_a_downloaded_decodable_mp4(platform):
+    user, _ = ensure_user(username="sdk-user")
+    client = OpenAI(base_url=platform.base_url + "/v1", api_key=api_key_create(user_id=user.pk), max_retries=0)
+    platform.wait_for_runner()
+    warnings.simplefilter("ignore", DeprecationWarning)  # the SDK marks the Videos API deprecated
+
+    video = client.videos.create_and_poll(prompt="a paper boat on a pond", size="256x144", seconds="4")
+    assert video.status == "completed", (video, platform.logs())
+    assert (video.progress, video.size, video.seconds, video.model) == (100, "256x144", "4", "wan-tiny")
+
+    assert client.videos.retrieve(video.id).status == "completed"
+    assert [v.id for v in client.videos.list()] == [video.id]
+
+    data = client.videos.download_content(video.id).read()
+    info = probe_mp4(data)
+    assert (info["codec"], info["width"], info["height"], info["frames"]) == ("h264", 256, 144, 17)
+    assert decode_mp4(data).shape == (17, 144, 256, 3)
+    thumb = client.videos.download_content(video.id, variant="thumbnail").read()
+    assert thumb[:4] == b"RIFF" and thumb[8:12] == b"WEBP"
+
+    job = Job.objects.get(public_id=video.id)
+    assert job.state == State.SUCCEEDED and job.attempt == 1
+    states = list(job.events.values_list("to_state", flat=True))
+    assert states == ["pending", "queued", "dispatched", "running", "reviewing", "succeeded"]
+    events = list(Notification.objects.filter(job=job).order_by("seq").values_list("event", flat=True))
+    assert events == ["video.in_progress", "video.completed"]
+
+    # A blocked prompt ends failed with the moderation code, through the same processes.
+    blocked = client.videos.create_and_poll(prompt="terrorist propaganda", poll_interval_ms=100)
+    assert blocked.status == "failed" and blocked.error.code == "moderation_blocked"
+
+    deleted = client.videos.delete(video.id)
+    assert deleted.deleted is True
+    with pytest.raises(NotFoundError):
+        client.videos.retrieve(video.id)
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make test installs it)")
+def test_browser_page_submits_and_updates_live_to_a_playable_video(platform, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    ensure_user(username="browser-user", password="pw-browser")
+    platform.wait_for_runner()
+    args = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        page = browser.new_page()
+        page.goto(platform.base_url + "/")
+        assert "/accounts/login/" in page.url  # login required
+        page.fill("input[name=username]", "browser-user")
+        page.fill("input[name=password]", "pw-browser")
+        page.click("button[type=submit]")
+        expect(page.locator("#live")).to_have_text("live", timeout=15_000)
+
+        page.fill("textarea[name=prompt]", "a lighthouse in a storm")
+        page.select_option("select[name=size]", "256x144")
+        page.click("#submit")
+        card = page.locator("li.video").first
+        expect(card.locator(".status")).to_have_text("completed", timeout=90_000)
+        video = card.locator("video")
+        expect(video).to_have_count(1)
+        page.wait_for_function("document.querySelector('li.video video').readyState >= 1", timeout=15_000)
+        duration = page.evaluate("document.querySelector('li.video video').duration")
+        assert duration > 3.5  # 17 frames at 4 fps
+        page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+
+        # A bad submission shows the API's message and creates nothing.
+        page.fill("textarea[name=prompt]", "   ")
+        page.evaluate("document.querySelector('textarea[name=prompt]').removeAttribute('required')")
+        page.click("#submit")
+        expect(page.locator("#form-error")).to_contain_text("must not be empty")
+        browser.close()
+    assert Job.objects.filter(user__username="browser-user").count() == 1
+    if os.environ.get("VIDEOGEN_SCREENSHOT"):  # for people who want to look at the page
+        shutil.copy(tmp_path / "page.png", os.environ["VIDEOGEN_SCREENSHOT"])
