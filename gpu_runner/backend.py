@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Callable
 
 import numpy as np
@@ -14,8 +13,6 @@ from gpu_runner import registry
 from jobs.catalog import get_spec
 from jobs.models import Job
 
-_load_lock = threading.Lock()
-
 
 def _pipeline(model: str):
     from gpu_runner.pipeline import load_pipeline
@@ -25,8 +22,7 @@ def _pipeline(model: str):
         from gpu_runner.tiny_model import build_tiny_wan
 
         build_tiny_wan(entry.path)
-    with _load_lock:  # the heartbeat thread may be warming while the first job arrives
-        return load_pipeline(str(entry.path))
+    return load_pipeline(str(entry.path))  # cached per process, behind a lock (warming may race a first job)
 
 
 def warm(model: str) -> None:

@@ -6,7 +6,6 @@ torch/diffusers/transformers are imported lazily so that importing this module
 
 from __future__ import annotations
 
-import json
 import threading
 import weakref
 from collections.abc import Callable
@@ -17,7 +16,6 @@ import numpy as np
 from PIL import Image, ImageOps
 
 if TYPE_CHECKING:
-    import torch
     from diffusers import DiffusionPipeline
 
 __all__ = ["GenerationAborted", "generate", "load_pipeline"]
@@ -52,53 +50,14 @@ def _quiet_libraries() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def _load_model_without_accelerate(cls: Any, folder: Path) -> Any:
-    """Load a diffusers model by hand: from_config + safetensors state dict.
-
-    diffusers 0.42 cannot load models with ``_keep_in_fp32_modules`` (the Wan
-    transformer) unless `accelerate` is installed: without it the pipeline loader
-    forces ``low_cpu_mem_usage=False`` and the model loader then refuses that.
-    """
-    import torch
-    from safetensors.torch import load_file
-
-    index = folder / "diffusion_pytorch_model.safetensors.index.json"
-    if index.is_file():
-        files = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-    else:
-        files = ["diffusion_pytorch_model.safetensors"]
-    state: dict[str, torch.Tensor] = {}
-    for name in files:
-        state.update(load_file(folder / name))
-
-    with torch.random.fork_rng(devices=[]):  # random init is overwritten; don't disturb the caller's RNG
-        model = cls.from_config(cls.load_config(folder))
-    model.load_state_dict(state, strict=True)
-    return model.to(torch.float32).eval()
-
-
 def _load(path: Path) -> DiffusionPipeline:
-    import diffusers
     import torch
-    from diffusers.utils import is_accelerate_available
+    from diffusers import DiffusionPipeline
 
     _quiet_libraries()
-    index = json.loads((path / "model_index.json").read_text())
-    # Call from_pretrained on the concrete class: DiffusionPipeline.from_pretrained
-    # ignores passed-in components that are optional in the concrete class
-    # (WanPipeline's transformer), so the preloading below would be silently dropped.
-    pipeline_cls = getattr(diffusers, index["_class_name"])
-
-    preloaded: dict[str, Any] = {}
-    if not is_accelerate_available():
-        for name, spec in index.items():
-            if name.startswith("_") or not isinstance(spec, list) or spec[:1] != ["diffusers"]:
-                continue
-            cls = getattr(diffusers, spec[1] or "", None)
-            if cls is not None and getattr(cls, "_keep_in_fp32_modules", None):
-                preloaded[name] = _load_model_without_accelerate(cls, path / name)
-
-    pipe = pipeline_cls.from_pretrained(str(path), dtype=torch.float32, local_files_only=True, **preloaded)
+    # The same path a real model takes: the class comes from model_index.json. (diffusers needs
+    # `accelerate` to load the Wan transformer, which keeps some modules in fp32.)
+    pipe = DiffusionPipeline.from_pretrained(str(path), dtype=torch.float32, local_files_only=True)
     # is_available() is only reached here, never at import, so a forking parent
     # that merely imports this module keeps a CUDA-free state.
     pipe.to("cuda" if torch.cuda.is_available() else "cpu")

@@ -11,13 +11,17 @@ from django.core.files.storage import default_storage
 from django.db import connection
 
 from gpu_runner import backend
+from gpu_runner.pipeline import GenerationAborted
 from gpu_runner.worker import runner_name
 from jobs import services
 
 log = logging.getLogger(__name__)
 
 
-class JobLost(Exception):
+STEPS_SHARE = 70
+
+
+class JobLost(GenerationAborted):
     """The job moved on without us (cancelled, reaped, re-dispatched): stop at once, publish nothing."""
 
 
@@ -63,7 +67,9 @@ class LeaseKeeper:
         return alive
 
     def on_step(self, step: int, total: int) -> None:
-        self.progress = min(95, int(step * 95 / max(total, 1)))  # the rest is decoding and storing
+        # Denoising is ~70% of the bar; VAE decoding (often the longest part on small models), encoding
+        # and storing fill the rest.
+        self.progress = min(STEPS_SHARE, int(step * STEPS_SHARE / max(total, 1)))
         if self.lost.is_set():
             raise JobLost()
 
@@ -80,6 +86,7 @@ def run_job(job_id: int) -> str:
             frames, fps = backend.generate(job, lease.on_step)
             if lease.lost.is_set():
                 raise JobLost()
+            lease.progress = 85
             from videogen.video_io import encode_mp4, make_thumbnail
 
             video = encode_mp4(frames, fps=fps)

@@ -84,6 +84,13 @@ BAD_CREATES = [
     ({"prompt": ""}, "prompt", "empty_prompt"),
     ({"prompt": "   \n "}, "prompt", "empty_prompt"),
     ({"prompt": 42}, "prompt", "invalid_type"),
+    ({"prompt": None}, "prompt", "missing_required_parameter"),
+    ({"prompt": "a\x00b"}, "prompt", "invalid_value"),
+    ({"prompt": "x", "seconds": True}, "seconds", "unsupported_seconds"),
+    ({"prompt": "x", "seconds": [4]}, "seconds", "unsupported_seconds"),
+    ({"prompt": "x", "size": 128}, "size", "unsupported_size"),
+    ({"prompt": "x", "model": 7}, "model", "model_not_found"),
+    ({"prompt": "x", "input_reference": "abc"}, "input_reference", "invalid_reference"),
     ({"prompt": "x" * 4001}, "prompt", "prompt_too_long"),
     ({"prompt": "x", "model": "sora-2"}, "model", "model_not_found"),
     ({"prompt": "x", "seconds": "5"}, "seconds", "unsupported_seconds"),
@@ -306,8 +313,9 @@ def test_submit_query_count_is_pinned(api):
     with CaptureQueriesContext(connection) as keyed:
         resp = api.post("/v1/videos", {"prompt": "y"}, format="json", HTTP_IDEMPOTENCY_KEY="q1")
         assert resp.status_code == 201
-    # auth, insert job, insert event, insert broker row (+ savepoint/release around the atomic block)
-    assert len(plain) <= 6, [q["sql"] for q in plain]
+    # auth, insert job, insert event, insert broker row; + savepoint/release because the test itself runs
+    # in a transaction (in production the block is the outer transaction: 4 statements).
+    assert len(plain) == 6, [q["sql"] for q in plain]
     # + the Idempotency-Key lookup
     assert len(keyed) == len(plain) + 1, [q["sql"] for q in keyed]
 

@@ -46,6 +46,8 @@ def parse_create(data, files) -> SubmitRequest:
     prompt = prompt.strip()
     if not prompt:
         raise _bad("'prompt' must not be empty.", "prompt", "empty_prompt")
+    if "\x00" in prompt:
+        raise _bad("'prompt' must not contain NUL characters.", "prompt", "invalid_value")
     limit = settings.VIDEOGEN["PROMPT_MAX_CHARS"]
     if len(prompt) > limit:
         raise _bad(f"'prompt' is too long: {len(prompt)} characters, at most {limit}.", "prompt", "prompt_too_long")
