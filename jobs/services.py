@@ -168,30 +168,39 @@ def _record_decision(job: Job, stage: str, decision: policy.Decision) -> None:
     )
 
 
+def _apply_decision(
+    *, job_id: int, at: str, stage: str, decision: policy.Decision, passed: str, what: str, **passed_fields: object
+) -> str | None:
+    """Record a stage's decision and move the job on: to `passed`, or rejected with moderation_blocked."""
+    with transaction.atomic():
+        job = _locked(job_id)
+        if job is None or job.state != at:
+            return None  # a duplicate message: the job has moved on
+        _record_decision(job, stage, decision)
+        if decision.allowed:
+            _transition(job, passed, reason=f"{stage} moderation passed", actor="moderation", **passed_fields)
+        else:
+            _transition(
+                job,
+                S.REJECTED,
+                reason=f"{stage} moderation blocked: " + "; ".join(decision.reasons),
+                actor="moderation",
+                error_code="moderation_blocked",
+                error_message=f"The {what} was blocked by the content policy.",
+                completed_at=Now(),
+            )
+        return job.state
+
+
 def job_moderate_input(*, job_id: int) -> str | None:
     """pending -> queued | rejected. Idempotent: a duplicate message finds the job moved on."""
     job = Job.objects.filter(pk=job_id, state=S.PENDING).first()
     if job is None:
         return None
     decision = policy.check_prompt(job.prompt)  # outside the transaction: a classifier may be slow
-    with transaction.atomic():
-        job = _locked(job_id)
-        if job is None or job.state != S.PENDING:
-            return None
-        _record_decision(job, Stage.INPUT, decision)
-        if decision.allowed:
-            _transition(job, S.QUEUED, reason="input moderation passed", actor="moderation")
-        else:
-            _transition(
-                job,
-                S.REJECTED,
-                reason="input moderation blocked",
-                actor="moderation",
-                error_code="moderation_blocked",
-                error_message="The prompt was blocked by the content policy.",
-                completed_at=Now(),
-            )
-        return job.state
+    return _apply_decision(
+        job_id=job_id, at=S.PENDING, stage=Stage.INPUT, decision=decision, passed=S.QUEUED, what="prompt"
+    )
 
 
 def job_review_output(*, job_id: int) -> str | None:
@@ -202,31 +211,16 @@ def job_review_output(*, job_id: int) -> str | None:
     # Reading and decoding the clip happen before the transition's transaction opens.
     with default_storage.open(job.video_key, "rb") as fh:
         decision = policy.check_video(fh.read())
-    with transaction.atomic():
-        job = _locked(job_id)
-        if job is None or job.state != S.REVIEWING:
-            return None
-        _record_decision(job, Stage.OUTPUT, decision)
-        if decision.allowed:
-            _transition(
-                job,
-                S.SUCCEEDED,
-                reason="output moderation passed",
-                actor="moderation",
-                completed_at=Now(),
-                progress=100,
-            )
-        else:
-            _transition(
-                job,
-                S.REJECTED,
-                reason="output moderation blocked: " + "; ".join(decision.reasons),
-                actor="moderation",
-                error_code="moderation_blocked",
-                error_message="The generated video was blocked by the content policy.",
-                completed_at=Now(),
-            )
-        return job.state
+    return _apply_decision(
+        job_id=job_id,
+        at=S.REVIEWING,
+        stage=Stage.OUTPUT,
+        decision=decision,
+        passed=S.SUCCEEDED,
+        what="generated video",
+        completed_at=Now(),
+        progress=100,
+    )
 
 
 # --- user and staff actions -----------------------------------------------------------------------

@@ -21,14 +21,16 @@ def free_port() -> int:
 
 
 class Platform:
-    def __init__(self, *, database_name: str, workdir: Path, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, *, database_url: str, redis_url: str, workdir: Path, extra_env: dict | None = None) -> None:
+        """Empty database_url / redis_url run the embedded profile (SQLite, in-memory channel layer)."""
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.workdir = workdir
-        db_url = os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + database_name
         self.env = {
             **os.environ,
-            "DATABASE_URL": db_url,
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "SQLITE_PATH": str(workdir / "embedded.sqlite3"),
             "MEDIA_ROOT": str(workdir / "media"),
             "PYTHONUNBUFFERED": "1",
             "JOB_HEARTBEAT_SECONDS": "0.5",
@@ -39,8 +41,16 @@ class Platform:
         }
         self.procs: dict[str, subprocess.Popen] = {}
 
+    def manage(self, *args: str) -> str:
+        """Run a management command as a user would, in this platform's environment."""
+        proc = subprocess.run(
+            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=False
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
     def _start(self, name: str, argv: list[str], **env: str) -> None:
-        log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115  (closed with the process)
+        log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115  (closed with the process)
         self.procs[name] = subprocess.Popen(
             argv, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -64,7 +74,7 @@ class Platform:
         )
         self._start("dispatcher", [py, "manage.py", "dispatch"])
         self._start("cpu", [py, "manage.py", "qcluster"])
-        self._start("gpu", [py, "manage.py", "qcluster"], Q_CLUSTER_NAME="gpu")
+        self.start_gpu()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
@@ -77,6 +87,16 @@ class Platform:
         else:
             raise TimeoutError("web did not answer /healthz\n" + self.logs())
         return self
+
+    def start_gpu(self) -> None:
+        self._start("gpu", [sys.executable, "manage.py", "qcluster"], Q_CLUSTER_NAME="gpu")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a role and every process it forked (a crashed host, not a clean shutdown)."""
+        proc = self.procs[name]
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        del self.procs[name]
 
     def wait_for_runner(self, timeout: float = 90) -> None:
         from jobs.services import live_slots

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import time
 import warnings
 
 import pytest
@@ -19,12 +21,30 @@ from videogen.video_io import decode_mp4, probe_mp4
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 
+def _database_url() -> str:
+    return os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
+
+
 @pytest.fixture
-def platform(tmp_path, tiny_model_dir, transactional_db):
-    plat = Platform(database_name=connection.settings_dict["NAME"], workdir=tmp_path).start()
-    yield plat
-    plat.stop()
-    print(plat.logs())  # shown by pytest only when the test failed
+def platform_factory(tmp_path, tiny_model_dir, transactional_db):
+    started: list[Platform] = []
+
+    def start(**extra_env: str) -> Platform:
+        plat = Platform(
+            database_url=_database_url(), redis_url=os.environ["REDIS_URL"], workdir=tmp_path, extra_env=extra_env
+        )
+        started.append(plat)
+        return plat.start()
+
+    yield start
+    for plat in started:
+        plat.stop()
+        print(plat.logs())  # shown by pytest only when the test failed
+
+
+@pytest.fixture
+def platform(platform_factory):
+    return platform_factory()
 
 
 def test_openai_sdk_create_and_poll_to_a_downloaded_decodable_mp4(platform):
@@ -113,3 +133,62 @@ def test_browser_page_submits_and_updates_live_to_a_playable_video(platform, tmp
     assert Job.objects.filter(user__username="browser-user").count() == 1
     if os.environ.get("VIDEOGEN_SCREENSHOT"):  # for people who want to look at the page
         shutil.copy(tmp_path / "page.png", os.environ["VIDEOGEN_SCREENSHOT"])
+
+
+def test_a_killed_gpu_runner_loses_nothing(platform_factory):
+    """SIGKILL the gpu cluster mid-job: the reaper requeues it, a new runner finishes it, exactly once."""
+    plat = platform_factory(JOB_LEASE_SECONDS="2", JOB_RETRY_BACKOFF_SECONDS="0.5", RUNNER_TTL_SECONDS="2")
+    user, _ = ensure_user(username="fault-user")
+    client = OpenAI(base_url=plat.base_url + "/v1", api_key=api_key_create(user_id=user.pk), max_retries=0)
+    plat.wait_for_runner()
+    warnings.simplefilter("ignore", DeprecationWarning)
+    video = client.videos.create(prompt="a long slow pan", size="480x832", seconds="4")
+    job = Job.objects.get(public_id=video.id)
+    deadline = time.monotonic() + 60
+    while Job.objects.get(pk=job.pk).state != State.RUNNING:
+        assert time.monotonic() < deadline, plat.logs()
+        time.sleep(0.02)
+    plat.kill("gpu")
+    plat.start_gpu()
+
+    done = client.videos.poll(video.id, poll_interval_ms=200)
+    assert done.status == "completed", plat.logs()
+    job.refresh_from_db()
+    assert job.attempt == 2
+    transitions = list(job.events.values_list("from_state", "to_state", "actor"))
+    assert ("running", "queued", "reaper") in transitions
+    assert transitions[-1][:2] == ("reviewing", "succeeded")
+    assert [t[1] for t in transitions].count("succeeded") == 1
+    events = list(Notification.objects.filter(job=job).order_by("seq").values_list("event", flat=True))
+    assert events == ["video.in_progress", "video.queued", "video.completed"]
+    assert probe_mp4(client.videos.download_content(video.id).read())["frames"] == 17
+
+
+def test_embedded_profile_runs_a_generation_and_pushes_live_events(tmp_path, tiny_model_dir):
+    """`make run`'s profile: SQLite, ORM broker on it, in-memory channel layer (the web process polls)."""
+    from websockets.sync.client import connect
+
+    plat = Platform(database_url="", redis_url="", workdir=tmp_path)
+    plat.manage("migrate", "--noinput", "-v", "0")
+    key = plat.manage("create_api_key", "embedded-user").strip().splitlines()[-1]
+    plat.start()
+    try:
+        client = OpenAI(base_url=plat.base_url + "/v1", api_key=key, max_retries=0)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        first = client.videos.create_and_poll(prompt="an embedded fox", poll_interval_ms=200)
+        assert first.status == "completed", plat.logs()
+        assert decode_mp4(client.videos.download_content(first.id).read()).shape == (17, 128, 128, 3)
+
+        ws_url = plat.base_url.replace("http", "ws") + "/ws/events?last_seq=0"
+        with connect(ws_url, additional_headers={"Authorization": f"Bearer {key}"}) as ws:
+            backlog = [json.loads(ws.recv(timeout=10)) for _ in range(2)]
+            assert [(m["seq"], m["event"]) for m in backlog] == [(1, "video.in_progress"), (2, "video.completed")]
+            second = client.videos.create(prompt="a second fox")
+            live = [json.loads(ws.recv(timeout=60)) for _ in range(2)]
+            assert [(m["seq"], m["event"], m["data"]["id"]) for m in live] == [
+                (3, "video.in_progress", second.id),
+                (4, "video.completed", second.id),
+            ]
+    finally:
+        plat.stop()
+        print(plat.logs())
