@@ -9,7 +9,7 @@ export PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/videogen
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test install lint format browser clean
+.PHONY: run test install lint format browser bench clean
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -39,6 +39,9 @@ test: $(VENV)/.installed browser
 	$(PY) manage.py makemigrations --check --dry-run
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed
+	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/api_throughput.py $(BENCH_ARGS)
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
+os.environ.setdefault("VIDEOGEN_ROLE", "web")  # pooled database connections (see settings)
 
 from django.core.asgi import get_asgi_application
 

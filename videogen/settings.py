@@ -67,8 +67,18 @@ TEMPLATES = [
 
 # --- database -------------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
-if DATABASE_URL:
-    # Persistent connections: django-q2's broker opens one per call otherwise (DESIGN §8: 119 vs 2,200/s).
+# Which process this is: videogen.asgi sets "web"; management commands (dispatcher, qclusters) default to "worker".
+ROLE = env_str("VIDEOGEN_ROLE", "worker")
+if DATABASE_URL and ROLE == "web":
+    # Under ASGI every request runs in its own context, so "persistent" connections are never reused and
+    # pile up until Postgres refuses clients. A per-process psycopg pool hands one back at each request's end.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    DATABASES["default"]["OPTIONS"] = {
+        "pool": {"min_size": 2, "max_size": env_int("DB_POOL_MAX_SIZE", 16), "timeout": 10}
+    }
+elif DATABASE_URL:
+    # Long-lived single-threaded loops: persistent connections, or django-q2's broker opens one per call
+    # (DESIGN §8: 119 vs 2,200 enqueues/s). Health checks survive a restarted Postgres.
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=None, conn_health_checks=True)}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
