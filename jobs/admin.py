@@ -83,3 +83,7 @@ class AccountAdmin(admin.ModelAdmin):
 @admin.register(Runner)
 class RunnerAdmin(admin.ModelAdmin):
     list_display = ("name", "slots", "model_names", "started_at", "last_seen_at")
+    readonly_fields = ("name", "slots", "model_names", "started_at", "last_seen_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # runners register themselves

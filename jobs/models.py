@@ -123,6 +123,8 @@ class Job(models.Model):
     error_message = models.TextField(blank=True)
 
     created_at = models.DateTimeField(auto_now_add=True)
+    # When a cpu stage (moderation) was last asked to handle this job: lost messages are re-sent after a while.
+    stage_enqueued_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
@@ -134,6 +136,7 @@ class Job(models.Model):
             # The dispatcher's scan of runnable work and the reaper's scan of leases.
             models.Index(fields=["state", "not_before", "id"], name="job_state_nb_idx"),
             models.Index(fields=["state", "lease_expires_at"], name="job_state_lease_idx"),
+            models.Index(fields=["state", "stage_enqueued_at"], name="job_state_stage_idx"),
         ]
         constraints = [
             models.UniqueConstraint(

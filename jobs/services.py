@@ -8,7 +8,6 @@ backoff) come from the database clock.
 
 from __future__ import annotations
 
-import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,9 +16,10 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Count, ExpressionWrapper, F, Max, Min, Q, Sum
+from django.db.models import ExpressionWrapper, F, Max, Min, Q, Sum
 from django.db.models.fields import DateTimeField
 from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
 
 from jobs import queueing
 from jobs.models import PUBLIC_STATUS, Job, JobEvent, Runner, State, can_transition
@@ -28,8 +28,10 @@ from moderation import policy
 from moderation.models import ModerationDecision, Stage, Verdict
 from notifications.services import notification_create
 
-log = logging.getLogger(__name__)
 S = State
+
+# The cpu task that moves a job out of each waiting state.
+STAGE_TASKS = {S.PENDING: "jobs.tasks.moderate_input", S.REVIEWING: "jobs.tasks.review_output"}
 
 
 class TransitionError(Exception):
@@ -123,6 +125,7 @@ def job_submit(*, user_id: int, request: SubmitRequest, idempotency_key: str | N
         seed=secrets.randbelow(2**31),
         idempotency_key=idempotency_key or None,
         request_hash=request.request_hash,
+        stage_enqueued_at=timezone.now(),
     )
     if request.reference_png is not None:
         job.reference_key = default_storage.save(f"references/{job.public_id}.png", ContentFile(request.reference_png))
@@ -137,7 +140,7 @@ def job_submit(*, user_id: int, request: SubmitRequest, idempotency_key: str | N
                 actor=f"user:{user_id}",
                 attempt=0,
             )
-            queueing.enqueue_cpu("jobs.tasks.moderate_input", job.pk)
+            queueing.enqueue_cpu(STAGE_TASKS[S.PENDING], job.pk)
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the insert.
         if job.reference_key:
@@ -299,8 +302,9 @@ def job_complete(*, job_id: int, attempt: int, video_key: str, thumbnail_key: st
             thumbnail_key=thumbnail_key,
             progress=99,
             lease_expires_at=None,
+            stage_enqueued_at=Now(),
         )
-        queueing.enqueue_cpu("jobs.tasks.review_output", job.pk)
+        queueing.enqueue_cpu(STAGE_TASKS[S.REVIEWING], job.pk)
         return True
 
 
@@ -356,8 +360,9 @@ def runner_heartbeat(*, name: str, slots: int, model_names: list[str]) -> None:
         )
 
 
-def runner_stopped(*, name: str) -> None:
-    Runner.objects.filter(name=name).delete()
+def runners_forget_stale(*, after_seconds: float = 3600) -> int:
+    """Drop rows of runners long gone (workers are recycled and re-register under a new name)."""
+    return Runner.objects.filter(last_seen_at__lt=db_now_plus(-after_seconds)).delete()[0]
 
 
 # --- the dispatcher -------------------------------------------------------------------------------
@@ -458,6 +463,18 @@ def reap_expired(batch: int = 100) -> int:
     return reaped
 
 
-def queue_stats() -> dict[str, int]:
-    counts = dict(Job.objects.values("state").annotate(n=Count("id")).values_list("state", "n"))
-    return {state: counts.get(state, 0) for state in S.values}
+def resend_stalled_stages(batch: int = 100) -> int:
+    """Re-send the cpu task of jobs stuck in pending/reviewing: a failed or lost message must not strand a job.
+
+    The tasks are idempotent, so a stage that was merely slow and then runs twice does no harm.
+    """
+    stalled = Job.objects.filter(
+        state__in=tuple(STAGE_TASKS), stage_enqueued_at__lt=db_now_plus(-_cfg("STAGE_RESEND_SECONDS"))
+    )
+    resent = 0
+    for job_id, state in stalled.values_list("pk", "state")[:batch]:
+        with transaction.atomic():
+            if Job.objects.filter(pk=job_id, state=state).update(stage_enqueued_at=Now()):
+                queueing.enqueue_cpu(STAGE_TASKS[state], job_id)
+                resent += 1
+    return resent

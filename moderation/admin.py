@@ -9,3 +9,6 @@ class ModerationDecisionAdmin(admin.ModelAdmin):
     list_filter = ("stage", "verdict", "policy")
     search_fields = ("job__public_id",)
     readonly_fields = ("job", "stage", "verdict", "policy", "reasons", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # written by the state machine only

@@ -9,3 +9,6 @@ class NotificationAdmin(admin.ModelAdmin):
     list_filter = ("event",)
     search_fields = ("user__username",)
     readonly_fields = ("user", "seq", "event", "job", "payload", "created_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # written by the state machine only

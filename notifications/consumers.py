@@ -68,14 +68,34 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         except ValueError:
             self.last_seq = 0
         self.group = user_group(self.user_id)
+        self.sending = asyncio.Lock()
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         ensure_db_poller()
         await self.send_backlog()
+        # Pushes are at-most-once: a periodic look at the log covers a lost hint.
+        self.resync = asyncio.get_running_loop().create_task(self._resync_forever())
 
     async def disconnect(self, code: int) -> None:
+        if hasattr(self, "resync"):
+            self.resync.cancel()
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def _resync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(settings.VIDEOGEN["NOTIFY_RESYNC_SECONDS"])
+            try:
+                await self.send_backlog()
+            except Exception:
+                log.warning("resync failed", exc_info=True)
+
+    @classmethod
+    async def decode_json(cls, text_data: str):
+        try:
+            return await super().decode_json(text_data)
+        except ValueError:
+            return None  # answered below, rather than closing the socket
 
     async def receive_json(self, content, **kwargs) -> None:
         if isinstance(content, dict) and content.get("type") == "resume":
@@ -87,21 +107,24 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await self.send_backlog()
         elif isinstance(content, dict) and content.get("type") == "ping":
             await self.send_json({"type": "pong", "last_seq": self.last_seq})
+        else:
+            await self.send_json({"type": "error", "message": 'expected {"type": "resume" | "ping", ...}'})
 
     async def notify_hint(self, message: dict) -> None:
         if message.get("seq", 0) > self.last_seq:
             await self.send_backlog()
 
     async def send_backlog(self) -> None:
-        while True:
-            rows = await database_sync_to_async(notifications_after)(
-                user_id=self.user_id, after_seq=self.last_seq, limit=100
-            )
-            for note in rows:
-                await self.send_json({"type": "notification", **notification_dict(note)})
-                self.last_seq = note.seq
-            if len(rows) < 100:
-                return
+        async with self.sending:  # one reader at a time, so rows go out once and in seq order
+            while True:
+                rows = await database_sync_to_async(notifications_after)(
+                    user_id=self.user_id, after_seq=self.last_seq, limit=100
+                )
+                for note in rows:
+                    await self.send_json({"type": "notification", **notification_dict(note)})
+                    self.last_seq = note.seq
+                if len(rows) < 100:
+                    return
 
 
 # --- embedded profile: one database poller per web process --------------------------------------

@@ -323,6 +323,7 @@ def test_submit_query_count_is_pinned(api):
 def test_unknown_api_path_and_method(api):
     resp = api.get("/v1/nothing")
     assert resp.status_code == 404 and error_of(resp)["code"] == "not_found"
+    assert error_of(resp)["message"] == "Unknown endpoint: GET /v1/nothing."
     resp = api.put("/v1/videos", {}, format="json")
     assert resp.status_code == 405 and error_of(resp)["code"] == "method_not_allowed"
 

@@ -80,3 +80,27 @@ def test_dispatch_command_once(make_job, capsys):
     services.runner_heartbeat(name="gpu", slots=1, model_names=["wan-tiny"])
     call_command("dispatch", "--once")
     assert "dispatched 1" in capsys.readouterr().out
+
+
+def test_stalled_moderation_stages_are_sent_again(make_job, settings):
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "STAGE_RESEND_SECONDS": 60}
+    old = services.db_now_plus(-120)
+    pending = make_job("pending")
+    reviewing = make_job("reviewing", attempt=1)
+    fresh = make_job("pending")
+    queued = make_job("queued")
+    Job.objects.filter(pk__in=[pending.pk, reviewing.pk, queued.pk]).update(stage_enqueued_at=old)
+    Job.objects.filter(pk=fresh.pk).update(stage_enqueued_at=services.db_now_plus(0))
+    assert services.resend_stalled_stages() == 2
+    sent = sorted((q.task["func"], q.task["args"][0]) for q in OrmQ.objects.all())
+    assert sent == [("jobs.tasks.moderate_input", pending.pk), ("jobs.tasks.review_output", reviewing.pk)]
+    assert {q.key for q in OrmQ.objects.all()} == {"cpu"}
+    assert services.resend_stalled_stages() == 0  # not again until another timeout has passed
+
+
+def test_long_gone_runners_are_forgotten():
+    services.runner_heartbeat(name="old", slots=1, model_names=["wan-tiny"])
+    services.runner_heartbeat(name="new", slots=1, model_names=["wan-tiny"])
+    Runner.objects.filter(name="old").update(last_seen_at=services.db_now_plus(-7200))
+    assert services.runners_forget_stale() == 1
+    assert list(Runner.objects.values_list("name", flat=True)) == ["new"]

@@ -107,10 +107,33 @@ def test_websocket_resumes_from_last_seq_and_pushes_new_rows(make_job, api_key, 
         await comm.send_json_to({"type": "resume", "last_seq": 0})
         replay = [await _receive(comm) for _ in range(3)]
         assert [m["seq"] for m in replay] == [1, 2, 3]
+        await comm.send_to(text_data="not json")
+        assert (await _receive(comm))["type"] == "error"
+        await comm.send_json_to({"type": "resume", "last_seq": "x"})
+        assert (await _receive(comm))["type"] == "error"
         await comm.disconnect()
 
         anonymous = WebsocketCommunicator(application, "/ws/events")
         connected, code = await anonymous.connect()
         assert not connected and code == 4401
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_websocket_resync_covers_a_lost_push(user, api_key, settings):
+    from videogen.asgi import application
+
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "NOTIFY_RESYNC_SECONDS": 0.3}
+    headers = [(b"authorization", f"Bearer {api_key}".encode())]
+
+    async def scenario():
+        comm = WebsocketCommunicator(application, "/ws/events", headers=headers)
+        assert (await comm.connect())[0]
+        # A row whose push never happened (written without the on-commit hint).
+        await database_sync_to_async(Notification.objects.create)(user=user, seq=1, event="video.completed")
+        message = await _receive(comm)
+        assert (message["seq"], message["event"]) == (1, "video.completed")
+        await comm.disconnect()
 
     asyncio.run(scenario())

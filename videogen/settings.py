@@ -184,9 +184,12 @@ VIDEOGEN = {
     "RUNNER_HEARTBEAT_SECONDS": env_float("RUNNER_HEARTBEAT_SECONDS", 2.0),
     "RUNNER_TTL_SECONDS": env_float("RUNNER_TTL_SECONDS", 10.0),
     "DISPATCH_INTERVAL_SECONDS": env_float("DISPATCH_INTERVAL_SECONDS", 0.2),
+    # A moderation stage not done after this long is sent again (lost or failed cpu message).
+    "STAGE_RESEND_SECONDS": env_float("STAGE_RESEND_SECONDS", 120.0),
     "VIDEO_RETENTION_SECONDS": env_int("VIDEO_RETENTION_SECONDS", 7 * 24 * 3600),
     "POLL_AFTER_MS": env_int("POLL_AFTER_MS", 500),
     "NOTIFY_POLL_SECONDS": env_float("NOTIFY_POLL_SECONDS", 0.2),
+    "NOTIFY_RESYNC_SECONDS": env_float("NOTIFY_RESYNC_SECONDS", 15.0),
 }
 
 # --- django-q2: cpu workers (default cluster) and gpu runners ("gpu") -----------------------------

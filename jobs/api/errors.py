@@ -84,7 +84,8 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
 
 
 def json_404(request, exception=None) -> JsonResponse:
-    return JsonResponse(envelope("Not found.", type="invalid_request_error", code="not_found"), status=404)
+    message = f"Unknown endpoint: {request.method} {request.path}."
+    return JsonResponse(envelope(message, type="invalid_request_error", code="not_found"), status=404)
 
 
 def json_500(request) -> JsonResponse:

@@ -27,18 +27,24 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         if once:
-            self.stdout.write(f"reaped {services.reap_expired()}, dispatched {services.dispatch_once()}")
+            reaped, resent = services.reap_expired(), services.resend_stalled_stages()
+            self.stdout.write(f"reaped {reaped}, resent {resent}, dispatched {services.dispatch_once()}")
             return
         self._become_leader()
         interval = settings.VIDEOGEN["DISPATCH_INTERVAL_SECONDS"]
         self.stdout.write(f"dispatcher running (every {interval}s)")
+        passes = 0
         while self.running:
             try:
                 close_old_connections()
+                if passes % 1000 == 0:
+                    services.runners_forget_stale()
+                passes += 1
                 reaped = services.reap_expired()
+                resent = services.resend_stalled_stages()
                 dispatched = services.dispatch_once()
-                if reaped or dispatched:
-                    log.info("reaped %s, dispatched %s", reaped, dispatched)
+                if reaped or resent or dispatched:
+                    log.info("reaped %s, resent %s, dispatched %s", reaped, resent, dispatched)
             except Exception:
                 log.exception("dispatcher pass failed; retrying")
                 connection.close()
