@@ -14,6 +14,7 @@ from gpu_runner import backend
 from gpu_runner.pipeline import GenerationAborted
 from gpu_runner.worker import runner_name
 from jobs import services
+from videogen.video_io import encode_mp4, make_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,6 @@ def run_job(job_id: int) -> str:
             if lease.lost.is_set():
                 raise JobLost()
             lease.progress = 85
-            from videogen.video_io import encode_mp4, make_thumbnail
-
             video = encode_mp4(frames, fps=fps)
             thumbnail = make_thumbnail(frames[0])
             base = f"videos/{job.public_id}/attempt-{attempt}"

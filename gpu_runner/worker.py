@@ -25,12 +25,9 @@ def runner_name() -> str:
 
 
 def on_worker_spawn(sender, proc_name: str = "", **kwargs) -> None:
-    threading.Thread(target=_advertise, name="runner-heartbeat", daemon=True).start()
-
-
-def _advertise() -> None:
-    name = runner_name()
-    # Warm first: a slot is only offered once the worker can run a job without loading weights.
+    """Runs in the worker before it takes its first task. Warm here, synchronously: importing torch and
+    loading weights hold the GIL for seconds, which would starve the lease heartbeat of a job claimed
+    meanwhile. Only then is the slot offered."""
     models = []
     for model in sorted(registry.entries()):
         try:
@@ -38,6 +35,11 @@ def _advertise() -> None:
             models.append(model)
         except Exception:
             log.exception("could not load model %s; not offering it", model)
+    threading.Thread(target=_advertise, args=(models,), name="runner-heartbeat", daemon=True).start()
+
+
+def _advertise(models: list[str]) -> None:
+    name = runner_name()
     interval = settings.VIDEOGEN["RUNNER_HEARTBEAT_SECONDS"]
     log.info("runner %s offering 1 slot for %s", name, models)
     while True:

@@ -157,11 +157,11 @@ def test_a_killed_gpu_runner_loses_nothing(platform_factory):
     job.refresh_from_db()
     assert job.attempt >= 2  # 2 unless the loaded machine also stalled the new runner past its lease
     transitions = list(job.events.values_list("from_state", "to_state", "actor"))
-    assert ("running", "queued", "reaper") in transitions
-    assert transitions[-1][:2] == ("reviewing", "succeeded")
-    assert [t[1] for t in transitions].count("succeeded") == 1
+    assert ("running", "queued", "reaper") in transitions, transitions
+    assert transitions[-1][:2] == ("reviewing", "succeeded"), transitions
+    assert [t[1] for t in transitions].count("succeeded") == 1, transitions
     events = list(Notification.objects.filter(job=job).order_by("seq").values_list("event", flat=True))
-    assert events == ["video.in_progress", "video.queued", "video.completed"]
+    assert events == ["video.in_progress", "video.queued", "video.completed"], (events, transitions)
     assert probe_mp4(client.videos.download_content(video.id).read())["frames"] == 17
 
 
