@@ -44,12 +44,20 @@ class Platform:
     def manage(self, *args: str) -> str:
         """Run a management command as a user would, in this platform's environment."""
         proc = subprocess.run(
-            [sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, capture_output=True, text=True, check=False
+            [sys.executable, "manage.py", *args],
+            cwd=ROOT,
+            env={**self.env, "VIDEOGEN_ROLE": "worker"},
+            capture_output=True,
+            text=True,
+            check=False,
         )
         assert proc.returncode == 0, proc.stderr
         return proc.stdout
 
     def _start(self, name: str, argv: list[str], **env: str) -> None:
+        # Explicit, because importing videogen.asgi in the test process sets VIDEOGEN_ROLE=web in its
+        # environment, and a forking qcluster must never inherit the web role's connection pool.
+        env.setdefault("VIDEOGEN_ROLE", "web" if name == "web" else "worker")
         log = open(self.workdir / f"{name}.log", "ab")  # noqa: SIM115  (closed with the process)
         self.procs[name] = subprocess.Popen(
             argv, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True

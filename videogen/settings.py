@@ -68,6 +68,7 @@ TEMPLATES = [
 # --- database -------------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
 # Which process this is: videogen.asgi sets "web"; management commands (dispatcher, qclusters) default to "worker".
+# Never run a qcluster as "web": its forked children would share the parent's pooled sockets.
 ROLE = env_str("VIDEOGEN_ROLE", "worker")
 if DATABASE_URL and ROLE == "web":
     # Under ASGI every request runs in its own context, so "persistent" connections are never reused and
