@@ -1,6 +1,19 @@
+from __future__ import annotations
+
+import sys
+
 from django.apps import AppConfig
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 
 class JobsConfig(AppConfig):
     name = "jobs"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # django-q2 forks its workers: children of a process holding a connection pool would share its
+        # sockets and corrupt each other's queries. Pools are for the web role only.
+        pooled = "pool" in settings.DATABASES["default"].get("OPTIONS", {})
+        if pooled and sys.argv[1:2] == ["qcluster"]:
+            raise ImproperlyConfigured("qcluster must not run with VIDEOGEN_ROLE=web (a pooled connection)")
