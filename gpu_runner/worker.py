@@ -35,6 +35,9 @@ def on_worker_spawn(sender, proc_name: str = "", **kwargs) -> None:
             models.append(model)
         except Exception:
             log.exception("could not load model %s; not offering it", model)
+    if not models:
+        log.error("no model could be loaded: this worker offers no slot")
+        return
     threading.Thread(target=_advertise, args=(models,), name="runner-heartbeat", daemon=True).start()
 
 

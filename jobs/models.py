@@ -25,12 +25,13 @@ TERMINAL: frozenset[str] = frozenset({S.SUCCEEDED, S.FAILED, S.REJECTED, S.CANCE
 
 # The one transition table (DESIGN §2). Nothing assigns Job.state except jobs.services._transition.
 TRANSITIONS: dict[str, frozenset[str]] = {
-    S.PENDING: frozenset({S.QUEUED, S.REJECTED, S.CANCELLED}),
+    # -> failed: the stage itself could not run (moderation unavailable), which is not a block.
+    S.PENDING: frozenset({S.QUEUED, S.REJECTED, S.FAILED, S.CANCELLED}),
     S.QUEUED: frozenset({S.DISPATCHED, S.CANCELLED}),
     # dispatched -> queued: the dispatch expired unclaimed (the reaper re-queues it).
     S.DISPATCHED: frozenset({S.RUNNING, S.QUEUED, S.FAILED, S.CANCELLED}),
     S.RUNNING: frozenset({S.REVIEWING, S.QUEUED, S.FAILED, S.CANCELLED}),
-    S.REVIEWING: frozenset({S.SUCCEEDED, S.REJECTED, S.CANCELLED}),
+    S.REVIEWING: frozenset({S.SUCCEEDED, S.REJECTED, S.FAILED, S.CANCELLED}),
     S.SUCCEEDED: frozenset(),
     S.FAILED: frozenset(),
     S.REJECTED: frozenset(),
@@ -125,6 +126,7 @@ class Job(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     # When a cpu stage (moderation) was last asked to handle this job: lost messages are re-sent after a while.
     stage_enqueued_at = models.DateTimeField(null=True, blank=True)
+    stage_sends = models.PositiveSmallIntegerField(default=1)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)

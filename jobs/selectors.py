@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from django.db.models import Q, QuerySet
 
 from jobs.models import Job, State
+
+PUBLIC_ID = re.compile(r"video_[0-9a-f]{24}")
 
 
 def _visible(user_id: int) -> QuerySet[Job]:
@@ -12,6 +16,8 @@ def _visible(user_id: int) -> QuerySet[Job]:
 
 
 def video_get(*, user_id: int, public_id: str) -> Job | None:
+    if not PUBLIC_ID.fullmatch(public_id):
+        return None  # not an id we issue (and never sent to the database: it may hold a NUL)
     return _visible(user_id).filter(public_id=public_id).first()
 
 
@@ -19,6 +25,8 @@ def video_list(*, user_id: int, after: str | None, limit: int, order: str) -> tu
     """A page of the user's jobs; None when the `after` cursor is not one of theirs."""
     qs = _visible(user_id)
     if after:
+        if not PUBLIC_ID.fullmatch(after):
+            return None
         cursor = Job.objects.filter(user_id=user_id, public_id=after).values_list("pk", flat=True).first()
         if cursor is None:
             return None

@@ -15,11 +15,10 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import ExpressionWrapper, F, Max, Min, Q, Sum
 from django.db.models.fields import DateTimeField
 from django.db.models.functions import Coalesce, Now
-from django.utils import timezone
 
 from jobs import queueing
 from jobs.models import PUBLIC_STATUS, Job, JobEvent, Runner, State, can_transition
@@ -125,10 +124,25 @@ def job_submit(*, user_id: int, request: SubmitRequest, idempotency_key: str | N
         seed=secrets.randbelow(2**31),
         idempotency_key=idempotency_key or None,
         request_hash=request.request_hash,
-        stage_enqueued_at=timezone.now(),
+        stage_enqueued_at=Now(),
     )
     if request.reference_png is not None:
         job.reference_key = default_storage.save(f"references/{job.public_id}.png", ContentFile(request.reference_png))
+    new_reference = job.reference_key
+    try:
+        saved, created = _insert_submitted(job, user_id=user_id, request=request, idempotency_key=idempotency_key)
+    except BaseException:
+        if new_reference:  # nothing refers to it: don't leave it behind
+            default_storage.delete(new_reference)
+        raise
+    if not created and new_reference:
+        default_storage.delete(new_reference)  # a concurrent twin won; it keeps its own copy
+    return saved, created
+
+
+def _insert_submitted(
+    job: Job, *, user_id: int, request: SubmitRequest, idempotency_key: str | None
+) -> tuple[Job, bool]:
     try:
         with transaction.atomic():
             job.save(force_insert=True)
@@ -143,8 +157,6 @@ def job_submit(*, user_id: int, request: SubmitRequest, idempotency_key: str | N
             queueing.enqueue_cpu(STAGE_TASKS[S.PENDING], job.pk)
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the insert.
-        if job.reference_key:
-            default_storage.delete(job.reference_key)
         existing = Job.objects.filter(user_id=user_id, idempotency_key=idempotency_key).first()
         if existing is None:
             raise
@@ -152,9 +164,15 @@ def job_submit(*, user_id: int, request: SubmitRequest, idempotency_key: str | N
     return job, True
 
 
+class IdempotentVideoDeleted(Exception):
+    """The Idempotency-Key names a video that has since been deleted."""
+
+
 def _idempotent_replay(existing: Job, request: SubmitRequest) -> Job:
     if existing.request_hash != request.request_hash:
         raise IdempotencyMismatch()
+    if existing.deleted_at is not None:
+        raise IdempotentVideoDeleted()
     return existing
 
 
@@ -303,6 +321,7 @@ def job_complete(*, job_id: int, attempt: int, video_key: str, thumbnail_key: st
             progress=99,
             lease_expires_at=None,
             stage_enqueued_at=Now(),
+            stage_sends=1,
         )
         queueing.enqueue_cpu(STAGE_TASKS[S.REVIEWING], job.pk)
         return True
@@ -322,8 +341,22 @@ def job_fail_attempt(*, job_id: int, attempt: int, error_code: str, message: str
 
 def _retry_or_fail(job: Job, *, error_code: str, message: str, retryable: bool, actor: str) -> None:
     if job.state == S.DISPATCHED:
-        # Never claimed: the message was lost or no worker took it. Attempts count at claim, so requeue.
-        _transition(job, S.QUEUED, reason=f"dispatch expired: {message}", actor=actor, lease_expires_at=None)
+        # Never claimed: the message was lost or no worker took it. Attempts count at claim, so requeue,
+        # but not forever: a fleet that keeps taking no work must not bounce a job for ever unseen.
+        expired = JobEvent.objects.filter(job_id=job.pk, from_state=S.DISPATCHED, to_state=S.QUEUED).count()
+        if expired + 1 >= _cfg("MAX_DISPATCHES"):
+            _transition(
+                job,
+                S.FAILED,
+                reason=f"dispatched {expired + 1} times and never claimed",
+                actor=actor,
+                lease_expires_at=None,
+                completed_at=Now(),
+                error_code="no_runner",
+                error_message="No GPU runner took the job; please try again later.",
+            )
+        else:
+            _transition(job, S.QUEUED, reason="dispatch expired unclaimed", actor=actor, lease_expires_at=None)
         return
     if retryable and job.attempt < _cfg("MAX_ATTEMPTS"):
         backoff = _cfg("RETRY_BACKOFF_SECONDS") * (2 ** (job.attempt - 1))
@@ -391,7 +424,8 @@ def _next_round(limit: int) -> list[int]:
     if not heads:
         return []
     served = dict(
-        Job.objects.filter(user_id__in=heads.keys(), dispatched_at__isnull=False)
+        # Only recent service counts (and the scan stays small): anyone unserved for an hour goes first.
+        Job.objects.filter(user_id__in=heads.keys(), dispatched_at__gte=db_now_plus(-3600))
         .values("user_id")
         .annotate(last=Max("dispatched_at"))
         .values_list("user_id", "last")
@@ -424,19 +458,29 @@ def _dispatch_job(job_id: int) -> bool:
         return True
 
 
+DISPATCH_LOCK_KEY = 0x76696465  # "vide"
+
+
 def dispatch_once() -> int:
-    """Bind queued jobs to free runner slots, round-robin across users. Returns jobs dispatched."""
-    free = free_slots()
-    dispatched = 0
-    while free > 0:
-        picked = _next_round(free)
-        if not picked:
-            break
-        for job_id in picked:
-            if _dispatch_job(job_id):
-                dispatched += 1
-                free -= 1
-    return dispatched
+    """Bind queued jobs to free runner slots, round-robin across users. Returns jobs dispatched.
+
+    One pass is one transaction under a transaction-scoped advisory lock, so any number of dispatchers
+    can run (on several hosts) without two of them counting the same free slot.
+    """
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DISPATCH_LOCK_KEY])
+        # (SQLite: IMMEDIATE transactions already serialise writers.)
+        free = free_slots()
+        dispatched = 0
+        while free > 0:
+            taken = sum(_dispatch_job(job_id) for job_id in _next_round(free))
+            if not taken:
+                break  # nothing runnable, or the heads are locked by a cancel: next pass
+            dispatched += taken
+            free -= taken
+        return dispatched
 
 
 def reap_expired(batch: int = 100) -> int:
@@ -466,15 +510,32 @@ def reap_expired(batch: int = 100) -> int:
 def resend_stalled_stages(batch: int = 100) -> int:
     """Re-send the cpu task of jobs stuck in pending/reviewing: a failed or lost message must not strand a job.
 
-    The tasks are idempotent, so a stage that was merely slow and then runs twice does no harm.
+    The tasks are idempotent, so a stage that was merely slow and then runs twice does no harm. A stage
+    that still has not run after STAGE_MAX_SENDS sends fails the job with `moderation_unavailable`.
     """
     stalled = Job.objects.filter(
         state__in=tuple(STAGE_TASKS), stage_enqueued_at__lt=db_now_plus(-_cfg("STAGE_RESEND_SECONDS"))
     )
-    resent = 0
-    for job_id, state in stalled.values_list("pk", "state")[:batch]:
+    handled = 0
+    for job_id in stalled.values_list("pk", flat=True)[:batch]:
         with transaction.atomic():
-            if Job.objects.filter(pk=job_id, state=state).update(stage_enqueued_at=Now()):
-                queueing.enqueue_cpu(STAGE_TASKS[state], job_id)
-                resent += 1
-    return resent
+            job = (
+                Job.objects.select_for_update(skip_locked=True).filter(pk=job_id, state__in=tuple(STAGE_TASKS)).first()
+            )
+            if job is None:
+                continue
+            if job.stage_sends >= _cfg("STAGE_MAX_SENDS"):
+                _transition(
+                    job,
+                    S.FAILED,
+                    reason=f"{job.state} stage did not run after {job.stage_sends} sends",
+                    actor="dispatcher",
+                    completed_at=Now(),
+                    error_code="moderation_unavailable",
+                    error_message="Moderation could not be completed; please try again later.",
+                )
+            else:
+                Job.objects.filter(pk=job.pk).update(stage_enqueued_at=Now(), stage_sends=F("stage_sends") + 1)
+                queueing.enqueue_cpu(STAGE_TASKS[job.state], job.pk)
+            handled += 1
+    return handled

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import io
-import json
 import threading
 
 import pytest
@@ -340,4 +339,75 @@ def test_cancel_queued_job_is_immediate_and_notifies(api, user):
     assert api.post(f"/v1/videos/{vid}/cancel").json()["status"] == "cancelled"
     events = [n["event"] for n in api.get("/v1/notifications").json()["data"]]
     assert events == ["video.cancelled"]
-    assert json.dumps(events)
+
+
+@pytest.mark.parametrize("path", ["/v1/videos/video_%00", "/v1/videos/%00abc", "/v1/videos?after=video_%00x"])
+def test_nul_and_malformed_ids_are_404s(api, path):
+    resp = api.get(path)
+    assert resp.status_code == 404 and error_of(resp)["code"] == "not_found"
+
+
+def test_deeply_nested_json_is_a_400(api):
+    body = "[" * 100_000 + "]" * 100_000
+    resp = api.generic("POST", "/v1/videos", body, content_type="application/json")
+    assert resp.status_code == 400 and error_of(resp)["code"] == "invalid_body"
+
+
+def test_oversized_bodies_are_413s(api, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 2000
+    resp = api.post("/v1/videos", {"prompt": "x" * 3000}, format="json")
+    assert resp.status_code == 413 and error_of(resp)["code"] == "body_too_large"
+    resp = api.post("/v1/videos", {"prompt": "x" * 3000}, format="multipart")
+    assert resp.status_code == 413 and error_of(resp)["code"] == "body_too_large"
+    assert Job.objects.count() == 0
+
+
+def test_idempotency_key_of_a_deleted_video_is_a_409(api):
+    vid = api.post("/v1/videos", {"prompt": "x"}, format="json", HTTP_IDEMPOTENCY_KEY="gone").json()["id"]
+    api.post(f"/v1/videos/{vid}/cancel")
+    assert api.delete(f"/v1/videos/{vid}").status_code == 200
+    resp = api.post("/v1/videos", {"prompt": "x"}, format="json", HTTP_IDEMPOTENCY_KEY="gone")
+    assert resp.status_code == 409 and error_of(resp)["code"] == "idempotent_video_deleted"
+
+
+@pytest.fixture
+def completed(api, make_job, user):
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+    from django.utils import timezone
+
+    data = bytes(range(256)) * 40  # 10,240 bytes standing in for a clip
+    key = default_storage.save("videos/x/attempt-1.mp4", ContentFile(data))
+    job = make_job("succeeded", video_key=key, thumbnail_key=key, completed_at=timezone.now(), attempt=1)
+    return job, data
+
+
+def test_content_supports_byte_ranges(api, completed):
+    job, data = completed
+    url = f"/v1/videos/{job.public_id}/content"
+    whole = api.get(url)
+    assert whole.status_code == 200 and whole["Accept-Ranges"] == "bytes"
+    assert b"".join(whole.streaming_content) == data
+    part = api.get(url, HTTP_RANGE="bytes=100-199")
+    assert part.status_code == 206 and part["Content-Range"] == f"bytes 100-199/{len(data)}"
+    assert b"".join(part.streaming_content) == data[100:200]
+    tail = api.get(url, HTTP_RANGE="bytes=-10")
+    assert b"".join(tail.streaming_content) == data[-10:]
+    open_ended = api.get(url, HTTP_RANGE="bytes=10200-")
+    assert b"".join(open_ended.streaming_content) == data[10200:]
+    beyond = api.get(url, HTTP_RANGE=f"bytes={len(data)}-")
+    assert beyond.status_code == 416 and beyond["Content-Range"] == f"bytes */{len(data)}"
+
+
+def test_expired_and_missing_content_are_404s(api, completed, settings):
+    from django.core.files.storage import default_storage
+
+    job, _ = completed
+    url = f"/v1/videos/{job.public_id}/content"
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "VIDEO_RETENTION_SECONDS": -1}
+    resp = api.get(url)
+    assert resp.status_code == 404 and error_of(resp)["code"] == "video_expired"
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "VIDEO_RETENTION_SECONDS": 3600}
+    default_storage.delete(job.video_key)
+    resp = api.get(url)
+    assert resp.status_code == 404 and error_of(resp)["code"] == "content_gone"

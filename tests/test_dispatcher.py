@@ -96,6 +96,12 @@ def test_stalled_moderation_stages_are_sent_again(make_job, settings):
     assert sent == [("jobs.tasks.moderate_input", pending.pk), ("jobs.tasks.review_output", reviewing.pk)]
     assert {q.key for q in OrmQ.objects.all()} == {"cpu"}
     assert services.resend_stalled_stages() == 0  # not again until another timeout has passed
+    # A stage that never runs does not strand the job: after STAGE_MAX_SENDS it fails, visibly.
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "STAGE_MAX_SENDS": 2}
+    Job.objects.filter(pk=pending.pk).update(stage_enqueued_at=old)
+    assert services.resend_stalled_stages() == 1
+    pending.refresh_from_db()
+    assert (pending.state, pending.error_code) == (State.FAILED, "moderation_unavailable")
 
 
 def test_long_gone_runners_are_forgotten():
@@ -104,3 +110,41 @@ def test_long_gone_runners_are_forgotten():
     Runner.objects.filter(name="old").update(last_seen_at=services.db_now_plus(-7200))
     assert services.runners_forget_stale() == 1
     assert list(Runner.objects.values_list("name", flat=True)) == ["new"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dispatch_passes_are_serialised_across_dispatchers(make_job):
+    """Two dispatchers must not both count the same free slot: a pass waits while another one runs."""
+    import threading
+
+    from django.db import connection, transaction
+
+    make_job("queued")
+    services.runner_heartbeat(name="gpu", slots=1, model_names=["wan-tiny"])
+    holding, release = threading.Event(), threading.Event()
+
+    def other_dispatcher_mid_pass() -> None:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [services.DISPATCH_LOCK_KEY])
+            holding.set()
+            release.wait(10)
+        connection.close()
+
+    result: list[int] = []
+
+    def dispatcher() -> None:
+        result.append(services.dispatch_once())
+        connection.close()
+
+    other = threading.Thread(target=other_dispatcher_mid_pass)
+    other.start()
+    assert holding.wait(10)
+    mine = threading.Thread(target=dispatcher)
+    mine.start()
+    mine.join(0.5)
+    assert mine.is_alive() and result == []  # waiting for the other pass to end
+    assert Job.objects.filter(state=State.DISPATCHED).count() == 0
+    release.set()
+    other.join()
+    mine.join(10)
+    assert result == [1]

@@ -12,12 +12,23 @@ from notifications.models import Notification
 
 ALL_PAIRS = list(itertools.product(State.values, State.values))
 
+# DESIGN §2, written out by hand so that a wrong edit of the table in jobs/models.py fails here.
+# (pending/reviewing -> failed: the moderation stage itself could not run.)
+EXPECTED = {
+    ("pending", "queued"), ("pending", "rejected"), ("pending", "failed"), ("pending", "cancelled"),
+    ("queued", "dispatched"), ("queued", "cancelled"),
+    ("dispatched", "running"), ("dispatched", "queued"), ("dispatched", "failed"), ("dispatched", "cancelled"),
+    ("running", "reviewing"), ("running", "queued"), ("running", "failed"), ("running", "cancelled"),
+    ("reviewing", "succeeded"), ("reviewing", "rejected"), ("reviewing", "failed"), ("reviewing", "cancelled"),
+}  # fmt: skip
+
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("from_state", "to_state"), ALL_PAIRS)
 def test_every_pair_follows_the_table(make_job, from_state, to_state):
     job = make_job(from_state, attempt=1)
-    allowed = to_state in TRANSITIONS[from_state]
+    allowed = (from_state, to_state) in EXPECTED
+    assert allowed == (to_state in TRANSITIONS[from_state])
     if allowed:
         with services.transaction.atomic():
             services._transition(services._locked(job.pk), to_state, reason="test", actor="test")
@@ -97,8 +108,14 @@ def test_terminal_jobs_cannot_be_cancelled(make_job):
 
 
 @pytest.mark.django_db
+def _db_now():
+    from django.db.models.functions import Now
+
+    return Job.objects.annotate(now=Now()).values_list("now", flat=True).first()
+
+
 def test_retry_with_backoff_then_failed_with_last_error(make_job, settings):
-    settings.VIDEOGEN = {**settings.VIDEOGEN, "MAX_ATTEMPTS": 2, "RETRY_BACKOFF_SECONDS": 30}
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "MAX_ATTEMPTS": 3, "RETRY_BACKOFF_SECONDS": 30}
     job = make_job("dispatched")
     a1 = services.job_claim(job_id=job.pk, runner="r").attempt
     assert services.job_fail_attempt(
@@ -106,25 +123,44 @@ def test_retry_with_backoff_then_failed_with_last_error(make_job, settings):
     )
     job.refresh_from_db()
     assert job.state == State.QUEUED and job.error_code == "generation_error"
-    assert job.not_before is not None and job.not_before > job.created_at
+    wait = Job.objects.filter(pk=job.pk).values_list("not_before", flat=True).get() - _db_now()
+    assert 25 < wait.total_seconds() <= 30  # the first backoff is RETRY_BACKOFF_SECONDS
     # Not runnable before its backoff: the dispatcher skips it even with a free slot.
     services.runner_heartbeat(name="r", slots=1, model_names=["wan-tiny"])
     assert services.dispatch_once() == 0
     Job.objects.filter(pk=job.pk).update(not_before=services.db_now_plus(-1))
     assert services.dispatch_once() == 1
     a2 = services.job_claim(job_id=job.pk, runner="r").attempt
+    assert services.job_fail_attempt(
+        job_id=job.pk, attempt=a2, error_code="generation_error", message="boom", retryable=True
+    )
+    wait = Job.objects.filter(pk=job.pk).values_list("not_before", flat=True).get() - _db_now()
+    assert 55 < wait.total_seconds() <= 60  # doubled for the second attempt
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "MAX_ATTEMPTS": 2}
+    Job.objects.filter(pk=job.pk).update(not_before=services.db_now_plus(-1))
+    assert services.dispatch_once() == 1
+    a3 = services.job_claim(job_id=job.pk, runner="r").attempt
     Job.objects.filter(pk=job.pk).update(lease_expires_at=services.db_now_plus(-1))
     assert services.reap_expired() == 1
     job.refresh_from_db()
-    assert (a2, job.state, job.error_code) == (2, State.FAILED, "lease_expired")
+    assert (a3, job.state, job.error_code) == (3, State.FAILED, "lease_expired")
     assert "lease expired" in job.error_message
     assert job.completed_at is not None
 
 
 @pytest.mark.django_db
-def test_unclaimed_dispatch_expires_back_to_queued_without_counting_an_attempt(make_job):
+def test_unclaimed_dispatch_expires_back_to_queued_without_counting_an_attempt(make_job, settings):
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "MAX_DISPATCHES": 3}
     job = make_job("dispatched", lease_expires_at=None)
     Job.objects.filter(pk=job.pk).update(lease_expires_at=services.db_now_plus(-1))
     assert services.reap_expired() == 1
     job.refresh_from_db()
     assert (job.state, job.attempt) == (State.QUEUED, 0)
+    # ... but not for ever: the third unclaimed dispatch fails it, visibly.
+    services.runner_heartbeat(name="ghost", slots=1, model_names=["wan-tiny"])
+    for _ in range(2):
+        assert services.dispatch_once() == 1
+        Job.objects.filter(pk=job.pk).update(lease_expires_at=services.db_now_plus(-1))
+        assert services.reap_expired() == 1
+    job.refresh_from_db()
+    assert (job.state, job.error_code, job.attempt) == (State.FAILED, "no_runner", 0)

@@ -74,8 +74,10 @@ if DATABASE_URL and ROLE == "web":
     # Under ASGI every request runs in its own context, so "persistent" connections are never reused and
     # pile up until Postgres refuses clients. A per-process psycopg pool hands one back at each request's end.
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
-    DATABASES["default"]["OPTIONS"] = {
-        "pool": {"min_size": 2, "max_size": env_int("DB_POOL_MAX_SIZE", 16), "timeout": 10}
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 2,
+        "max_size": env_int("DB_POOL_MAX_SIZE", 16),
+        "timeout": 10,
     }
 elif DATABASE_URL:
     # Long-lived single-threaded loops: persistent connections, or django-q2's broker opens one per call
@@ -98,7 +100,6 @@ else:
 DATABASES["default"].setdefault("TEST", {})
 DATABASES["default"]["TEST"]["NAME"] = env_str("TEST_DATABASE_NAME") or None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-EMBEDDED = DATABASES["default"]["ENGINE"].endswith("sqlite3")
 
 # --- redis: channel layer and cache ---------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
@@ -111,7 +112,6 @@ else:
 
 # --- storage (django-storages) --------------------------------------------------------------------
 MEDIA_ROOT = env_str("MEDIA_ROOT", str(VAR_DIR / "media"))
-MEDIA_URL = "/media/"
 STORAGE_BUCKET = env_str("STORAGE_BUCKET")
 if STORAGE_BUCKET:
     _default_storage = {
@@ -158,7 +158,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "jobs.api.parsers.BoundedJSONParser",
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
@@ -173,8 +173,6 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 VIDEOGEN = {
     "MODELS_DIR": env_str("MODELS_DIR", str(VAR_DIR / "models")),
     "DEFAULT_MODEL": env_str("DEFAULT_MODEL", "wan-tiny"),
-    # Path of a real diffusers Wan 2.1 T2V checkout; registers the model "wan2.1-t2v-1.3b" when set.
-    "WAN_1_3B_PATH": env_str("WAN_1_3B_PATH"),
     "PROMPT_MAX_CHARS": env_int("PROMPT_MAX_CHARS", 4000),
     "REFERENCE_MAX_BYTES": env_int("REFERENCE_MAX_BYTES", 10 * 1024 * 1024),
     "MAX_ATTEMPTS": env_int("JOB_MAX_ATTEMPTS", 3),
@@ -187,6 +185,9 @@ VIDEOGEN = {
     "DISPATCH_INTERVAL_SECONDS": env_float("DISPATCH_INTERVAL_SECONDS", 0.2),
     # A moderation stage not done after this long is sent again (lost or failed cpu message).
     "STAGE_RESEND_SECONDS": env_float("STAGE_RESEND_SECONDS", 120.0),
+    "STAGE_MAX_SENDS": env_int("STAGE_MAX_SENDS", 5),
+    # A job dispatched this many times without any runner claiming it fails with `no_runner`.
+    "MAX_DISPATCHES": env_int("JOB_MAX_DISPATCHES", 5),
     "VIDEO_RETENTION_SECONDS": env_int("VIDEO_RETENTION_SECONDS", 7 * 24 * 3600),
     "POLL_AFTER_MS": env_int("POLL_AFTER_MS", 500),
     "NOTIFY_POLL_SECONDS": env_float("NOTIFY_POLL_SECONDS", 0.2),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -42,6 +44,16 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     if isinstance(exc, ApiError):
         body = envelope(exc.message, type=exc.type, param=exc.param, code=exc.code)
         code, headers = exc.status_code, exc.headers
+    elif isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        body = envelope(
+            f"The request body is too large: at most {limit} bytes.",
+            type="invalid_request_error",
+            code="body_too_large",
+        )
+        code = 413
+    elif isinstance(exc, SuspiciousOperation):
+        body, code = envelope("The request was malformed.", type="invalid_request_error", code="invalid_body"), 400
     elif isinstance(exc, Http404):
         body, code = envelope("Not found.", type="invalid_request_error", code="not_found"), 404
     elif isinstance(exc, exceptions.ParseError):

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import mimetypes
+from datetime import timedelta
 
 from django.conf import settings
-from django.core.files.storage import default_storage
-from django.http import FileResponse
+from django.utils import timezone
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from jobs import selectors, services
+from jobs.api import downloads
 from jobs.api.errors import ApiError, not_found
 from jobs.api.validation import parse_create
 from jobs.catalog import CATALOG
@@ -62,6 +63,13 @@ class VideosView(APIView):
                 param="Idempotency-Key",
                 code="idempotency_key_reused",
                 status_code=422,
+            ) from None
+        except services.IdempotentVideoDeleted:
+            raise ApiError(
+                "This Idempotency-Key created a video that has since been deleted; use a new key.",
+                param="Idempotency-Key",
+                code="idempotent_video_deleted",
+                status_code=409,
             ) from None
         headers = {"Idempotent-Replayed": "true"} if not created else {}
         return Response(video_object(job), status=201 if created else 200, headers=headers | _poll_headers(job))
@@ -114,7 +122,8 @@ class VideoCancelView(APIView):
         job = _get_job(request, video_id)
         try:
             job = services.job_cancel(job_id=job.pk, actor=f"user:{request.user.pk}")
-        except services.TransitionError:
+        except (services.TransitionError, services.LostJob):
+            job.refresh_from_db()
             raise ApiError(
                 f"Video {job.public_id} is already {job.public_status} and cannot be cancelled.",
                 code="video_already_finished",
@@ -150,12 +159,15 @@ class VideoContentView(APIView):
                 code="video_not_ready",
                 status_code=404,
             )
+        if job.completed_at + timedelta(seconds=settings.VIDEOGEN["VIDEO_RETENTION_SECONDS"]) < timezone.now():
+            raise ApiError(f"Video {job.public_id} has expired.", code="video_expired", status_code=404)
         key = getattr(job, VARIANTS[variant])
-        content_type = mimetypes.guess_type(key)[0] or "application/octet-stream"
-        suffix = key.rsplit(".", 1)[-1]
-        response = FileResponse(default_storage.open(key, "rb"), content_type=content_type)
-        response["Content-Disposition"] = f'inline; filename="{job.public_id}.{suffix}"'
-        return response
+        return downloads.serve(
+            key,
+            content_type=mimetypes.guess_type(key)[0] or "application/octet-stream",
+            filename=f"{job.public_id}.{key.rsplit('.', 1)[-1]}",
+            range_header=request.headers.get("Range"),
+        )
 
 
 class ModelsView(APIView):

@@ -1,4 +1,8 @@
-"""The dispatcher role: reap expired leases, then bind queued jobs to free runner slots; repeat."""
+"""The dispatcher role: reap expired leases, re-send stalled stages, bind queued jobs to free slots; repeat.
+
+Several dispatchers may run (on several hosts): each dispatch pass takes a transaction-scoped advisory
+lock, and the reaper's row locks and conditional updates make its passes safe to overlap.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,6 @@ from django.db import close_old_connections, connection
 from jobs import services
 
 log = logging.getLogger("jobs.dispatcher")
-LEADER_LOCK_KEY = 0x76696465  # "vide": one active dispatcher per database; standbys wait on the lock
 
 
 class Command(BaseCommand):
@@ -30,7 +33,6 @@ class Command(BaseCommand):
             reaped, resent = services.reap_expired(), services.resend_stalled_stages()
             self.stdout.write(f"reaped {reaped}, resent {resent}, dispatched {services.dispatch_once()}")
             return
-        self._become_leader()
         interval = settings.VIDEOGEN["DISPATCH_INTERVAL_SECONDS"]
         self.stdout.write(f"dispatcher running (every {interval}s)")
         passes = 0
@@ -49,15 +51,6 @@ class Command(BaseCommand):
                 log.exception("dispatcher pass failed; retrying")
                 connection.close()
             time.sleep(interval)
-
-    def _become_leader(self) -> None:
-        if connection.vendor != "postgresql":
-            return  # the embedded profile runs one dispatcher on one machine
-        self.stdout.write("waiting for the dispatcher leader lock")
-        with connection.cursor() as cursor:
-            # Session-level lock on a persistent connection: released when this process dies.
-            cursor.execute("SELECT pg_advisory_lock(%s)", [LEADER_LOCK_KEY])
-        self.stdout.write("acquired the dispatcher leader lock")
 
     def _stop(self, *args: object) -> None:
         self.running = False

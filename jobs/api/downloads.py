@@ -1,0 +1,57 @@
+"""Serving stored clips: whole files or one byte range (browsers seek with Range; Safari needs it to play)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from django.core.files.storage import default_storage
+from django.http import FileResponse, JsonResponse, StreamingHttpResponse
+
+from jobs.api.errors import ApiError, envelope
+
+RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+CHUNK = 64 * 1024
+
+
+def _chunks(fh, remaining: int) -> Iterator[bytes]:
+    with fh:
+        while remaining > 0:
+            data = fh.read(min(CHUNK, remaining))
+            if not data:
+                return
+            remaining -= len(data)
+            yield data
+
+
+def serve(key: str, *, content_type: str, filename: str, range_header: str | None):
+    try:
+        size = default_storage.size(key)
+        fh = default_storage.open(key, "rb")
+    except (FileNotFoundError, OSError):
+        raise ApiError("The stored content is no longer available.", code="content_gone", status_code=404) from None
+    match = RANGE.fullmatch((range_header or "").strip())
+    if match is None or match.groups() == ("", ""):
+        response = FileResponse(fh, content_type=content_type)
+        response["Content-Length"] = str(size)
+    else:
+        first, last = match.groups()
+        if first == "":  # "bytes=-N": the last N bytes
+            start, end = max(0, size - int(last)), size - 1
+        else:
+            start, end = int(first), min(int(last) if last else size - 1, size - 1)
+        if start >= size or start > end:
+            fh.close()
+            message = f"Requested range not satisfiable (the content is {size} bytes)."
+            response = JsonResponse(
+                envelope(message, type="invalid_request_error", code="range_not_satisfiable"), status=416
+            )
+            response["Content-Range"] = f"bytes */{size}"
+            return response
+        fh.seek(start)
+        response = StreamingHttpResponse(_chunks(fh, end - start + 1), status=206, content_type=content_type)
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+        response["Content-Length"] = str(end - start + 1)
+    response["Accept-Ranges"] = "bytes"
+    response["Content-Disposition"] = f'inline; filename="{filename}"'
+    return response
