@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.core.files.storage import default_storage
@@ -11,17 +12,19 @@ from PIL import Image
 
 from gpu_runner import registry
 from jobs.catalog import get_spec
-from jobs.models import Job
+
+if TYPE_CHECKING:
+    from jobs.models import Job  # the claimed job, as jobs.services.job_claim returns it
 
 
 def _pipeline(model: str):
     from gpu_runner.pipeline import load_pipeline
 
     entry = registry.get(model)
-    if entry.builtin and not entry.path.exists():
+    if entry.builtin:
         from gpu_runner.tiny_model import build_tiny_wan
 
-        build_tiny_wan(entry.path)
+        build_tiny_wan(entry.path)  # returns at once when a complete model is already there
     return load_pipeline(str(entry.path))  # cached per process, behind a lock (warming may race a first job)
 
 

@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
+import secrets
+
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
-from jobs.api.auth import generate_key, hash_key
 from jobs.models import Account, ApiKey, Tier
+
+KEY_PREFIX = "vg-"
+
+
+def hash_key(raw: str) -> str:
+    # A key is 32 random bytes, so a fast hash is enough (no dictionary to guard against).
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 def ensure_user(*, username: str, tier: str | None = None, password: str | None = None):

@@ -54,15 +54,23 @@ class JobAdmin(admin.ModelAdmin):
     def has_add_permission(self, request) -> bool:
         return False
 
-    @admin.action(description="Cancel selected jobs")
+    # Saving or deleting through the form would bypass the state machine (and race a runner's fenced
+    # writes): jobs are viewed here and changed only through actions that call the services.
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Cancel selected jobs", permissions=["view"])
     def cancel_jobs(self, request, queryset) -> None:
         done = 0
         for job in queryset:
             try:
                 services.job_cancel(job_id=job.pk, actor=f"staff:{request.user.pk}")
                 done += 1
-            except services.TransitionError:
-                pass
+            except (services.TransitionError, services.LostJob):
+                pass  # already finished
         self.message_user(request, f"Cancelled {done} job(s).", messages.SUCCESS)
 
 

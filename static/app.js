@@ -88,8 +88,9 @@
   }
 
   async function loadAll() {
-    const page = await api("/videos?limit=100&order=asc");
-    page.data.forEach(render);
+    // The newest 100, rendered oldest first so that each prepends above the last.
+    const page = await api("/videos?limit=100&order=desc");
+    page.data.reverse().forEach(render);
     empty.hidden = videos.size > 0;
   }
 

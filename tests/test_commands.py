@@ -65,12 +65,28 @@ def test_admin_bulk_cancel_goes_through_the_state_machine(client, make_user, mak
     staff = make_user("staff2")
     staff.is_staff = staff.is_superuser = True
     staff.save()
-    running, done = make_job("queued"), make_job("succeeded")
+    queued, running, done = make_job("queued"), make_job("running", attempt=1), make_job("succeeded")
     client.force_login(staff)
-    client.post("/admin/jobs/job/", {"action": "cancel_jobs", "_selected_action": [running.pk, done.pk]})
+    selected = [queued.pk, running.pk, done.pk]
+    client.post("/admin/jobs/job/", {"action": "cancel_jobs", "_selected_action": selected})
+    assert Job.objects.get(pk=queued.pk).state == "cancelled"
     assert Job.objects.get(pk=running.pk).state == "cancelled"
     assert Job.objects.get(pk=done.pk).state == "succeeded"
     assert running.events.get().actor == f"staff:{staff.pk}"
+    # The running runner is fenced out at its next heartbeat.
+    assert services.job_heartbeat(job_id=running.pk, attempt=1) is False
+
+
+def test_admin_cannot_save_or_delete_a_job_behind_the_state_machine(client, make_user, make_job):
+    staff = make_user("staff3")
+    staff.is_staff = staff.is_superuser = True
+    staff.save()
+    job = make_job("running", attempt=1)
+    client.force_login(staff)
+    assert client.post(f"/admin/jobs/job/{job.pk}/change/", {"state": "succeeded"}).status_code == 403
+    assert client.post(f"/admin/jobs/job/{job.pk}/delete/", {"post": "yes"}).status_code == 403
+    job.refresh_from_db()
+    assert job.state == "running"
 
 
 def test_page_requires_login_and_renders_for_a_user(client, user):

@@ -63,7 +63,7 @@ def test_duplicate_messages_run_the_pipeline_once(make_job):
     assert len(default_storage.listdir(f"videos/{job.public_id}")[1]) == 2  # one mp4, one thumbnail
 
 
-def test_cancel_stops_a_running_job_within_one_heartbeat(make_job, settings):
+def test_cancel_stops_a_running_job_within_one_heartbeat_and_one_step(make_job, settings):
     settings.VIDEOGEN = {**settings.VIDEOGEN, "HEARTBEAT_SECONDS": 0.3}
     job = dispatched(make_job, width=832, height=480, seconds=12)  # long enough to be caught mid-run
     outcome: list[str] = []

@@ -1,23 +1,11 @@
-"""Bearer API keys, stored as SHA-256 (a key is 32 random bytes, so a fast hash is enough)."""
+"""Bearer API keys on the API (and the websocket, see notifications.consumers)."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
-
 from rest_framework import authentication, exceptions
 
+from jobs.accounts import hash_key
 from jobs.models import ApiKey
-
-KEY_PREFIX = "vg-"
-
-
-def hash_key(raw: str) -> str:
-    return hashlib.sha256(raw.encode()).hexdigest()
-
-
-def generate_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
 def user_for_key(raw: str):

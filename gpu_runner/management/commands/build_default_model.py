@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+
 from django.core.management.base import BaseCommand
 
 from gpu_runner import registry
@@ -20,5 +22,7 @@ class Command(BaseCommand):
             if entry.path.exists() and not force:
                 self.stdout.write(f"{entry.name}: already at {entry.path}")
                 continue
+            if force and entry.path.exists():
+                shutil.rmtree(entry.path)
             build_tiny_wan(entry.path)
             self.stdout.write(f"{entry.name}: built at {entry.path}")
