@@ -150,6 +150,12 @@ def test_reference_image_errors(api, settings):
     assert Job.objects.count() == 0
 
 
+def test_lone_surrogate_in_prompt_is_a_400(api):
+    resp = api.generic("POST", "/v1/videos", '{"prompt": "bad \\ud800 text"}', content_type="application/json")
+    assert resp.status_code == 400 and error_of(resp)["param"] == "prompt"
+    assert Job.objects.count() == 0
+
+
 def test_malformed_json_and_wrong_media_type(api):
     resp = api.generic("POST", "/v1/videos", '{"prompt": "x",', content_type="application/json")
     assert resp.status_code == 400 and error_of(resp)["code"] == "invalid_body"

@@ -48,6 +48,10 @@ def parse_create(data, files) -> SubmitRequest:
         raise _bad("'prompt' must not be empty.", "prompt", "empty_prompt")
     if "\x00" in prompt:
         raise _bad("'prompt' must not contain NUL characters.", "prompt", "invalid_value")
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate from a JSON "\ud800" escape
+        raise _bad("'prompt' is not valid Unicode text.", "prompt", "invalid_value") from None
     limit = settings.VIDEOGEN["PROMPT_MAX_CHARS"]
     if len(prompt) > limit:
         raise _bad(f"'prompt' is too long: {len(prompt)} characters, at most {limit}.", "prompt", "prompt_too_long")
