@@ -467,11 +467,13 @@ def dispatch_once() -> int:
     One pass is one transaction under a transaction-scoped advisory lock, so any number of dispatchers
     can run (on several hosts) without two of them counting the same free slot.
     """
+    if free_slots() <= 0:
+        return 0  # the common idle case: no lock, no write transaction
     with transaction.atomic():
         if connection.vendor == "postgresql":
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DISPATCH_LOCK_KEY])
-        # (SQLite: IMMEDIATE transactions already serialise writers.)
+        # (SQLite: IMMEDIATE transactions already serialise writers.) Count again under the lock.
         free = free_slots()
         dispatched = 0
         while free > 0:
