@@ -345,16 +345,8 @@ def _retry_or_fail(job: Job, *, error_code: str, message: str, retryable: bool, 
         # but not forever: a fleet that keeps taking no work must not bounce a job for ever unseen.
         expired = JobEvent.objects.filter(job_id=job.pk, from_state=S.DISPATCHED, to_state=S.QUEUED).count()
         if expired + 1 >= _cfg("MAX_DISPATCHES"):
-            _transition(
-                job,
-                S.FAILED,
-                reason=f"dispatched {expired + 1} times and never claimed",
-                actor=actor,
-                lease_expires_at=None,
-                completed_at=Now(),
-                error_code="no_runner",
-                error_message="No GPU runner took the job; please try again later.",
-            )
+            reason = f"dispatched {expired + 1} times and never claimed"
+            _fail(job, reason=reason, actor=actor, code="no_runner", message="No GPU runner took the job; try again.")
         else:
             _transition(job, S.QUEUED, reason="dispatch expired unclaimed", actor=actor, lease_expires_at=None)
         return
@@ -372,16 +364,22 @@ def _retry_or_fail(job: Job, *, error_code: str, message: str, retryable: bool, 
             error_message=message[:2000],
         )
     else:
-        _transition(
-            job,
-            S.FAILED,
-            reason=f"attempt {job.attempt} failed ({error_code}): {message}",
-            actor=actor,
-            lease_expires_at=None,
-            completed_at=Now(),
-            error_code=error_code,
-            error_message=message[:2000],
-        )
+        reason = f"attempt {job.attempt} failed ({error_code}): {message}"
+        _fail(job, reason=reason, actor=actor, code=error_code, message=message)
+
+
+def _fail(job: Job, *, reason: str, actor: str, code: str, message: str) -> None:
+    """Any non-terminal job -> failed, for good, with the error the user will see."""
+    _transition(
+        job,
+        S.FAILED,
+        reason=reason,
+        actor=actor,
+        lease_expires_at=None,
+        completed_at=Now(),
+        error_code=code,
+        error_message=message[:2000],
+    )
 
 
 def runner_heartbeat(*, name: str, slots: int, model_names: list[str]) -> None:
@@ -527,14 +525,12 @@ def resend_stalled_stages(batch: int = 100) -> int:
             if job is None:
                 continue
             if job.stage_sends >= _cfg("STAGE_MAX_SENDS"):
-                _transition(
+                _fail(
                     job,
-                    S.FAILED,
                     reason=f"{job.state} stage did not run after {job.stage_sends} sends",
                     actor="dispatcher",
-                    completed_at=Now(),
-                    error_code="moderation_unavailable",
-                    error_message="Moderation could not be completed; please try again later.",
+                    code="moderation_unavailable",
+                    message="Moderation could not be completed; please try again later.",
                 )
             else:
                 Job.objects.filter(pk=job.pk).update(stage_enqueued_at=Now(), stage_sends=F("stage_sends") + 1)
