@@ -37,24 +37,6 @@ class BrowserOriginValidator(OriginValidator):
         return True if parsed_origin is None else super().valid_origin(parsed_origin)
 
 
-class ApiKeyAuthMiddleware:
-    """Lets non-browser clients authenticate with `Authorization: Bearer KEY` (browsers use the session)."""
-
-    def __init__(self, inner) -> None:
-        self.inner = inner
-
-    async def __call__(self, scope, receive, send):
-        headers = dict(scope.get("headers") or [])
-        raw = headers.get(b"authorization", b"").decode("latin-1")
-        if raw.lower().startswith("bearer "):
-            from jobs.api.auth import user_for_key
-
-            user = await database_sync_to_async(user_for_key)(raw[7:].strip())
-            if user is not None:
-                scope = dict(scope, user=user)
-        return await self.inner(scope, receive, send)
-
-
 class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")

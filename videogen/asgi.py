@@ -16,7 +16,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from notifications.consumers import ApiKeyAuthMiddleware, BrowserOriginValidator, EventsConsumer  # noqa: E402
+from jobs.api.auth import ApiKeyAuthMiddleware  # noqa: E402
+from notifications.consumers import BrowserOriginValidator, EventsConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {

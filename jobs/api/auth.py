@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from channels.db import database_sync_to_async
 from rest_framework import authentication, exceptions
 
 from jobs.accounts import hash_key
@@ -30,3 +31,19 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'
+
+
+class ApiKeyAuthMiddleware:
+    """Websockets: non-browser clients authenticate with `Authorization: Bearer KEY` (browsers use the session)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    async def __call__(self, scope, receive, send):
+        headers = dict(scope.get("headers") or [])
+        raw = headers.get(b"authorization", b"").decode("latin-1")
+        if raw.lower().startswith("bearer "):
+            user = await database_sync_to_async(user_for_key)(raw[7:].strip())
+            if user is not None:
+                scope = dict(scope, user=user)
+        return await self.inner(scope, receive, send)
