@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.db import models
@@ -154,6 +155,13 @@ class Job(models.Model):
     @property
     def size(self) -> str:
         return f"{self.width}x{self.height}"
+
+    @property
+    def expires_at(self):
+        """When a finished clip's files stop being served (None until it succeeded)."""
+        if self.state != State.SUCCEEDED or self.completed_at is None:
+            return None
+        return self.completed_at + timedelta(seconds=settings.VIDEOGEN["VIDEO_RETENTION_SECONDS"])
 
     @property
     def public_status(self) -> str:

@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-from django.conf import settings
-
 from jobs.models import Job, State
 
 
@@ -17,9 +13,6 @@ def video_object(job: Job, *, queue_position: int | None = None) -> dict:
     error = None
     if job.state in (State.FAILED, State.REJECTED) and job.error_code:
         error = {"code": job.error_code, "message": job.error_message}
-    expires_at = None
-    if job.completed_at and job.state == State.SUCCEEDED:
-        expires_at = job.completed_at + timedelta(seconds=settings.VIDEOGEN["VIDEO_RETENTION_SECONDS"])
     return {
         "id": job.public_id,
         "object": "video",
@@ -28,7 +21,7 @@ def video_object(job: Job, *, queue_position: int | None = None) -> dict:
         "progress": 100 if job.state == State.SUCCEEDED else job.progress,
         "created_at": _ts(job.created_at),
         "completed_at": _ts(job.completed_at),
-        "expires_at": _ts(expires_at),
+        "expires_at": _ts(job.expires_at),
         "seconds": str(job.seconds),
         "size": job.size,
         "prompt": job.prompt,

@@ -519,9 +519,8 @@ def resend_stalled_stages(batch: int = 100) -> int:
     handled = 0
     for job_id in stalled.values_list("pk", flat=True)[:batch]:
         with transaction.atomic():
-            job = (
-                Job.objects.select_for_update(skip_locked=True).filter(pk=job_id, state__in=tuple(STAGE_TASKS)).first()
-            )
+            # Re-check under the lock: the stage may have moved the job on since the scan.
+            job = stalled.select_for_update(skip_locked=True).filter(pk=job_id).first()
             if job is None:
                 continue
             if job.stage_sends >= _cfg("STAGE_MAX_SENDS"):

@@ -1,4 +1,4 @@
-"""Bearer API keys on the API (and the websocket, see notifications.consumers)."""
+"""Bearer API keys: DRF authentication for /v1 and an ASGI middleware for the websocket."""
 
 from __future__ import annotations
 

@@ -31,6 +31,11 @@ class ApiError(exceptions.APIException):
         self.headers = headers or {}
 
 
+def body_too_large() -> ApiError:
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return ApiError(f"The request body is too large: at most {limit} bytes.", code="body_too_large", status_code=413)
+
+
 def envelope(message: str, *, type: str, param: str | None = None, code: str | None = None) -> dict:
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
@@ -45,13 +50,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         body = envelope(exc.message, type=exc.type, param=exc.param, code=exc.code)
         code, headers = exc.status_code, exc.headers
     elif isinstance(exc, RequestDataTooBig):
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        body = envelope(
-            f"The request body is too large: at most {limit} bytes.",
-            type="invalid_request_error",
-            code="body_too_large",
-        )
-        code = 413
+        return exception_handler(body_too_large(), context)
     elif isinstance(exc, SuspiciousOperation):
         body, code = envelope("The request was malformed.", type="invalid_request_error", code="invalid_body"), 400
     elif isinstance(exc, Http404):

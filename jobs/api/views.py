@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import mimetypes
-from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
@@ -159,7 +158,7 @@ class VideoContentView(APIView):
                 code="video_not_ready",
                 status_code=404,
             )
-        if job.completed_at + timedelta(seconds=settings.VIDEOGEN["VIDEO_RETENTION_SECONDS"]) < timezone.now():
+        if job.expires_at < timezone.now():
             raise ApiError(f"Video {job.public_id} has expired.", code="video_expired", status_code=404)
         key = getattr(job, VARIANTS[variant])
         return downloads.serve(
