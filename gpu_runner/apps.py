@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import os
-
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class GpuRunnerConfig(AppConfig):
@@ -11,7 +10,7 @@ class GpuRunnerConfig(AppConfig):
 
     def ready(self) -> None:
         # Only workers of the gpu cluster offer slots; cpu workers and web processes never register.
-        if os.environ.get("Q_CLUSTER_NAME") == "gpu":
+        if settings.RUNNER_QUEUE.startswith("gpu"):
             from django_q.signals import post_spawn
 
             from gpu_runner.worker import on_worker_spawn

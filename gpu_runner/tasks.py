@@ -1,18 +1,24 @@
-"""The gpu task. A message only means "try to claim job X" (DESIGN §2): the claim is the guard."""
+"""The gpu task. A message only means "try to claim job X" (DESIGN §2): the claim is the guard.
+
+After finishing a job the runner takes its next one itself, in the transaction that frees its slot (the same
+fair-share policy as the dispatcher), and runs it at once: no broker round trip, no poll, a slot gap of
+milliseconds. It stops doing so when drained, told to stop, or after half the task timeout.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import connection
 
-from gpu_runner import backend
+from gpu_runner import backend, worker
 from gpu_runner.pipeline import GenerationAborted
-from gpu_runner.worker import runner_name
+from gpu_runner.worker import runner_name, runner_queue
 from jobs import services
 from videogen.video_io import encode_mp4, make_thumbnail
 
@@ -24,6 +30,10 @@ STEPS_SHARE = 70
 
 class JobLost(GenerationAborted):
     """The job moved on without us (cancelled, reaped, re-dispatched): stop at once, publish nothing."""
+
+
+class Stopping(GenerationAborted):
+    """The worker was told to stop (SIGTERM): give the job back instead of finishing it."""
 
 
 class LeaseKeeper:
@@ -73,18 +83,37 @@ class LeaseKeeper:
         self.progress = min(STEPS_SHARE, int(step * STEPS_SHARE / max(total, 1)))
         if self.lost.is_set():
             raise JobLost()
+        if worker.stopping.is_set():
+            raise Stopping()
 
 
 def run_job(job_id: int) -> str:
+    """Claim and run job X, then the runner's next jobs while it has them. Returns the first job's outcome."""
+    deadline = time.monotonic() + settings.GPU_TASK_TIMEOUT / 2
+    first: str | None = None
+    next_id: int | None = job_id
+    while next_id is not None:
+        take_next = not worker.draining.is_set() and time.monotonic() < deadline
+        outcome, next_id = _run_one(next_id, take_next=take_next)
+        first = first or outcome
+    return first or "not claimed"
+
+
+def _run_one(job_id: int, *, take_next: bool) -> tuple[str, int | None]:
     runner = runner_name()
+    if worker.stopping.is_set():
+        services.job_release(job_id=job_id, attempt=None, reason=f"runner {runner} shutting down")
+        return "released", None
     job = services.job_claim(job_id=job_id, runner=runner)
     if job is None:
-        return "not claimed"  # a duplicate or stale message: someone else has it, or it moved on
+        return "not claimed", None  # a duplicate or stale message: someone else has it, or it moved on
     attempt = job.attempt
     keys: list[str] = []
     try:
         with LeaseKeeper(job_id, attempt) as lease:
+            started = time.monotonic()
             frames, fps = backend.generate(job, lease.on_step)
+            took = time.monotonic() - started
             if lease.lost.is_set():
                 raise JobLost()
             lease.progress = 85
@@ -93,14 +122,26 @@ def run_job(job_id: int) -> str:
             base = f"videos/{job.public_id}/attempt-{attempt}"
             keys.append(default_storage.save(f"{base}.mp4", ContentFile(video)))
             keys.append(default_storage.save(f"{base}.webp", ContentFile(thumbnail)))
-        if services.job_complete(job_id=job_id, attempt=attempt, video_key=keys[0], thumbnail_key=keys[1]):
-            return "completed"
+        done, next_id = services.job_complete_and_take_next(
+            job_id=job_id,
+            attempt=attempt,
+            video_key=keys[0],
+            thumbnail_key=keys[1],
+            gpu_seconds=took,
+            next_for_queue=runner_queue() if take_next and not worker.draining.is_set() else None,
+        )
+        if done:
+            return "completed", next_id
         raise JobLost()
     except JobLost:
         for key in keys:
             default_storage.delete(key)
         log.info("job %s attempt %s lost its lease; stopped", job_id, attempt)
-        return "lost"
+        return "lost", None
+    except Stopping:
+        services.job_release(job_id=job_id, attempt=attempt, reason=f"runner {runner} shutting down")
+        log.info("job %s attempt %s released: runner stopping", job_id, attempt)
+        return "released", None
     except Exception as exc:
         for key in keys:
             default_storage.delete(key)
@@ -112,4 +153,4 @@ def run_job(job_id: int) -> str:
             message=f"{type(exc).__name__}: {exc}",
             retryable=True,
         )
-        return "failed"
+        return "failed", None

@@ -1,12 +1,16 @@
 """Per-worker life of a gpu runner: warm the model, then advertise the slot while the worker lives.
 
 django-q2 forks its workers; everything here runs in the worker after the fork (never CUDA in the parent).
+The worker registers with its host, slots, models, pool, version and its cluster's own queue (work is
+addressed to it there). A drain (admin action) or SIGTERM makes it take no new work; on SIGTERM the job in
+hand is given back to the queue at the next step, so nobody waits for its lease to expire.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -19,15 +23,24 @@ from jobs import services
 
 log = logging.getLogger(__name__)
 
+# Set in this worker when it must take no new work: drained by staff, or told to stop.
+draining = threading.Event()
+stopping = threading.Event()
+
 
 def runner_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def runner_queue() -> str:
+    return settings.RUNNER_QUEUE or "gpu"
 
 
 def on_worker_spawn(sender, proc_name: str = "", **kwargs) -> None:
     """Runs in the worker before it takes its first task. Warm here, synchronously: importing torch and
     loading weights hold the GIL for seconds, which would starve the lease heartbeat of a job claimed
     meanwhile. Only then is the slot offered."""
+    signal.signal(signal.SIGTERM, _on_sigterm)
     models = []
     for model in sorted(registry.entries()):
         try:
@@ -41,14 +54,33 @@ def on_worker_spawn(sender, proc_name: str = "", **kwargs) -> None:
     threading.Thread(target=_advertise, args=(models,), name="runner-heartbeat", daemon=True).start()
 
 
+def _on_sigterm(signum, frame) -> None:
+    # The generation loop sees `stopping` at its next step and releases its job; the cluster then exits.
+    stopping.set()
+    draining.set()
+    log.info("runner %s stopping: taking no new work, releasing the job in hand", runner_name())
+
+
 def _advertise(models: list[str]) -> None:
     name = runner_name()
     interval = settings.VIDEOGEN["RUNNER_HEARTBEAT_SECONDS"]
-    log.info("runner %s offering 1 slot for %s", name, models)
-    while True:
+    log.info("runner %s offering 1 slot for %s on queue %s", name, models, runner_queue())
+    while not stopping.is_set():
         try:
             close_old_connections()
-            services.runner_heartbeat(name=name, slots=1, model_names=models)
+            drained = services.runner_heartbeat(
+                name=name,
+                slots=1,
+                model_names=models,
+                queue=runner_queue(),
+                host=socket.gethostname(),
+                pool=settings.RUNNER_POOL,
+                version=settings.RUNNER_VERSION,
+            )
+            if drained:
+                draining.set()
+            elif not stopping.is_set():
+                draining.clear()
         except Exception:
             log.warning("runner heartbeat failed", exc_info=True)
             connection.close()

@@ -44,3 +44,8 @@ def api_key_create(*, user_id: int, name: str = "") -> str:
     raw = generate_key()
     ApiKey.objects.create(user_id=user_id, prefix=raw[:10], key_hash=hash_key(raw), name=name)
     return raw
+
+
+def account_for(*, user_id: int) -> Account:
+    account, _ = Account.objects.get_or_create(user_id=user_id)
+    return account

@@ -6,6 +6,7 @@ imports torch or diffusers.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -20,10 +21,15 @@ class ModelSpec:
     default_size: str
     default_seconds: int
     supports_reference: bool = True
+    # Price: credits per megapixel-second of video asked for (at least 1 credit a job).
+    credits_per_megapixel_second: float = 100.0
 
     def frames_for(self, seconds: int) -> int:
         # Wan generates 4k+1 frames: one key frame, then fps frames per second.
         return seconds * self.fps + 1
+
+    def price(self, *, width: int, height: int, seconds: int) -> int:
+        return max(1, math.ceil(width * height * seconds / 1e6 * self.credits_per_megapixel_second))
 
 
 # Wan rounds height and width down to multiples of 16 and frames to 4k+1; every size and duration listed

@@ -24,7 +24,7 @@ class State(models.TextChoices):
 S = State
 TERMINAL: frozenset[str] = frozenset({S.SUCCEEDED, S.FAILED, S.REJECTED, S.CANCELLED})
 
-# The one transition table (DESIGN §2). Nothing assigns Job.state except jobs.services._transition.
+# The one transition table (DESIGN §2). Nothing assigns Job.state except jobs.services.transitions.transition.
 TRANSITIONS: dict[str, frozenset[str]] = {
     # -> failed: the stage itself could not run (moderation unavailable), which is not a block.
     S.PENDING: frozenset({S.QUEUED, S.REJECTED, S.FAILED, S.CANCELLED}),
@@ -64,13 +64,21 @@ def can_transition(from_state: str, to_state: str) -> bool:
 class Tier(models.TextChoices):
     FREE = "free"
     PAID = "paid"
+    INTERNAL = "internal"
 
 
 class Account(models.Model):
-    """Per-user platform settings (tier)."""
+    """Per-user platform settings (tier) and usage counters. Submission locks this row, so a user's concurrent
+    submissions are checked against their caps and credits one at a time."""
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account")
     tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.FREE)
+    # Credits granted or bought (the ledger's running balance); the tier's daily allowance is spent first.
+    credit_balance = models.BigIntegerField(default=0)
+    # Today's usage (UTC day): jobs submitted and allowance credits reserved.
+    usage_day = models.DateField(null=True, blank=True)
+    day_jobs = models.PositiveIntegerField(default=0)
+    day_allowance_used = models.BigIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"{self.user} ({self.tier})"
@@ -124,6 +132,17 @@ class Job(models.Model):
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
 
+    # Scheduling (DESIGN §3): the tier the job was admitted under, its estimated GPU-seconds and price, its
+    # virtual start tag inside the tier (fair queuing by service received), when it first waited for a GPU,
+    # the runner queue it was handed to, and an optional time-to-start deadline.
+    tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.FREE)
+    cost = models.FloatField(default=0.0)
+    credits = models.PositiveIntegerField(default=0)
+    vtag = models.FloatField(null=True, blank=True)
+    queued_at = models.DateTimeField(null=True, blank=True)
+    queue = models.CharField(max_length=200, blank=True)
+    start_deadline_at = models.DateTimeField(null=True, blank=True)
+
     created_at = models.DateTimeField(auto_now_add=True)
     # When a cpu stage (moderation) was last asked to handle this job: lost messages are re-sent after a while.
     stage_enqueued_at = models.DateTimeField(null=True, blank=True)
@@ -140,6 +159,27 @@ class Job(models.Model):
             models.Index(fields=["state", "not_before", "id"], name="job_state_nb_idx"),
             models.Index(fields=["state", "lease_expires_at"], name="job_state_lease_idx"),
             models.Index(fields=["state", "stage_enqueued_at"], name="job_state_stage_idx"),
+            # The scheduler's snapshot: the lowest virtual tags and the oldest waits per (tier, model), read
+            # by index whatever the length of the queue.
+            models.Index(
+                fields=["tier", "model", "vtag", "id"], name="job_queued_vtag_idx", condition=models.Q(state="queued")
+            ),
+            models.Index(
+                fields=["tier", "model", "queued_at", "id"],
+                name="job_queued_age_idx",
+                condition=models.Q(state="queued"),
+            ),
+            # Caps: a user's unfinished jobs, counted without reading their history.
+            models.Index(
+                fields=["user", "state"],
+                name="job_user_unfinished_idx",
+                condition=models.Q(state__in=["pending", "queued", "dispatched", "running", "reviewing"]),
+            ),
+            models.Index(
+                fields=["start_deadline_at"],
+                name="job_waiting_deadline_idx",
+                condition=models.Q(state__in=["pending", "queued"], start_deadline_at__isnull=False),
+            ),
         ]
         constraints = [
             models.UniqueConstraint(
@@ -191,13 +231,114 @@ class JobEvent(models.Model):
 
 
 class Runner(models.Model):
-    """A GPU slot provider (one django-q2 gpu worker). Capacity counts only runners seen within the TTL."""
+    """A GPU slot provider (one django-q2 gpu worker). Capacity counts only runners seen within the TTL.
+
+    Work is addressed to the runner's own broker queue (its gpu cluster), so a busy runner never holds a job
+    meant for an idle one. A draining runner finishes what it has and is handed nothing new.
+    """
 
     name = models.CharField(max_length=200, unique=True)
+    queue = models.CharField(max_length=200, default="gpu")
+    host = models.CharField(max_length=200, blank=True)
+    pool = models.CharField(max_length=100, default="default")
+    version = models.CharField(max_length=100, blank=True)
     slots = models.PositiveSmallIntegerField(default=1)
     model_names = models.JSONField(default=list)
+    draining = models.BooleanField(default=False)
     started_at = models.DateTimeField()
     last_seen_at = models.DateTimeField(db_index=True)
 
     def __str__(self) -> str:
         return self.name
+
+
+class CreditEntry(models.Model):
+    """The credits ledger: append-only. Reserve at admission, then exactly one settlement per job (charge on
+    success, release otherwise), enforced by the database; grants and adjustments name the staff member."""
+
+    class Kind(models.TextChoices):
+        GRANT = "grant"
+        ADJUST = "adjust"
+        RESERVE = "reserve"
+        CHARGE = "charge"
+        RELEASE = "release"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_entries")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="credit_entries")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    # Signed change of the user's balance (grants, adjustments, and the balance part of a reserve/release).
+    amount = models.BigIntegerField()
+    # The part of a reserve/release that came out of (or went back to) the daily allowance.
+    allowance_amount = models.BigIntegerField(default=0)
+    balance_after = models.BigIntegerField()
+    actor = models.CharField(max_length=200)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "-id"], name="credit_user_id_idx")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["job"], condition=models.Q(kind="reserve"), name="credit_one_reserve_per_job"
+            ),
+            models.UniqueConstraint(
+                fields=["job"],
+                condition=models.Q(kind__in=["charge", "release"]),
+                name="credit_one_settlement_per_job",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.amount:+} ({self.user})"
+
+
+class SchedFlow(models.Model):
+    """A user's fair-queuing counter: the virtual finish tag of their last queued job (GPU-seconds)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE)
+    finish = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.finish:.1f}"
+
+
+class SchedTier(models.Model):
+    """Per tier: weighted service received (GPU-seconds / weight) and the tier's virtual clock (the highest
+    start tag dispatched), both advanced by the dispatcher."""
+
+    tier = models.CharField(max_length=8, primary_key=True, choices=Tier.choices)
+    vtime = models.FloatField(default=0.0)
+    vclock = models.FloatField(default=0.0)
+
+    def __str__(self) -> str:
+        return f"{self.tier}: served {self.vtime:.1f}, clock {self.vclock:.1f}"
+
+
+class ShapeCost(models.Model):
+    """Observed GPU-seconds per (model, size, seconds): the cost model learns from every finished run."""
+
+    model = models.CharField(max_length=64)
+    width = models.PositiveSmallIntegerField()
+    height = models.PositiveSmallIntegerField()
+    seconds = models.PositiveSmallIntegerField()
+    mean_seconds = models.FloatField()
+    samples = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["model", "width", "height", "seconds"], name="shape_cost_uniq")]
+
+    def __str__(self) -> str:
+        return f"{self.model} {self.width}x{self.height} {self.seconds}s: {self.mean_seconds:.2f}s"
+
+
+class QueueSummary(models.Model):
+    """What the dispatcher publishes for one model each pass: capacity, per-tier backlog and checkpoints of
+    the queue in tag order. Status reads and admission compute positions and ETAs from it, never the queue."""
+
+    model = models.CharField(max_length=64, primary_key=True)
+    data = models.JSONField(default=dict)
+    published_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.model} @ {self.published_at}"

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from jobs.models import Job, State
+from jobs.models import Account, CreditEntry, Job, State
+from jobs.services import credits
 
 
 def _ts(value) -> int | None:
     return int(value.timestamp()) if value else None
 
 
-def video_object(job: Job, *, queue_position: int | None = None) -> dict:
+def video_object(job: Job, *, queue_position: int | None = None, estimated_start_at=None) -> dict:
     error = None
-    if job.state in (State.FAILED, State.REJECTED) and job.error_code:
+    if job.state in (State.FAILED, State.REJECTED, State.CANCELLED) and job.error_code:
         error = {"code": job.error_code, "message": job.error_message}
     return {
         "id": job.public_id,
@@ -29,5 +30,42 @@ def video_object(job: Job, *, queue_position: int | None = None) -> dict:
         "error": error,
         # Extensions.
         "queue_position": queue_position,
+        "estimated_start_at": _ts(estimated_start_at),
+        "start_deadline_at": _ts(job.start_deadline_at),
+        "credits": job.credits,
         "attempt": job.attempt,
+    }
+
+
+def credit_summary(account: Account) -> dict:
+    """A user's credits: balance, today's allowance (per their tier) and what is still available."""
+    from django.conf import settings
+
+    daily = int(settings.VIDEOGEN_TIERS.get(account.tier, settings.VIDEOGEN_TIERS["free"])["DAILY_CREDITS"])
+    metered = daily >= 0
+    left = credits.allowance_left(account, daily) if metered else None
+    return {
+        "object": "credits",
+        "tier": account.tier,
+        "metered": metered,
+        "balance": account.credit_balance,
+        "daily_allowance": daily if metered else None,
+        "allowance_remaining": left,
+        "available": account.credit_balance + left if metered else None,
+        "jobs_today": account.day_jobs if account.usage_day == credits.today() else 0,
+    }
+
+
+def credit_entry(entry: CreditEntry) -> dict:
+    return {
+        "id": entry.pk,
+        "object": "credit_entry",
+        "kind": entry.kind,
+        "amount": entry.amount,
+        "allowance_amount": entry.allowance_amount,
+        "balance_after": entry.balance_after,
+        "video_id": entry.job.public_id if entry.job_id else None,
+        "note": entry.note,
+        "actor": entry.actor if entry.kind in ("grant", "adjust") else None,
+        "created_at": _ts(entry.created_at),
     }

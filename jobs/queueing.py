@@ -9,12 +9,12 @@ from __future__ import annotations
 from django_q.tasks import async_task
 
 CPU = "cpu"
-GPU = "gpu"
 
 
 def enqueue_cpu(func: str, *args: object) -> None:
     async_task(func, *args, cluster=CPU)
 
 
-def enqueue_gpu(func: str, *args: object) -> None:
-    async_task(func, *args, cluster=GPU)
+def enqueue_runner(func: str, *args: object, queue: str) -> None:
+    """Work addressed to one runner: each gpu cluster consumes its own queue (videogen.settings)."""
+    async_task(func, *args, cluster=queue)

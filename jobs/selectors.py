@@ -1,14 +1,20 @@
-"""Reads of the job domain (status reads are the hot path: one indexed query each)."""
+"""Reads of the job domain (status reads are the hot path: one indexed query each, never a queue scan)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+import time
 
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 
-from jobs.models import Job, State
+from jobs.models import CreditEntry, Job, QueueSummary, State
+from jobs.services import fairness, policy
 
 PUBLIC_ID = re.compile(r"video_[0-9a-f]{24}")
+# Each process reads a model's published queue summary at most this often.
+SUMMARY_CACHE_SECONDS = 1.0
+_summaries: dict[str, tuple[float, policy.ModelQueue | None, float]] = {}
 
 
 def _visible(user_id: int) -> QuerySet[Job]:
@@ -36,9 +42,61 @@ def video_list(*, user_id: int, after: str | None, limit: int, order: str) -> tu
     return rows[:limit], len(rows) > limit
 
 
-def queue_position(job: Job) -> int | None:
-    """1 + the number of queued jobs submitted before this one; None unless the job is queued."""
-    if job.state != State.QUEUED:
-        return None
-    ahead = Job.objects.filter(Q(state=State.QUEUED) & Q(pk__lt=job.pk)).count()
-    return ahead + 1
+def summary_from_data(data: dict) -> policy.ModelQueue:
+    tiers = {
+        t: policy.TierQueue(int(q["count"]), float(q["work"]), [tuple(c) for c in q["checkpoints"]])
+        for t, q in data.get("tiers", {}).items()
+    }
+    return policy.ModelQueue(
+        capacity=float(data.get("capacity", 0)),
+        running_work=float(data.get("running_work", 0.0)),
+        first_free_in=float(data.get("first_free_in", 0.0)),
+        tiers=tiers,
+    )
+
+
+def queue_summary(model: str) -> tuple[policy.ModelQueue | None, float]:
+    """The dispatcher's latest summary for a model and the time it describes (cached briefly per process)."""
+    now = time.monotonic()
+    hit = _summaries.get(model)
+    if hit is None or hit[0] < now:
+        row = QueueSummary.objects.filter(model=model).values_list("data", flat=True).first()
+        hit = (now + SUMMARY_CACHE_SECONDS, summary_from_data(row) if row else None, (row or {}).get("at", 0.0))
+        _summaries[model] = hit
+    return hit[1], hit[2]
+
+
+def forget_summaries() -> None:
+    _summaries.clear()
+
+
+def queue_estimate(job: Job) -> tuple[int | None, dt.datetime | None]:
+    """(queue_position, estimated_start_at) of a queued job, from the published summary: no queue scan."""
+    if job.state == State.DISPATCHED:
+        return 1, None  # handed to a runner: starts as soon as it claims it
+    if job.state != State.QUEUED or job.vtag is None:
+        return None, None
+    summary, at = queue_summary(job.model)
+    if summary is None:
+        return None, None
+    est = policy.estimate(summary, fairness.weights(), tier=job.tier, tag=job.vtag)
+    if est is None:
+        return None, None
+    start = dt.datetime.fromtimestamp(at + est.start_in, tz=dt.UTC)
+    if job.not_before is not None and job.not_before > start:
+        start = job.not_before  # a retry waiting out its backoff
+    return est.position, start
+
+
+def tier_wait(*, model: str, tier: str) -> float | None:
+    """The tier's estimated wait for new work on this model (None: nothing published, or no capacity)."""
+    summary, _ = queue_summary(model)
+    return None if summary is None else policy.tier_wait(summary, fairness.weights(), tier=tier)
+
+
+def credit_history(*, user_id: int, after: int | None, limit: int) -> tuple[list[CreditEntry], bool]:
+    qs = CreditEntry.objects.filter(user_id=user_id).select_related("job").order_by("-id")
+    if after is not None:
+        qs = qs.filter(pk__lt=after)
+    rows = list(qs[: limit + 1])
+    return rows[:limit], len(rows) > limit

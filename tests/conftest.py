@@ -3,10 +3,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from django.db import transaction
+from django.db.models.functions import Now
 from rest_framework.test import APIClient
 
 from jobs.accounts import api_key_create, ensure_user
 from jobs.models import Job
+from jobs.services import fairness
 
 
 @pytest.fixture(autouse=True)
@@ -74,9 +77,17 @@ def make_job(db, user):
     """A job placed directly in a state (for state-machine tests); submission has its own tests."""
 
     def make(state: str = "pending", owner=None, **fields) -> Job:
-        defaults = dict(model="wan-tiny", prompt="a calm lake", seconds=4, width=128, height=128, seed=7)
+        defaults = dict(model="wan-tiny", prompt="a calm lake", seconds=4, width=128, height=128, seed=7, cost=1.0)
+        owner = owner or user
+        defaults["tier"] = getattr(getattr(owner, "account", None), "tier", "free")
         defaults.update(fields)
-        return Job.objects.create(user=owner or user, state=state, **defaults)
+        job = Job.objects.create(user=owner, state=state, **defaults)
+        if state == "queued" and job.vtag is None:
+            # As a job entering the queue through a transition would be: tagged, and its wait started.
+            with transaction.atomic():
+                Job.objects.filter(pk=job.pk).update(vtag=fairness.tag_new_job(job), queued_at=Now())
+            job.refresh_from_db()
+        return job
 
     return make
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import threading
+import time
 
 import pytest
 from django.db import connection
@@ -13,7 +14,7 @@ from django_q.models import OrmQ
 from PIL import Image
 from rest_framework.test import APIClient
 
-from jobs import services
+from jobs import selectors, services
 from jobs.models import Job, JobEvent, State
 
 pytestmark = pytest.mark.django_db
@@ -202,10 +203,15 @@ def test_users_only_see_their_own_videos(api, make_user, client_for):
 
 def test_retrieve_has_poll_header_and_queue_position(api):
     vid = api.post("/v1/videos", {"prompt": "x"}, format="json").json()["id"]
-    Job.objects.filter(public_id=vid).update(state=State.QUEUED)
+    services.job_moderate_input(job_id=Job.objects.get(public_id=vid).pk)
+    services.runner_heartbeat(name="gpu-a", slots=1, model_names=["wan-tiny"])
+    services.publish_queue_summary()
+    selectors.forget_summaries()
     resp = api.get(f"/v1/videos/{vid}")
     assert resp.status_code == 200
-    assert resp.json()["queue_position"] == 1
+    body = resp.json()
+    assert body["status"] == "queued" and body["queue_position"] == 1
+    assert abs(body["estimated_start_at"] - time.time()) < 5  # a free slot: it starts now
     assert int(resp["openai-poll-after-ms"]) > 0
 
 
@@ -318,9 +324,11 @@ def test_submit_query_count_is_pinned(api):
     with CaptureQueriesContext(connection) as keyed:
         resp = api.post("/v1/videos", {"prompt": "y"}, format="json", HTTP_IDEMPOTENCY_KEY="q1")
         assert resp.status_code == 201
-    # auth, insert job, insert event, insert broker row; + savepoint/release because the test itself runs
-    # in a transaction (in production the block is the outer transaction: 4 statements).
-    assert len(plain) == 6, [q["sql"] for q in plain]
+    # auth (key, user and account in one join); then lock the account, read the user's unfinished jobs (caps),
+    # insert job, insert credit reservation, update the account's usage, insert event, insert broker row;
+    # + savepoint/release because the test itself runs in a transaction (in production: 8 statements).
+    # The published queue summary and the cost model are cached in the process.
+    assert len(plain) == 10, [q["sql"] for q in plain]
     # + the Idempotency-Key lookup
     assert len(keyed) == len(plain) + 1, [q["sql"] for q in keyed]
 

@@ -54,13 +54,15 @@ def test_round_robin_across_users(make_job, make_user):
     assert dispatched == {heavy_jobs[0].pk, light_job.pk, late_job.pk}
 
 
-def test_least_recently_served_user_goes_first(make_job, make_user):
+def test_user_who_received_more_service_waits(make_job, make_user):
+    """Virtual time: a user whose earlier work cost 10 GPU-seconds goes after one who has had none."""
     served, waiting = make_user("served"), make_user("waiting")
-    done = make_job("succeeded", owner=served)
-    Job.objects.filter(pk=done.pk).update(dispatched_at=services.db_now_plus(-5))
-    first = make_job("queued", owner=served)  # older job, but its user was served recently
-    second = make_job("queued", owner=waiting)
+    make_job("queued", owner=served, cost=10.0)
     services.runner_heartbeat(name="gpu", slots=1, model_names=["wan-tiny"])
+    assert services.dispatch_once() == 1  # served's first job: nobody else was waiting
+    first = make_job("queued", owner=served, cost=1.0)  # older than waiting's job, but served had 10 s
+    second = make_job("queued", owner=waiting, cost=1.0)
+    Job.objects.filter(state=State.DISPATCHED).update(state=State.SUCCEEDED)
     assert services.dispatch_once() == 1
     assert Job.objects.get(pk=second.pk).state == State.DISPATCHED
     assert Job.objects.get(pk=first.pk).state == State.QUEUED

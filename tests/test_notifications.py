@@ -22,7 +22,7 @@ def _run_to_success(job: Job) -> None:
     attempt = services.job_claim(job_id=job.pk, runner="r").attempt
     services.job_complete(job_id=job.pk, attempt=attempt, video_key="v.mp4", thumbnail_key="v.webp")
     with transaction.atomic():
-        services._transition(services._locked(job.pk), State.SUCCEEDED, reason="t", actor="t")
+        services.transition(services.locked(job.pk), State.SUCCEEDED, reason="t", actor="t")
 
 
 @pytest.mark.django_db

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from django.db import transaction
 
 from jobs import services
 from jobs.models import TRANSITIONS, Job, JobEvent, State, can_transition, is_terminal
@@ -30,15 +31,15 @@ def test_every_pair_follows_the_table(make_job, from_state, to_state):
     allowed = (from_state, to_state) in EXPECTED
     assert allowed == (to_state in TRANSITIONS[from_state])
     if allowed:
-        with services.transaction.atomic():
-            services._transition(services._locked(job.pk), to_state, reason="test", actor="test")
+        with transaction.atomic():
+            services.transition(services.locked(job.pk), to_state, reason="test", actor="test")
         job.refresh_from_db()
         assert job.state == to_state
         event = JobEvent.objects.get(job=job)
         assert (event.from_state, event.to_state, event.attempt) == (from_state, to_state, 1)
     else:
-        with pytest.raises(services.TransitionError), services.transaction.atomic():
-            services._transition(services._locked(job.pk), to_state, reason="test", actor="test")
+        with pytest.raises(services.TransitionError), transaction.atomic():
+            services.transition(services.locked(job.pk), to_state, reason="test", actor="test")
         job.refresh_from_db()
         assert job.state == from_state
         assert not JobEvent.objects.filter(job=job).exists()
@@ -72,8 +73,8 @@ def test_stale_runner_cannot_heartbeat_complete_fail_or_notify(make_job):
     Job.objects.filter(pk=job.pk).update(lease_expires_at=services.db_now_plus(-1))
     assert services.reap_expired() == 1
     Job.objects.filter(pk=job.pk).update(not_before=None)
-    with services.transaction.atomic():
-        services._transition(services._locked(job.pk), State.DISPATCHED, reason="t", actor="t")
+    with transaction.atomic():
+        services.transition(services.locked(job.pk), State.DISPATCHED, reason="t", actor="t")
     second = services.job_claim(job_id=job.pk, runner="new").attempt
     assert (first, second) == (1, 2)
     notes_before = Notification.objects.count()

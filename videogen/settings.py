@@ -6,6 +6,8 @@ Setting DATABASE_URL / REDIS_URL / STORAGE_* switches to the production profile;
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import dj_database_url
@@ -192,6 +194,42 @@ VIDEOGEN = {
     "POLL_AFTER_MS": env_int("POLL_AFTER_MS", 500),
     "NOTIFY_POLL_SECONDS": env_float("NOTIFY_POLL_SECONDS", 0.2),
     "NOTIFY_RESYNC_SECONDS": env_float("NOTIFY_RESYNC_SECONDS", 15.0),
+    # Cost model: a new (model, size, seconds) shape is priced by this prior until runs are observed.
+    "COST_PRIOR_BASE_SECONDS": env_float("COST_PRIOR_BASE_SECONDS", 0.5),
+    "COST_PRIOR_SECONDS_PER_MEGAPIXEL_FRAME": env_float("COST_PRIOR_SECONDS_PER_MEGAPIXEL_FRAME", 0.5),
+    "COST_LEARNING_RATE": env_float("COST_LEARNING_RATE", 0.2),
+    # How often the dispatcher publishes queue positions, ETAs and per-tier waits (admission reads them).
+    "QUEUE_PUBLISH_SECONDS": env_float("QUEUE_PUBLISH_SECONDS", 1.0),
+    # Retry-After sent with the concurrency and queue caps (a slot frees when one of the user's jobs ends).
+    "CAP_RETRY_AFTER_SECONDS": env_int("CAP_RETRY_AFTER_SECONDS", 10),
+}
+
+# --- tiers: who goes next, and how much each user may ask for ----------------------------------------
+# Every field of every tier comes from TIER_<TIER>_<FIELD> (e.g. TIER_FREE_MAX_QUEUED=20). 0 means "no limit"
+# for the caps and allowances. Weights share GPU time (GPU-seconds served) between tiers while they all have
+# backlog; an idle tier's share goes to the others.
+_TIER_FIELDS = (
+    "WEIGHT",  # share of GPU time while several tiers have backlog
+    "MAX_INFLIGHT",  # unfinished jobs per user (429 concurrency_limit)
+    "MAX_QUEUED",  # jobs waiting for a GPU per user (429 queue_limit)
+    "DAILY_JOBS",  # submissions per user per UTC day (429 daily_limit)
+    "DAILY_CREDITS",  # credits each user may spend per UTC day before drawing on their balance (-1: not metered)
+    "WAIT_BOUND_SECONDS",  # estimated wait beyond which new submissions of the tier get 503 capacity_exceeded
+    "AGING_SECONDS",  # a job waiting longer than this goes before any other work
+    "RATE_PER_MINUTE",  # API requests per user
+    "SUBMIT_RATE_PER_MINUTE",  # POST /v1/videos per user
+)
+_TIER_DEFAULTS: dict[str, tuple[float, ...]] = {
+    "free": (1, 8, 5, 200, 2000, 900, 1800, 600, 60),
+    "paid": (3, 32, 50, 5000, 50000, 3600, 1800, 3000, 600),
+    "internal": (6, 0, 0, 0, -1, 0, 600, 0, 0),
+}
+VIDEOGEN_TIERS: dict[str, dict[str, float]] = {
+    tier: {
+        field: env_float(f"TIER_{tier.upper()}_{field}", default)
+        for field, default in zip(_TIER_FIELDS, defaults, strict=True)
+    }
+    for tier, defaults in _TIER_DEFAULTS.items()
 }
 
 # --- django-q2: cpu workers (default cluster) and gpu runners ("gpu") -----------------------------
@@ -211,17 +249,27 @@ Q_CLUSTER = {
     "catch_up": False,
     "save_limit": 1000,
     "label": "Django Q2",
-    "ALT_CLUSTERS": {
-        "gpu": {
-            "workers": env_int("GPU_WORKERS", 1),  # one worker per GPU
-            "timeout": GPU_TASK_TIMEOUT,
-            "retry": GPU_TASK_TIMEOUT * 2,
-            "queue_limit": 1,
-            "bulk": 1,
-            "poll": env_float("GPU_POLL_SECONDS", 0.05),  # an idle GPU should not wait 200 ms
-        }
-    },
+    "ALT_CLUSTERS": {},
 }
+# Each gpu cluster (one per GPU) consumes its own queue, so work is addressed to a free runner and a busy
+# runner's pusher never holds a job meant for an idle one (DESIGN §3). `Q_CLUSTER_NAME=gpu` gets a unique
+# name per cluster (gpu.<host>.<pid>); any other name starting with "gpu" is used as given.
+_GPU_CLUSTER = {
+    "workers": env_int("GPU_WORKERS", 1),  # one worker per GPU
+    "timeout": GPU_TASK_TIMEOUT,
+    "retry": GPU_TASK_TIMEOUT * 2,
+    "queue_limit": 1,
+    "bulk": 1,
+    "poll": env_float("GPU_POLL_SECONDS", 0.05),  # an idle GPU should not wait 200 ms
+}
+RUNNER_QUEUE = env_str("Q_CLUSTER_NAME")
+if RUNNER_QUEUE == "gpu":
+    RUNNER_QUEUE = f"gpu.{socket.gethostname()}.{os.getpid()}"
+    os.environ["Q_CLUSTER_NAME"] = RUNNER_QUEUE  # django_q.conf reads it after this module
+if RUNNER_QUEUE.startswith("gpu"):
+    Q_CLUSTER["ALT_CLUSTERS"][RUNNER_QUEUE] = _GPU_CLUSTER
+RUNNER_POOL = env_str("RUNNER_POOL", "default")
+RUNNER_VERSION = env_str("RUNNER_VERSION", "")
 
 LOGGING = {
     "version": 1,

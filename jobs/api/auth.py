@@ -10,7 +10,11 @@ from jobs.models import ApiKey
 
 
 def user_for_key(raw: str):
-    key = ApiKey.objects.select_related("user").filter(key_hash=hash_key(raw), revoked_at__isnull=True).first()
+    key = (
+        ApiKey.objects.select_related("user", "user__account")
+        .filter(key_hash=hash_key(raw), revoked_at__isnull=True)
+        .first()
+    )
     if key is None or not key.user.is_active:
         return None
     return key.user

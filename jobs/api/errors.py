@@ -9,7 +9,6 @@ from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from rest_framework.views import set_rollback
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +44,9 @@ def not_found(what: str = "video", param: str | None = None) -> ApiError:
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
+    # Imported here: rest_framework.views resolves the parser classes, and our parser imports this module.
+    from rest_framework.views import set_rollback
+
     headers: dict[str, str] = {}
     if isinstance(exc, ApiError):
         body = envelope(exc.message, type=exc.type, param=exc.param, code=exc.code)

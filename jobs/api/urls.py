@@ -9,4 +9,5 @@ urlpatterns = [
     path("videos/<str:video_id>/content", views.VideoContentView.as_view()),
     path("models", views.ModelsView.as_view()),
     path("notifications", views.NotificationsView.as_view()),
+    path("credits", views.CreditsView.as_view()),
 ]

@@ -16,7 +16,7 @@ from jobs.api.errors import ApiError
 from jobs.catalog import CATALOG, default_model, get_spec
 from jobs.services import SubmitRequest
 
-CREATE_FIELDS = frozenset({"prompt", "model", "seconds", "size", "input_reference"})
+CREATE_FIELDS = frozenset({"prompt", "model", "seconds", "size", "input_reference", "start_deadline_seconds"})
 
 
 def _bad(message: str, param: str, code: str = "invalid_value") -> ApiError:
@@ -93,6 +93,7 @@ def parse_create(data, files) -> SubmitRequest:
         )
     width, height = (int(part) for part in size.split("x"))
 
+    deadline = _start_deadline(_single(data, "start_deadline_seconds"))
     reference_png = _reference(data, files, width, height, spec.supports_reference, spec.name)
     fingerprint = {
         "prompt": prompt,
@@ -101,6 +102,8 @@ def parse_create(data, files) -> SubmitRequest:
         "size": size,
         "input_reference": hashlib.sha256(reference_png).hexdigest() if reference_png else None,
     }
+    if deadline is not None:
+        fingerprint["start_deadline_seconds"] = deadline
     request_hash = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()
     return SubmitRequest(
         prompt=prompt,
@@ -110,7 +113,28 @@ def parse_create(data, files) -> SubmitRequest:
         height=height,
         reference_png=reference_png,
         request_hash=request_hash,
+        start_deadline_seconds=deadline,
     )
+
+
+MAX_START_DEADLINE_SECONDS = 7 * 24 * 3600
+
+
+def _start_deadline(raw) -> int | None:
+    """Optional time-to-start deadline, in seconds from now: a job not started by then ends cancelled."""
+    if raw in (None, ""):
+        return None
+    try:
+        if isinstance(raw, bool | float):
+            raise ValueError
+        value = int(str(raw).strip())
+    except ValueError:
+        raise _bad("'start_deadline_seconds' must be an integer.", "start_deadline_seconds", "invalid_type") from None
+    if not 1 <= value <= MAX_START_DEADLINE_SECONDS:
+        raise _bad(
+            f"'start_deadline_seconds' must be between 1 and {MAX_START_DEADLINE_SECONDS}.", "start_deadline_seconds"
+        )
+    return value
 
 
 def _reference_bytes(data, files) -> bytes | None:

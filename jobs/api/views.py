@@ -9,15 +9,15 @@ from django.utils import timezone
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import APIView
 
-from jobs import selectors, services
+from jobs import accounts, selectors, services
 from jobs.api import downloads
 from jobs.api.errors import ApiError, not_found
+from jobs.api.ratelimit import RateLimitedAPIView
 from jobs.api.validation import parse_create
 from jobs.catalog import CATALOG
 from jobs.models import Job, State
-from jobs.presenters import video_object
+from jobs.presenters import credit_entry, credit_summary, video_object
 from notifications.selectors import notification_dict, notifications_after
 
 MAX_PAGE = 100
@@ -48,7 +48,23 @@ def _poll_headers(job: Job) -> dict[str, str]:
     return {} if job.is_terminal else {"openai-poll-after-ms": str(settings.VIDEOGEN["POLL_AFTER_MS"])}
 
 
-class VideosView(APIView):
+REFUSAL_TYPES = {429: "rate_limit_error", 402: "insufficient_quota", 503: "server_error"}
+
+
+def refused(refusal) -> ApiError:
+    """Admission said no: the status, code and Retry-After it chose, in the API's envelope."""
+    return ApiError(
+        refusal.message,
+        code=refusal.code,
+        status_code=refusal.status,
+        type=REFUSAL_TYPES.get(refusal.status, "invalid_request_error"),
+        headers={"Retry-After": str(refusal.retry_after), "retry-after-ms": str(refusal.retry_after * 1000)},
+    )
+
+
+class VideosView(RateLimitedAPIView):
+    submit_methods = frozenset({"POST"})  # also counts against the tier's SUBMIT_RATE_PER_MINUTE
+
     def post(self, request: Request) -> Response:
         submit = parse_create(request.data, request.FILES)
         key = request.headers.get("Idempotency-Key") or None
@@ -63,6 +79,8 @@ class VideosView(APIView):
                 code="idempotency_key_reused",
                 status_code=422,
             ) from None
+        except services.Refused as exc:
+            raise refused(exc.refusal) from None
         except services.IdempotentVideoDeleted:
             raise ApiError(
                 "This Idempotency-Key created a video that has since been deleted; use a new key.",
@@ -95,10 +113,12 @@ class VideosView(APIView):
         )
 
 
-class VideoDetailView(APIView):
+class VideoDetailView(RateLimitedAPIView):
     def get(self, request: Request, video_id: str) -> Response:
         job = _get_job(request, video_id)
-        return Response(video_object(job, queue_position=selectors.queue_position(job)), headers=_poll_headers(job))
+        position, start = selectors.queue_estimate(job)
+        body = video_object(job, queue_position=position, estimated_start_at=start)
+        return Response(body, headers=_poll_headers(job))
 
     def delete(self, request: Request, video_id: str) -> Response:
         job = _get_job(request, video_id)
@@ -116,7 +136,7 @@ class VideoDetailView(APIView):
         return Response({"id": job.public_id, "object": "video.deleted", "deleted": True})
 
 
-class VideoCancelView(APIView):
+class VideoCancelView(RateLimitedAPIView):
     def post(self, request: Request, video_id: str) -> Response:
         job = _get_job(request, video_id)
         try:
@@ -144,7 +164,7 @@ class AnyAccept(BaseContentNegotiation):
         return renderers[0], renderers[0].media_type
 
 
-class VideoContentView(APIView):
+class VideoContentView(RateLimitedAPIView):
     content_negotiation_class = AnyAccept
 
     def get(self, request: Request, video_id: str):
@@ -169,7 +189,7 @@ class VideoContentView(APIView):
         )
 
 
-class ModelsView(APIView):
+class ModelsView(RateLimitedAPIView):
     def get(self, request: Request) -> Response:
         data = [
             {
@@ -186,7 +206,7 @@ class ModelsView(APIView):
         return Response({"object": "list", "data": data})
 
 
-class NotificationsView(APIView):
+class NotificationsView(RateLimitedAPIView):
     def get(self, request: Request) -> Response:
         after_seq = _int_param(request, "after_seq", 0, low=0, high=2**62)
         limit = _int_param(request, "limit", 100, low=1, high=MAX_PAGE)
@@ -200,3 +220,18 @@ class NotificationsView(APIView):
                 "has_more": len(rows) > limit,
             }
         )
+
+
+class CreditsView(RateLimitedAPIView):
+    """GET /v1/credits: balance, today's allowance and usage, and the ledger (newest first, cursor `after`)."""
+
+    def get(self, request: Request) -> Response:
+        limit = _int_param(request, "limit", 20, low=1, high=MAX_PAGE)
+        after = _int_param(request, "after", 0, low=0, high=2**62) or None
+        account = accounts.account_for(user_id=request.user.pk)
+        rows, has_more = selectors.credit_history(user_id=request.user.pk, after=after, limit=limit)
+        body = credit_summary(account)
+        body["data"] = [credit_entry(e) for e in rows]
+        body["has_more"] = has_more
+        body["last_id"] = rows[-1].pk if rows else None
+        return Response(body)

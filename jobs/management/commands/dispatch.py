@@ -1,4 +1,5 @@
-"""The dispatcher role: reap expired leases, re-send stalled stages, bind queued jobs to free slots; repeat.
+"""The dispatcher role: reap expired leases, re-send stalled stages, cancel jobs past their start deadline,
+bind queued jobs to free slots by the fair-share policy, publish queue positions and waits; repeat.
 
 Several dispatchers may run (on several hosts): each dispatch pass takes a transaction-scoped advisory
 lock, and the reaper's row locks and conditional updates make its passes safe to overlap.
@@ -31,11 +32,15 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, self._stop)
         if once:
             reaped, resent = services.reap_expired(), services.resend_stalled_stages()
-            self.stdout.write(f"reaped {reaped}, resent {resent}, dispatched {services.dispatch_once()}")
+            expired = services.expire_deadlines()
+            dispatched = services.dispatch_once()
+            services.publish_queue_summary()
+            self.stdout.write(f"reaped {reaped}, resent {resent}, expired {expired}, dispatched {dispatched}")
             return
         interval = settings.VIDEOGEN["DISPATCH_INTERVAL_SECONDS"]
         self.stdout.write(f"dispatcher running (every {interval}s)")
-        passes = 0
+        publish_every = settings.VIDEOGEN["QUEUE_PUBLISH_SECONDS"]
+        passes, next_publish = 0, 0.0
         while self.running:
             try:
                 close_old_connections()
@@ -44,9 +49,14 @@ class Command(BaseCommand):
                 passes += 1
                 reaped = services.reap_expired()
                 resent = services.resend_stalled_stages()
+                expired = services.expire_deadlines()
                 dispatched = services.dispatch_once()
-                if reaped or resent or dispatched:
-                    log.info("reaped %s, resent %s, dispatched %s", reaped, resent, dispatched)
+                if time.monotonic() >= next_publish:
+                    took = services.publish_queue_summary()
+                    # A huge queue makes publishing slower: space it out so it never takes over 10% of the time.
+                    next_publish = time.monotonic() + max(publish_every, 10 * took)
+                if reaped or resent or expired or dispatched:
+                    log.info("reaped %s, resent %s, expired %s, dispatched %s", reaped, resent, expired, dispatched)
             except Exception:
                 log.exception("dispatcher pass failed; retrying")
                 connection.close()

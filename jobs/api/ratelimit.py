@@ -1,0 +1,167 @@
+"""Per-user, per-tier request rate limits for /v1, shared by every web process through Django's cache.
+
+Each tier (settings.VIDEOGEN_TIERS) has two per-minute buckets, 0 meaning unlimited:
+  RATE_PER_MINUTE         every API request of the user
+  SUBMIT_RATE_PER_MINUTE  requests a view marks as submissions (VideosView: POST /v1/videos)
+A bucket is a fixed-window counter `rl:{bucket}:{user_pk}:{window_index}` bumped with the cache's atomic incr
+(Redis INCR in production, a locked dict in the embedded locmem profile), so concurrent processes never lose
+counts the way DRF's SimpleRateThrottle (get, append, set) does.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.core.cache import caches
+from django.core.exceptions import ObjectDoesNotExist
+from django.http import HttpResponseBase
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
+
+from jobs.api.errors import ApiError
+
+log = logging.getLogger(__name__)
+
+WINDOW_SECONDS = 60
+# After a cache failure this process skips the limiter for this long: one warning instead of one per request,
+# and no per-request connect attempts (or socket timeouts) against a Redis that is down.
+CACHE_RETRY_SECONDS = 5.0
+# Where the throttle stores the headers it computed, for RateLimitedAPIView.finalize_response.
+REQUEST_ATTR = "ratelimit_headers"
+
+# cache alias -> time.monotonic() until which the limiter is bypassed (per process).
+_cache_down_until: dict[str, float] = {}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One bucket after counting this request."""
+
+    bucket: str  # "requests" or "submits": the suffix of the x-ratelimit-* headers
+    limit: int
+    used: int  # including this request
+    reset: float  # seconds until the window (and the counter) resets
+
+    @property
+    def exceeded(self) -> bool:
+        return self.used > self.limit
+
+    def headers(self) -> dict[str, str]:
+        return {
+            f"x-ratelimit-limit-{self.bucket}": str(self.limit),
+            f"x-ratelimit-remaining-{self.bucket}": str(max(0, self.limit - self.used)),
+            f"x-ratelimit-reset-{self.bucket}": f"{max(1, math.ceil(self.reset))}s",
+        }
+
+
+def tier_of(user: Any) -> str:
+    try:
+        return user.account.tier
+    except ObjectDoesNotExist:  # a user created outside ensure_user has no Account
+        return "free"
+
+
+def tier_limits(tier: str) -> dict[str, float]:
+    tiers = settings.VIDEOGEN_TIERS
+    return tiers.get(tier) or tiers["free"]
+
+
+class TierRateThrottle(BaseThrottle):
+    """Counts the request against the user's tier buckets; raises a 429 ApiError when one is over its limit."""
+
+    def __init__(self, clock: Callable[[], float] | None = None, cache_alias: str = "default") -> None:
+        self.clock = clock or time.time
+        self.cache_alias = cache_alias
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        user = request.user
+        if user is None or not user.is_authenticated:
+            return True  # authentication/permissions answer these (401) before throttles run
+        tier = tier_of(user)
+        limits = tier_limits(tier)
+        buckets = [("requests", int(limits.get("RATE_PER_MINUTE", 0)))]
+        if request.method in getattr(view, "submit_methods", ()):
+            buckets.append(("submits", int(limits.get("SUBMIT_RATE_PER_MINUTE", 0))))
+        buckets = [(name, limit) for name, limit in buckets if limit > 0]
+        if not buckets or self._bypassed():
+            return True
+
+        now = self.clock()
+        window = int(now // WINDOW_SECONDS)
+        reset = (window + 1) * WINDOW_SECONDS - now
+        headers: dict[str, str] = {}
+        setattr(request, REQUEST_ATTR, headers)
+        for name, limit in buckets:
+            used = self._count(f"rl:{name}:{user.pk}:{window}")
+            if used is None:
+                headers.clear()  # fail open, and don't advertise limits we are not enforcing
+                return True
+            usage = Usage(name, limit, used, reset)
+            headers.update(usage.headers())
+            if usage.exceeded:
+                # A rejected request still counted in its bucket; a later bucket (submits) is left untouched.
+                raise self._rejection(usage, tier, headers)
+        return True
+
+    def _count(self, key: str) -> int | None:
+        """Atomically add one to the window's counter; None if the cache is unreachable."""
+        cache = caches[self.cache_alias]
+        try:
+            try:
+                return cache.incr(key)  # the common case: the window's key exists
+            except ValueError:
+                # First request of the window. add() is SET NX, so racing processes create it once; the TTL outlives
+                # the window whatever second it was created in, then the key expires on its own.
+                cache.add(key, 0, timeout=WINDOW_SECONDS + 1)
+                return cache.incr(key)
+        except Exception as exc:  # any backend error (redis ConnectionError, TimeoutError, ...): never a 500
+            _cache_down_until[self.cache_alias] = time.monotonic() + CACHE_RETRY_SECONDS
+            log.warning(
+                "rate limiting disabled for %ss: cache %r unavailable (%s: %s)",
+                CACHE_RETRY_SECONDS,
+                self.cache_alias,
+                type(exc).__name__,
+                exc,
+            )
+            return None
+
+    def _bypassed(self) -> bool:
+        return time.monotonic() < _cache_down_until.get(self.cache_alias, 0.0)
+
+    @staticmethod
+    def _rejection(usage: Usage, tier: str, headers: dict[str, str]) -> ApiError:
+        what = "requests" if usage.bucket == "requests" else "video submissions"
+        retry_s = max(1, math.ceil(usage.reset))
+        # The openai SDK prefers retry-after-ms (exact wait) over Retry-After (whole seconds); it honours either
+        # when 0 < delay <= 120 s, which a 60 s window always is.
+        headers["Retry-After"] = str(retry_s)
+        # round() first: float noise (12.4 s -> 12400.000001 ms) must not add a millisecond.
+        headers["retry-after-ms"] = str(max(1, math.ceil(round(usage.reset * 1000, 3))))
+        return ApiError(
+            f"Rate limit reached for {what}: {usage.limit} per minute on the {tier} tier. Try again in {retry_s} s.",
+            code="rate_limit_exceeded",
+            status_code=429,
+            type="rate_limit_error",
+            headers=dict(headers),
+        )
+
+
+class RateLimitedAPIView(APIView):
+    """Base for every /v1 view: tier rate limits, with x-ratelimit-* headers on every response."""
+
+    throttle_classes = [TierRateThrottle]
+    # Methods that also count against SUBMIT_RATE_PER_MINUTE (VideosView: {"POST"}).
+    submit_methods: ClassVar[frozenset[str]] = frozenset()
+
+    def finalize_response(self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        for name, value in (getattr(request, REQUEST_ATTR, None) or {}).items():
+            response[name] = value
+        return response

@@ -1,0 +1,83 @@
+"""Every write of the job domain, split by role (DESIGN §7); each state change goes through
+`transitions.transition`. Callers import this package: `from jobs import services; services.job_submit(...)`.
+
+- transitions: the one place states change, fencing, retry/fail
+- submission, admission, credits, costs: taking a job in
+- stages: moderation stages; actions: user and staff cancel/delete
+- runners: claim, heartbeat, complete, release; runner registration and drain
+- dispatch, fairness, policy: who goes next, the reaper, deadlines, published queue positions
+"""
+
+from __future__ import annotations
+
+from jobs.services.actions import NotTerminal, job_cancel, job_delete
+from jobs.services.credits import InsufficientCredits
+from jobs.services.dispatch import (
+    DISPATCH_LOCK_KEY,
+    dispatch_once,
+    expire_deadlines,
+    free_slots,
+    live_slots,
+    publish_queue_summary,
+    reap_expired,
+    resend_stalled_stages,
+)
+from jobs.services.runners import (
+    job_claim,
+    job_complete,
+    job_complete_and_take_next,
+    job_fail_attempt,
+    job_heartbeat,
+    job_release,
+    runner_drain,
+    runner_heartbeat,
+    runner_is_draining,
+    runners_forget_stale,
+)
+from jobs.services.stages import STAGE_TASKS, job_moderate_input, job_review_output
+from jobs.services.submission import (
+    IdempotencyMismatch,
+    IdempotentVideoDeleted,
+    Refused,
+    SubmitRequest,
+    job_submit,
+)
+from jobs.services.transitions import LostJob, TransitionError, db_now_plus, locked, transition
+
+__all__ = [
+    "DISPATCH_LOCK_KEY",
+    "STAGE_TASKS",
+    "IdempotencyMismatch",
+    "IdempotentVideoDeleted",
+    "InsufficientCredits",
+    "LostJob",
+    "NotTerminal",
+    "Refused",
+    "SubmitRequest",
+    "TransitionError",
+    "db_now_plus",
+    "dispatch_once",
+    "expire_deadlines",
+    "free_slots",
+    "job_cancel",
+    "job_claim",
+    "job_complete",
+    "job_complete_and_take_next",
+    "job_delete",
+    "job_fail_attempt",
+    "job_heartbeat",
+    "job_moderate_input",
+    "job_release",
+    "job_review_output",
+    "job_submit",
+    "live_slots",
+    "locked",
+    "publish_queue_summary",
+    "reap_expired",
+    "resend_stalled_stages",
+    "runner_drain",
+    "runner_heartbeat",
+    "runner_is_draining",
+    "runners_forget_stale",
+    "transition",
+]

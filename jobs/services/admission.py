@@ -1,0 +1,74 @@
+"""Admission: may this user's new job in? A pure decision over the user's usage and their tier's limits.
+
+Order: the day's job cap, then unfinished jobs (concurrency), then waiting jobs (queue), then the tier's
+estimated wait (capacity). Credits are checked where they are reserved (jobs.services.credits).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Usage:
+    jobs_today: int
+    unfinished: int  # pending .. reviewing
+    waiting: int  # pending, queued, dispatched: not yet on a GPU
+
+
+@dataclass(frozen=True)
+class Refusal:
+    status: int
+    code: str
+    message: str
+    retry_after: int
+
+
+def seconds_to_midnight(now: dt.datetime) -> int:
+    tomorrow = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, math.ceil((tomorrow - now).total_seconds()))
+
+
+def check_caps(
+    *, usage: Usage, limits: Mapping[str, float], tier: str, now: dt.datetime, retry_after: int
+) -> Refusal | None:
+    daily, inflight, queued = int(limits["DAILY_JOBS"]), int(limits["MAX_INFLIGHT"]), int(limits["MAX_QUEUED"])
+    if daily and usage.jobs_today >= daily:
+        return Refusal(
+            429,
+            "daily_limit",
+            f"The {tier} tier allows {daily} videos a day; the count resets at 00:00 UTC.",
+            seconds_to_midnight(now),
+        )
+    if inflight and usage.unfinished >= inflight:
+        return Refusal(
+            429,
+            "concurrency_limit",
+            f"You have {usage.unfinished} unfinished videos; the {tier} tier allows {inflight} at a time.",
+            retry_after,
+        )
+    if queued and usage.waiting >= queued:
+        return Refusal(
+            429,
+            "queue_limit",
+            f"You have {usage.waiting} videos waiting for a GPU; the {tier} tier allows {queued} waiting.",
+            retry_after,
+        )
+    return None
+
+
+def check_capacity(*, wait: float | None, bound: float, tier: str) -> Refusal | None:
+    """503 while the tier's estimated wait is past its bound (None: no estimate yet, admit)."""
+    if wait is None or not bound or wait <= bound:
+        return None
+    retry = int(min(300, max(5, math.ceil(wait - bound))))
+    return Refusal(
+        503,
+        "capacity_exceeded",
+        f"The GPUs are at capacity for the {tier} tier (estimated wait {wait:.0f}s, limit {bound:.0f}s); "
+        "try again later.",
+        retry,
+    )

@@ -1,0 +1,60 @@
+"""The cost model: a job's estimated GPU-seconds, learned from observed run times per (model, size, seconds).
+
+A shape never seen is priced by a prior proportional to the pixels and frames it generates; every finished
+run moves the shape's mean towards what it took (an exponentially weighted mean).
+"""
+
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.db import transaction
+
+from jobs.catalog import get_spec
+from jobs.models import ShapeCost
+
+_CACHE_SECONDS = 30.0
+_cache: dict[tuple[str, int, int, int], tuple[float, float | None]] = {}
+
+
+def prior(model: str, width: int, height: int, seconds: int) -> float:
+    cfg = settings.VIDEOGEN
+    spec = get_spec(model)
+    frames = spec.frames_for(seconds) if spec else seconds * 16
+    return (
+        cfg["COST_PRIOR_BASE_SECONDS"] + cfg["COST_PRIOR_SECONDS_PER_MEGAPIXEL_FRAME"] * width * height * frames / 1e6
+    )
+
+
+def estimate(model: str, width: int, height: int, seconds: int) -> float:
+    key = (model, width, height, seconds)
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if hit is None or hit[0] < now:
+        learned = (
+            ShapeCost.objects.filter(model=model, width=width, height=height, seconds=seconds, samples__gt=0)
+            .values_list("mean_seconds", flat=True)
+            .first()
+        )
+        hit = (now + _CACHE_SECONDS, learned)
+        _cache[key] = hit
+    return hit[1] if hit[1] is not None else prior(model, width, height, seconds)
+
+
+def observe(*, model: str, width: int, height: int, seconds: int, took: float) -> None:
+    """Fold one observed run into the shape's mean (first sample: taken as is)."""
+    rate = settings.VIDEOGEN["COST_LEARNING_RATE"]
+    with transaction.atomic():
+        row, created = ShapeCost.objects.select_for_update().get_or_create(
+            model=model, width=width, height=height, seconds=seconds, defaults={"mean_seconds": took, "samples": 1}
+        )
+        if not created:
+            row.mean_seconds += rate * (took - row.mean_seconds)
+            row.samples += 1
+            row.save(update_fields=["mean_seconds", "samples", "updated_at"])
+    _cache.pop((model, width, height, seconds), None)
+
+
+def forget_cache() -> None:
+    _cache.clear()

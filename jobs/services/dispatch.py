@@ -1,0 +1,324 @@
+"""The dispatcher's writes: hand queued jobs to free runner slots by the fair-share policy, reap expired
+leases, cancel jobs past their start deadline, re-send stalled stages, publish queue positions and waits.
+
+Binding is late (DESIGN §3): a job is handed out only when a live, non-draining runner serving its model has a
+free slot, and it goes to that runner's own queue. The snapshot the policy sees is read by index (the lowest
+tags and the oldest waits of each (tier, model) queue, the tiers' counters, the free slots), so a decision
+costs the same at 1,000 queued jobs as at 1,000,000.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+from django.db import connection, transaction
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import Now
+from django.utils import timezone
+
+from jobs import queueing
+from jobs.models import Job, QueueSummary, Runner, State
+from jobs.services import fairness, policy
+from jobs.services.stages import STAGE_TASKS
+from jobs.services.transitions import cfg, db_now_plus, fail, retry_or_fail, transition
+
+S = State
+DISPATCH_LOCK_KEY = 0x76696465  # "vide"
+# How many extra candidates per (tier, model) the snapshot reads beyond the free slots.
+SNAPSHOT_SLACK = 4
+
+
+@dataclass
+class PassStats:
+    """What the last dispatch pass did and how long its decision took (for the benchmark and logs)."""
+
+    dispatched: int = 0
+    decision_seconds: float = 0.0  # snapshot reads + the policy
+    total_seconds: float = 0.0
+    aged: list[int] = field(default_factory=list)
+
+
+last_pass = PassStats()
+
+
+def _live_runners() -> list[Runner]:
+    return list(Runner.objects.filter(last_seen_at__gte=db_now_plus(-cfg("RUNNER_TTL_SECONDS"))))
+
+
+def live_slots() -> int:
+    """Capacity: slots of live runners that take work (draining ones finish theirs and get no more)."""
+    return sum(r.slots for r in _live_runners() if not r.draining)
+
+
+def _busy_by_queue(queues: list[str]) -> Counter:
+    rows = (
+        Job.objects.filter(state__in=(S.DISPATCHED, S.RUNNING), queue__in=queues)
+        .values_list("queue", flat=True)
+        .iterator()
+    )
+    return Counter(rows)
+
+
+def free_slots_list(only_queue: str | None = None) -> list[policy.Slot]:
+    """One entry per free slot of a live, non-draining runner (runners sharing a queue pool their slots)."""
+    offered: dict[str, tuple[int, set[str]]] = {}
+    for runner in _live_runners():
+        if runner.draining or (only_queue is not None and runner.queue != only_queue):
+            continue
+        slots, models = offered.get(runner.queue, (0, set()))
+        offered[runner.queue] = (slots + runner.slots, models | set(runner.model_names))
+    if not offered:
+        return []
+    busy = _busy_by_queue(list(offered))
+    out: list[policy.Slot] = []
+    for queue, (slots, models) in sorted(offered.items()):
+        out += [policy.Slot(queue=queue, models=frozenset(models))] * max(0, slots - busy[queue])
+    return out
+
+
+def free_slots() -> int:
+    return len(free_slots_list())
+
+
+def _runnable() -> Q:
+    return (
+        Q(state=S.QUEUED)
+        & (Q(not_before__isnull=True) | Q(not_before__lte=Now()))
+        & (Q(start_deadline_at__isnull=True) | Q(start_deadline_at__gt=Now()))
+    )
+
+
+def _candidates(slots: list[policy.Slot]) -> list[policy.Candidate]:
+    """The queue heads the policy chooses from: per (tier, model) a runner offers, the lowest tags and the
+    longest waits. Index range scans of a bounded length, never a scan of the queue."""
+    models = sorted(set().union(*(s.models for s in slots)))
+    limit = len(slots) + SNAPSHOT_SLACK
+    now = timezone.now()
+    seen: dict[int, policy.Candidate] = {}
+    cols = ("id", "user_id", "tier", "model", "vtag", "cost", "queued_at")
+    for tier in fairness.rules():
+        for model in models:
+            base = Job.objects.filter(_runnable(), tier=tier, model=model)
+            rows = list(base.order_by("vtag", "id").values_list(*cols)[:limit])
+            rows += list(base.order_by("queued_at", "id").values_list(*cols)[:limit])
+            for job_id, user_id, t, m, tag, cost, queued_at in rows:
+                waited = (now - queued_at).total_seconds() if queued_at else 0.0
+                seen[job_id] = policy.Candidate(job_id, user_id, t, m, tag or 0.0, cost, waited)
+    return list(seen.values())
+
+
+def _decide(slots: list[policy.Slot]) -> policy.Decision:
+    snapshot = policy.Snapshot(
+        rules=fairness.rules(), vtime=fairness.tier_state(), slots=slots, candidates=_candidates(slots)
+    )
+    return policy.decide(snapshot)
+
+
+def _hand_out(job_id: int, queue: str, *, send: bool) -> bool:
+    job = Job.objects.select_for_update(skip_locked=True).filter(_runnable(), pk=job_id).first()
+    if job is None:
+        return False  # cancelled or locked by a cancel meanwhile: its slot waits for the next pass
+    transition(
+        job,
+        S.DISPATCHED,
+        reason=f"slot free on {queue}",
+        actor="dispatcher",
+        dispatched_at=Now(),
+        queue=queue,
+        lease_expires_at=db_now_plus(cfg("DISPATCH_TIMEOUT_SECONDS")),
+    )
+    if send:
+        # "Try to claim job X", on the runner's own queue: duplicates and losses are harmless, the claim guards.
+        queueing.enqueue_runner("gpu_runner.tasks.run_job", job.pk, queue=queue)
+    return True
+
+
+def _lock_dispatch() -> None:
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DISPATCH_LOCK_KEY])
+    # (SQLite: IMMEDIATE transactions already serialise writers.)
+
+
+def _assign(slots: list[policy.Slot], *, send: bool) -> list[int]:
+    """Decide and hand out, inside the caller's transaction under the dispatch lock."""
+    global last_pass
+    started = time.perf_counter()
+    decision = _decide(slots)
+    decided = time.perf_counter()
+    handed = [c.job_id for c, queue in decision.assignments if _hand_out(c.job_id, queue, send=send)]
+    fairness.save_tier_state(vtime=decision.vtime, vclock=decision.vclock)
+    last_pass = PassStats(
+        dispatched=len(handed),
+        decision_seconds=decided - started,
+        total_seconds=time.perf_counter() - started,
+        aged=decision.aged,
+    )
+    return handed
+
+
+def dispatch_once() -> int:
+    """Bind queued jobs to free runner slots by the fair-share policy. Returns jobs dispatched.
+
+    One pass is one transaction under a transaction-scoped advisory lock, so any number of dispatchers
+    can run (on several hosts) without two of them counting the same free slot.
+    """
+    if not free_slots_list():
+        return 0  # the common idle case: no lock, no write transaction
+    with transaction.atomic():
+        _lock_dispatch()
+        slots = free_slots_list()  # again, under the lock
+        return len(_assign(slots, send=True)) if slots else 0
+
+
+def next_for_runner(*, queue: str) -> int | None:
+    """A runner that just freed its slot takes its next job itself (no broker round trip, no poll): the same
+    policy, for that one slot. Call inside the transaction that freed the slot. Returns the job to claim."""
+    _lock_dispatch()
+    slots = free_slots_list(only_queue=queue)[:1]
+    if not slots:
+        return None
+    handed = _assign(slots, send=False)
+    return handed[0] if handed else None
+
+
+# --- reaper, deadlines, stalled stages ------------------------------------------------------------------
+
+
+def reap_expired(batch: int = 100) -> int:
+    """Dispatched or running jobs whose lease ran out (database clock): retry with backoff or fail."""
+    expired = Job.objects.filter(state__in=(S.DISPATCHED, S.RUNNING), lease_expires_at__lt=Now())
+    reaped = 0
+    for job_id in expired.values_list("pk", flat=True)[:batch]:
+        with transaction.atomic():
+            job = (
+                Job.objects.select_for_update(skip_locked=True)
+                .filter(pk=job_id, state__in=(S.DISPATCHED, S.RUNNING), lease_expires_at__lt=Now())
+                .first()
+            )
+            if job is None:
+                continue
+            retry_or_fail(
+                job,
+                error_code="lease_expired",
+                message="the runner stopped reporting (lease expired)",
+                retryable=True,
+                actor="reaper",
+            )
+            reaped += 1
+    return reaped
+
+
+def expire_deadlines(batch: int = 100) -> int:
+    """Jobs that could not start before their time-to-start deadline end cancelled (credits released)."""
+    late = Job.objects.filter(state__in=(S.PENDING, S.QUEUED), start_deadline_at__lt=Now())
+    done = 0
+    for job_id in late.values_list("pk", flat=True)[:batch]:
+        with transaction.atomic():
+            job = late.select_for_update(skip_locked=True).filter(pk=job_id).first()
+            if job is None:
+                continue
+            transition(
+                job,
+                S.CANCELLED,
+                reason="start deadline passed before a GPU was free",
+                actor="dispatcher",
+                completed_at=Now(),
+                error_code="deadline_exceeded",
+                error_message="The video could not start before its start deadline.",
+            )
+            done += 1
+    return done
+
+
+def resend_stalled_stages(batch: int = 100) -> int:
+    """Re-send the cpu task of jobs stuck in pending/reviewing: a failed or lost message must not strand a job.
+
+    The tasks are idempotent, so a stage that was merely slow and then runs twice does no harm. A stage
+    that still has not run after STAGE_MAX_SENDS sends fails the job with `moderation_unavailable`.
+    """
+    stalled = Job.objects.filter(
+        state__in=tuple(STAGE_TASKS), stage_enqueued_at__lt=db_now_plus(-cfg("STAGE_RESEND_SECONDS"))
+    )
+    handled = 0
+    for job_id in stalled.values_list("pk", flat=True)[:batch]:
+        with transaction.atomic():
+            # Re-check under the lock: the stage may have moved the job on since the scan.
+            job = stalled.select_for_update(skip_locked=True).filter(pk=job_id).first()
+            if job is None:
+                continue
+            if job.stage_sends >= cfg("STAGE_MAX_SENDS"):
+                fail(
+                    job,
+                    reason=f"{job.state} stage did not run after {job.stage_sends} sends",
+                    actor="dispatcher",
+                    code="moderation_unavailable",
+                    message="Moderation could not be completed; please try again later.",
+                )
+            else:
+                Job.objects.filter(pk=job.pk).update(stage_enqueued_at=Now(), stage_sends=F("stage_sends") + 1)
+                queueing.enqueue_cpu(STAGE_TASKS[job.state], job.pk)
+            handled += 1
+    return handled
+
+
+# --- what the queue looks like: published for status reads and admission --------------------------------
+
+CHECKPOINTS = 256
+
+
+def _tier_queues(model: str) -> dict[str, dict]:
+    table = Job._meta.db_table
+    totals = (
+        Job.objects.filter(state=S.QUEUED, model=model)
+        .order_by()
+        .values("tier")
+        .annotate(n=Count("id"), w=Sum("cost"))
+        .values_list("tier", "n", "w")
+    )
+    out: dict[str, dict] = {}
+    for tier, count, work in totals:
+        step = max(1, count // CHECKPOINTS)
+        sql = f"""
+            SELECT vtag, n_before, w_before FROM (
+                SELECT vtag, ROW_NUMBER() OVER w - 1 AS n_before, SUM(cost) OVER w - cost AS w_before
+                FROM {table} WHERE state = %s AND model = %s AND tier = %s
+                WINDOW w AS (ORDER BY vtag, id ROWS UNBOUNDED PRECEDING)
+            ) q WHERE n_before %% %s = 0 OR n_before = %s ORDER BY n_before
+        """  # the table name is the model's, never user input
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [S.QUEUED, model, tier, step, count - 1])
+            rows = cursor.fetchall()
+        out[tier] = {"count": count, "work": work or 0.0, "checkpoints": [[t or 0.0, n, w or 0.0] for t, n, w in rows]}
+    return out
+
+
+def publish_queue_summary() -> float:
+    """Per model: live capacity, the work left on running jobs, each tier's queue in tag order. Returns the
+    seconds it took (the dispatcher spaces publications by it, so a huge queue cannot hog the database)."""
+    started = time.perf_counter()
+    runners = [r for r in _live_runners() if not r.draining]
+    now = timezone.now()
+    models = {m for r in runners for m in r.model_names} | set(
+        Job.objects.filter(state=S.QUEUED).order_by().values_list("model", flat=True).distinct()
+    )
+    for model in sorted(models):
+        serving = [r for r in runners if model in r.model_names]
+        capacity = sum(r.slots for r in serving)
+        running = Job.objects.filter(
+            state__in=(S.DISPATCHED, S.RUNNING), queue__in={r.queue for r in serving}
+        ).values_list("cost", "dispatched_at")
+        left = [max(0.0, cost - (now - at).total_seconds()) if at else cost for cost, at in running]
+        free = capacity - len(left)
+        data = {
+            "at": now.timestamp(),
+            "capacity": capacity,
+            "running_work": sum(left),
+            "first_free_in": 0.0 if free > 0 or not left else min(left),
+            "tiers": _tier_queues(model),
+        }
+        QueueSummary.objects.update_or_create(model=model, defaults={"data": data, "published_at": now})
+    QueueSummary.objects.exclude(model__in=models).delete()
+    return time.perf_counter() - started

@@ -1,0 +1,220 @@
+"""Who goes next: the scheduling policy as plain code over a snapshot, with no database access (DESIGN §3).
+
+The dispatcher and the fleet simulation run these very functions.
+
+- Tiers share GPU time by weight: each tier's `vtime` grows by cost / weight when one of its jobs is handed
+  out, and a free slot goes to the backlogged tier with the lowest `vtime` (weighted fair queuing over
+  GPU-seconds). A tier with no backlog is lifted to the lowest backlogged `vtime`, so idling banks nothing and
+  its share goes to the others meanwhile (work-conserving).
+- Inside a tier, users share by service received: each job carries a virtual start tag, the user's counter of
+  GPU-seconds queued or served, lifted to the tier's clock when the user had fallen behind (VTC-style, as in
+  start-time fair queuing). The lowest tag goes first, so a user with 50 queued jobs does not delay a user
+  with 1, and a user of long jobs gets no more GPU time than a user of short ones.
+- Aging: a job that has waited longer than its tier's aging bound goes before anything else.
+- A slot only takes jobs of a model its runner serves.
+
+`estimate` turns the same weights into queue positions, start times and per-tier waits from a published
+summary of the queue (a fluid model of weighted sharing), so a status read never scans the queue.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TierRule:
+    weight: float
+    aging_seconds: float  # 0: no aging
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A queued job at the head of its (tier, model) queue by tag, or among the longest waiting."""
+
+    job_id: int
+    user_id: int
+    tier: str
+    model: str
+    tag: float
+    cost: float  # estimated GPU-seconds
+    waited: float  # seconds since it first queued
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One free slot of a live, non-draining runner; work for it goes to `queue`."""
+
+    queue: str
+    models: frozenset[str]
+
+
+@dataclass
+class Snapshot:
+    rules: Mapping[str, TierRule]
+    vtime: Mapping[str, float]
+    slots: Sequence[Slot]
+    candidates: Iterable[Candidate]
+
+
+@dataclass
+class Decision:
+    assignments: list[tuple[Candidate, str]] = field(default_factory=list)  # (job, runner queue)
+    vtime: dict[str, float] = field(default_factory=dict)  # every tier's new weighted service
+    vclock: dict[str, float] = field(default_factory=dict)  # tiers whose clock advanced: highest tag handed out
+    aged: list[int] = field(default_factory=list)  # job ids that went first by aging
+
+
+def decide(snapshot: Snapshot) -> Decision:
+    rules = snapshot.rules
+    vtime = {tier: snapshot.vtime.get(tier, 0.0) for tier in rules}
+    pending = sorted(snapshot.candidates, key=lambda c: (c.tag, c.job_id))
+    backlogged = {c.tier for c in pending}
+    _lift_idle(vtime, backlogged)
+    decision = Decision(vtime=vtime)
+    for slot in snapshot.slots:
+        eligible = [c for c in pending if c.model in slot.models]
+        if not eligible:
+            continue
+        pick = _most_overdue(eligible, rules)
+        if pick is not None:
+            decision.aged.append(pick.job_id)
+        else:
+            tiers = {c.tier for c in eligible}
+            tier = min(tiers, key=lambda t: (vtime[t], -rules[t].weight, t))
+            pick = next(c for c in eligible if c.tier == tier)  # eligible is in tag order
+        pending.remove(pick)
+        decision.assignments.append((pick, slot.queue))
+        vtime[pick.tier] += pick.cost / rules[pick.tier].weight
+        decision.vclock[pick.tier] = max(decision.vclock.get(pick.tier, pick.tag), pick.tag)
+    return decision
+
+
+def _lift_idle(vtime: dict[str, float], backlogged: set[str]) -> None:
+    if not backlogged:
+        return
+    floor = min(vtime[t] for t in backlogged if t in vtime)
+    for tier in vtime:
+        if tier not in backlogged and vtime[tier] < floor:
+            vtime[tier] = floor
+
+
+def _most_overdue(eligible: list[Candidate], rules: Mapping[str, TierRule]) -> Candidate | None:
+    overdue = [c for c in eligible if 0 < rules[c.tier].aging_seconds < c.waited]
+    if not overdue:
+        return None
+    return max(overdue, key=lambda c: (c.waited - rules[c.tier].aging_seconds, -c.job_id))
+
+
+def start_tag(*, user_finish: float, tier_clock: float) -> float:
+    """A newly queued job's tag: the user's counter, lifted to the tier's clock if they had fallen behind."""
+    return max(user_finish, tier_clock)
+
+
+# --- positions and ETAs -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TierQueue:
+    """One tier's queue for one model, as published: totals and checkpoints in tag order.
+
+    `checkpoints` are (tag, jobs before it, GPU-seconds before it), ascending by tag; the first is the tier's
+    first job and the last its last one. Between checkpoints, counts and work are interpolated.
+    """
+
+    count: int
+    work: float
+    checkpoints: Sequence[tuple[float, float, float]]
+
+    def ahead_of(self, tag: float) -> tuple[float, float]:
+        """(jobs, GPU-seconds) of this queue that go before a job with this tag."""
+        cps = self.checkpoints
+        if not cps or tag < cps[0][0]:
+            return 0.0, 0.0
+        i = bisect.bisect_left([c[0] for c in cps], tag)
+        if i < len(cps) and cps[i][0] == tag:
+            return float(cps[i][1]), float(cps[i][2])
+        if i == len(cps):
+            return float(self.count), float(self.work)
+        (prev_tag, prev_n, prev_w), (next_tag, next_n, next_w) = cps[i - 1], cps[i]
+        frac = (tag - prev_tag) / (next_tag - prev_tag)
+        # At least the previous checkpoint's job is ahead; at most every job before the next checkpoint.
+        return prev_n + 1 + frac * max(0.0, next_n - prev_n - 1), prev_w + frac * (next_w - prev_w)
+
+    def started_within(self, work: float) -> float:
+        """How many of this queue's jobs have started once `work` GPU-seconds of it have been served."""
+        cps = self.checkpoints
+        if work <= 0 or not cps:
+            return 0.0
+        i = bisect.bisect_left([c[2] for c in cps], work)
+        if i == len(cps):
+            return float(self.count)
+        prev_n, prev_w = (0.0, 0.0) if i == 0 else (cps[i - 1][1] + 1, cps[i - 1][2])
+        next_n, next_w = cps[i][1], cps[i][2]
+        frac = 1.0 if next_w <= prev_w else (work - prev_w) / (next_w - prev_w)
+        return prev_n + frac * max(0.0, next_n - prev_n)
+
+
+@dataclass(frozen=True)
+class ModelQueue:
+    """Everything published for one model: live capacity, the work still running, each tier's queue."""
+
+    capacity: float  # slots of live, non-draining runners serving the model
+    running_work: float  # estimated GPU-seconds left on the running jobs
+    first_free_in: float  # seconds until the first busy slot frees (0 when one is free)
+    tiers: Mapping[str, TierQueue]
+
+
+def _fluid(weights: Mapping[str, float], backlog: dict[str, float], tier: str, work: float) -> tuple[float, dict]:
+    """Weighted sharing as a fluid: the time, in slot-seconds of the whole fleet, until `tier` has been served
+    `work`, and how much every tier has been served by then. Tiers that drain hand their share to the rest."""
+    served = dict.fromkeys(backlog, 0.0)
+    left = dict(backlog)
+    left[tier] = max(left.get(tier, 0.0), work)
+    served.setdefault(tier, 0.0)
+    elapsed = 0.0
+    while served[tier] < work - 1e-9:
+        active = [t for t in left if left[t] > 1e-9]
+        total_w = sum(weights[t] for t in active)
+        # Until the first active tier drains (or ours reaches `work`).
+        step = min(left[t] * total_w / weights[t] for t in active)
+        step = min(step, (work - served[tier]) * total_w / weights[tier])
+        for t in active:
+            amount = step * weights[t] / total_w
+            served[t] += amount
+            left[t] -= amount
+        elapsed += step
+    return elapsed, served
+
+
+@dataclass(frozen=True)
+class Estimate:
+    position: int  # 1 = next to start
+    start_in: float  # seconds from the summary's time
+
+
+def estimate(queue: ModelQueue, weights: Mapping[str, float], *, tier: str, tag: float) -> Estimate | None:
+    """Where a queued job with this tag stands, and when it should start. None without capacity."""
+    if queue.capacity <= 0:
+        return None
+    own = queue.tiers.get(tier, TierQueue(0, 0.0, ()))
+    ahead_n, ahead_w = own.ahead_of(tag)
+    backlog = {t: q.work for t, q in queue.tiers.items() if q.work > 0 and t in weights}
+    backlog.pop(tier, None)
+    elapsed, served = _fluid(weights, backlog, tier, ahead_w)
+    others = sum(queue.tiers[t].started_within(served[t]) for t in backlog)
+    start = max(queue.first_free_in, (queue.running_work + elapsed) / queue.capacity)
+    return Estimate(position=1 + round(ahead_n + others), start_in=start)
+
+
+def tier_wait(queue: ModelQueue, weights: Mapping[str, float], *, tier: str) -> float | None:
+    """Admission: how long the tier's whole backlog takes to drain at its share. None without capacity."""
+    if queue.capacity <= 0:
+        return None
+    own = queue.tiers.get(tier)
+    work = own.work if own else 0.0
+    backlog = {t: q.work for t, q in queue.tiers.items() if q.work > 0 and t in weights and t != tier}
+    elapsed, _ = _fluid(weights, backlog, tier, work)
+    return max(queue.first_free_in, (queue.running_work + elapsed) / queue.capacity) if work > 0 else 0.0

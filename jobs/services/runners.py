@@ -1,0 +1,160 @@
+"""The runner side: gpu_runner calls these and nothing else (DESIGN §1). Every write after the claim is
+fenced on (id, attempt, state): zero rows means the runner lost the job and must stop."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.db.models import F
+from django.db.models.functions import Coalesce, Now
+
+from jobs import queueing
+from jobs.models import Job, Runner, State
+from jobs.services import costs, dispatch
+from jobs.services.stages import STAGE_TASKS
+from jobs.services.transitions import cfg, db_now_plus, locked, retry_or_fail, transition
+
+S = State
+
+
+def job_claim(*, job_id: int, runner: str) -> Job | None:
+    """dispatched -> running; the compare-and-set that increments attempt. None: not ours to run.
+
+    The returned job carries the new `attempt`: the fencing token for every later write of this runner.
+    """
+    with transaction.atomic():
+        job = locked(job_id)
+        if job is None or job.state != S.DISPATCHED:
+            return None
+        return transition(
+            job,
+            S.RUNNING,
+            reason="claimed",
+            actor=f"runner:{runner}",
+            attempt=F("attempt") + 1,
+            runner_id=runner,
+            progress=0,
+            lease_expires_at=db_now_plus(cfg("LEASE_SECONDS")),
+            started_at=Coalesce(F("started_at"), Now()),
+        )
+
+
+def job_heartbeat(*, job_id: int, attempt: int, progress: int | None = None) -> bool:
+    """Renew the lease (and record progress). False: the runner lost the job and must stop."""
+    fields: dict[str, object] = {"lease_expires_at": db_now_plus(cfg("LEASE_SECONDS"))}
+    if progress is not None:
+        fields["progress"] = max(0, min(99, progress))
+    return Job.objects.filter(pk=job_id, attempt=attempt, state=S.RUNNING).update(**fields) == 1
+
+
+def job_complete(
+    *, job_id: int, attempt: int, video_key: str, thumbnail_key: str, gpu_seconds: float | None = None
+) -> bool:
+    """running -> reviewing with the stored clip; queues output moderation. False: fenced out."""
+    done, _ = job_complete_and_take_next(
+        job_id=job_id, attempt=attempt, video_key=video_key, thumbnail_key=thumbnail_key, gpu_seconds=gpu_seconds
+    )
+    return done
+
+
+def job_complete_and_take_next(
+    *,
+    job_id: int,
+    attempt: int,
+    video_key: str,
+    thumbnail_key: str,
+    gpu_seconds: float | None = None,
+    next_for_queue: str | None = None,
+) -> tuple[bool, int | None]:
+    """job_complete, and with `next_for_queue` the runner's next job (already dispatched to it, to claim).
+
+    The next job is chosen in the same transaction that frees the slot, so no dispatcher pass can hand that
+    slot out twice, and the GPU starts again without waiting for a poll.
+    """
+    with transaction.atomic():
+        job = locked(job_id)
+        if job is None or job.state != S.RUNNING or job.attempt != attempt:
+            return False, None
+        transition(
+            job,
+            S.REVIEWING,
+            reason="frames generated",
+            actor=f"runner:{job.runner_id}",
+            video_key=video_key,
+            thumbnail_key=thumbnail_key,
+            progress=99,
+            lease_expires_at=None,
+            stage_enqueued_at=Now(),
+            stage_sends=1,
+        )
+        queueing.enqueue_cpu(STAGE_TASKS[S.REVIEWING], job.pk)
+        next_job = dispatch.next_for_runner(queue=next_for_queue) if next_for_queue else None
+    if gpu_seconds is not None:
+        costs.observe(model=job.model, width=job.width, height=job.height, seconds=job.seconds, took=gpu_seconds)
+    return True, next_job
+
+
+def job_fail_attempt(*, job_id: int, attempt: int, error_code: str, message: str, retryable: bool) -> bool:
+    """The runner's attempt failed: retry with backoff, or fail for good. False: fenced out."""
+    with transaction.atomic():
+        job = locked(job_id)
+        if job is None or job.state != S.RUNNING or job.attempt != attempt:
+            return False
+        retry_or_fail(job, error_code=error_code, message=message, retryable=retryable, actor=f"runner:{job.runner_id}")
+        return True
+
+
+def job_release(*, job_id: int, attempt: int | None, reason: str) -> bool:
+    """The runner is shutting down: give the job back to the queue now, not after its lease expires.
+
+    `attempt` fences a running job; None releases a job dispatched to the runner and not yet claimed.
+    """
+    with transaction.atomic():
+        job = locked(job_id)
+        if job is None:
+            return False
+        if not (job.state == S.RUNNING and job.attempt == attempt) and not (
+            attempt is None and job.state == S.DISPATCHED
+        ):
+            return False
+        transition(
+            job,
+            S.QUEUED,
+            reason=f"released: {reason}",
+            actor=f"runner:{job.runner_id}",
+            lease_expires_at=None,
+            progress=0,
+            queue="",
+        )
+        return True
+
+
+def runner_heartbeat(
+    *,
+    name: str,
+    slots: int,
+    model_names: list[str],
+    queue: str = "gpu",
+    host: str = "",
+    pool: str = "default",
+    version: str = "",
+) -> bool:
+    """Register or refresh a runner. Returns whether it is draining (then it must take no new work)."""
+    fields = {"slots": slots, "model_names": model_names, "queue": queue, "host": host, "pool": pool}
+    fields["version"] = version
+    if not Runner.objects.filter(name=name).update(last_seen_at=Now(), **fields):
+        Runner.objects.update_or_create(name=name, defaults={**fields, "started_at": Now(), "last_seen_at": Now()})
+    return bool(Runner.objects.filter(name=name).values_list("draining", flat=True).first())
+
+
+def runner_drain(*, name: str, draining: bool = True) -> int:
+    """Staff: stop handing work to a runner (it finishes what it has), or take it back into service."""
+    return Runner.objects.filter(name=name).update(draining=draining)
+
+
+def runner_is_draining(*, name: str) -> bool:
+    return bool(Runner.objects.filter(name=name).values_list("draining", flat=True).first())
+
+
+def runners_forget_stale(*, after_seconds: float = 3600) -> int:
+    """Drop rows of runners long gone (workers are recycled and re-register under a new name)."""
+    return Runner.objects.filter(last_seen_at__lt=db_now_plus(-after_seconds)).delete()[0]
