@@ -37,8 +37,21 @@ def entries() -> dict[str, ModelEntry]:
             guidance_scale=5.0,
             builtin="wan-tiny" not in overrides,
         ),
+        "wan-tiny-turbo": ModelEntry(
+            "wan-tiny-turbo",
+            Path(overrides.get("wan-tiny-turbo", overrides.get("wan-tiny", base / "wan-tiny"))),
+            steps=4,
+            guidance_scale=1.0,
+            builtin="wan-tiny" not in overrides and "wan-tiny-turbo" not in overrides,
+        ),
     }
     return {name: entry for name, entry in known.items() if name in CATALOG}
+
+
+def served() -> dict[str, ModelEntry]:
+    """The models this runner offers: RUNNER_MODELS (comma separated), or every model it knows."""
+    wanted = set(settings.RUNNER_MODELS)
+    return {name: entry for name, entry in entries().items() if not wanted or name in wanted}
 
 
 def get(name: str) -> ModelEntry:

@@ -42,7 +42,7 @@ def on_worker_spawn(sender, proc_name: str = "", **kwargs) -> None:
     meanwhile. Only then is the slot offered."""
     signal.signal(signal.SIGTERM, _on_sigterm)
     models = []
-    for model in sorted(registry.entries()):
+    for model in sorted(registry.served()):
         try:
             backend.warm(model)
             models.append(model)

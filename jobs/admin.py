@@ -1,9 +1,23 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.contrib.admin.utils import quote, unquote
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
 
 from jobs import services
-from jobs.models import Account, ApiKey, Job, JobEvent, Runner
+from jobs.models import Account, ApiKey, CreditEntry, Job, JobEvent, Runner
+from jobs.services import credits
+from jobs.services.transitions import cfg
 from moderation.models import ModerationDecision
 
 
@@ -81,17 +95,286 @@ class ApiKeyAdmin(admin.ModelAdmin):
     readonly_fields = ("prefix", "key_hash", "created_at")
 
 
+# --- accounts and credits -----------------------------------------------------------------------------
+
+# The most one grant or adjustment may move (either way): a typo of a few extra digits is refused, not booked.
+MAX_CREDIT_CHANGE = 10**9
+RECENT_LEDGER_ROWS = 10
+
+
+class CreditGrantForm(forms.Form):
+    amount = forms.IntegerField(
+        min_value=-MAX_CREDIT_CHANGE,
+        max_value=MAX_CREDIT_CHANGE,
+        help_text="Credits to add; a negative number removes credits (an adjustment).",
+    )
+    note = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        help_text="Why: kept in the ledger with your name.",
+    )
+
+    def clean_amount(self) -> int:
+        amount = self.cleaned_data["amount"]
+        if amount == 0:
+            raise forms.ValidationError("Enter a non-zero amount (negative to take credits away).")
+        return amount
+
+
+def _ledger_url(user_id: int) -> str:
+    return reverse("admin:jobs_creditentry_changelist") + f"?user__id__exact={user_id}"
+
+
 @admin.register(Account)
 class AccountAdmin(admin.ModelAdmin):
-    list_display = ("user", "tier")
+    """Support staff move users between tiers here and grant or adjust credits. The balance and the usage
+    counters are never edited: the balance only moves through the ledger (jobs.services.credits)."""
+
+    list_display = ("user", "tier", "credit_balance", "jobs_today", "allowance_used_today", "ledger_link")
     list_filter = ("tier",)
-    search_fields = ("user__username",)
+    search_fields = ("user__username", "user__email")
+    list_select_related = ("user",)
+    ordering = ("user__username",)
+    actions = ("grant_credits",)
+    fields = (
+        "user",
+        "tier",
+        "credit_balance",
+        "usage_day",
+        "day_jobs",
+        "day_allowance_used",
+        "recent_credit_entries",
+    )
+    readonly_fields = (
+        "user",
+        "credit_balance",
+        "usage_day",
+        "day_jobs",
+        "day_allowance_used",
+        "recent_credit_entries",
+    )
+
+    def has_add_permission(self, request) -> bool:
+        return False  # an account comes with its user (create_api_key, ensure_user)
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Deleting an account with credits would move a balance outside the ledger.
+        if obj is not None and obj.credit_balance != 0:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def save_model(self, request, obj, form, change) -> None:
+        # Write only the tier: saving the whole row would put back a balance or usage counters read before
+        # a concurrent submission or settlement changed them.
+        if change and "tier" in form.changed_data:
+            obj.save(update_fields=["tier"])
+
+    @admin.display(description="jobs today")
+    def jobs_today(self, obj: Account) -> int:
+        return obj.day_jobs if obj.usage_day == credits.today() else 0
+
+    @admin.display(description="allowance used today")
+    def allowance_used_today(self, obj: Account) -> int:
+        return obj.day_allowance_used if obj.usage_day == credits.today() else 0
+
+    @admin.display(description="ledger")
+    def ledger_link(self, obj: Account) -> str:
+        return format_html('<a href="{}">entries</a>', _ledger_url(obj.user_id))
+
+    @admin.display(description="recent credit entries")
+    def recent_credit_entries(self, obj: Account) -> str:
+        rows = list(
+            CreditEntry.objects.filter(user_id=obj.user_id).select_related("job").order_by("-id")[:RECENT_LEDGER_ROWS]
+        )
+        link = format_html('<a href="{}">All entries in the ledger</a>', _ledger_url(obj.user_id))
+        if not rows:
+            return format_html("<p>No entries yet.</p>{}", link)
+        body = format_html_join(
+            "",
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    timezone.localtime(e.created_at).strftime("%Y-%m-%d %H:%M:%S"),
+                    e.kind,
+                    f"{e.amount:+}",
+                    f"{e.allowance_amount:+}",
+                    e.balance_after,
+                    e.job.public_id if e.job_id else "",
+                    e.actor,
+                    e.note,
+                )
+                for e in rows
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>when</th><th>kind</th><th>amount</th><th>allowance</th><th>balance after</th>"
+            "<th>job</th><th>actor</th><th>note</th></tr></thead><tbody>{}</tbody></table><p>{}</p>",
+            body,
+            link,
+        )
+
+    # Granting: an action for the selected accounts, and the same page for one account from its change page.
+
+    def get_urls(self):
+        urls = super().get_urls()
+        own = [
+            path(
+                "<path:object_id>/credits/",
+                self.admin_site.admin_view(self.grant_credits_view),
+                name=f"{self.opts.app_label}_{self.opts.model_name}_credits",
+            )
+        ]
+        return own + urls  # before the catch-all "<path:object_id>/"
+
+    def grant_credits_view(self, request, object_id: str):
+        account = self.get_object(request, unquote(object_id))
+        if account is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        if not self.has_change_permission(request, account):
+            raise PermissionDenied
+        form = CreditGrantForm(request.POST if request.method == "POST" else None)
+        if form.is_valid():
+            self._grant(request, [account], form)
+            return HttpResponseRedirect(
+                reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[quote(account.pk)])
+            )
+        return self._grant_page(request, [account], form, via_action=False)
+
+    @admin.action(description="Grant or adjust credits", permissions=["change"])
+    def grant_credits(self, request, queryset):
+        accounts = list(queryset.select_related("user").order_by("pk"))
+        form = CreditGrantForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            self._grant(request, accounts, form)
+            return None  # back to the changelist
+        return self._grant_page(request, accounts, form, via_action=True)
+
+    def _grant(self, request, accounts: list[Account], form: CreditGrantForm) -> None:
+        amount, note = form.cleaned_data["amount"], form.cleaned_data["note"]
+        kind = CreditEntry.Kind.GRANT if amount > 0 else CreditEntry.Kind.ADJUST
+        actor = f"staff:{request.user.get_username()}"
+        entries = []
+        with transaction.atomic():  # all the selected accounts or none; locked in pk order
+            for account in sorted(accounts, key=lambda a: a.pk):
+                entry = credits.grant(user_id=account.user_id, amount=amount, actor=actor, note=note, kind=kind)
+                self.log_change(request, account, f"{kind} {amount:+} credits (balance {entry.balance_after}): {note}")
+                entries.append((account, entry))
+        for account, entry in entries:
+            level = messages.WARNING if entry.balance_after < 0 else messages.SUCCESS
+            self.message_user(
+                request, f"{account.user}: {kind} {amount:+} credits, balance now {entry.balance_after}.", level
+            )
+
+    def _grant_page(self, request, accounts: list[Account], form: CreditGrantForm, *, via_action: bool):
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Grant or adjust credits",
+            "opts": self.opts,
+            "accounts": accounts,
+            "form": form,
+            "via_action": via_action,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "media": self.media + form.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/jobs/account/grant_credits.html", context)
+
+
+@admin.register(CreditEntry)
+class CreditEntryAdmin(admin.ModelAdmin):
+    """The ledger, read-only: rows are written by the credits service only (append-only)."""
+
+    list_display = (
+        "created_at",
+        "user",
+        "kind",
+        "amount",
+        "allowance_amount",
+        "balance_after",
+        "job_public_id",
+        "actor",
+        "note",
+    )
+    list_filter = ("kind",)
+    search_fields = ("user__username", "job__public_id")
+    list_select_related = ("user", "job")
+    ordering = ("-id",)
+    show_full_result_count = False
+    fields = ("user", "kind", "amount", "allowance_amount", "balance_after", "job", "actor", "note", "created_at")
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="job", ordering="job__public_id")
+    def job_public_id(self, obj: CreditEntry) -> str:
+        return obj.job.public_id if obj.job_id else ""
+
+
+# --- runners ------------------------------------------------------------------------------------------
 
 
 @admin.register(Runner)
 class RunnerAdmin(admin.ModelAdmin):
-    list_display = ("name", "slots", "model_names", "started_at", "last_seen_at")
-    readonly_fields = ("name", "slots", "model_names", "started_at", "last_seen_at")
+    """Runners register themselves (heartbeat); operators only drain them and take them back into service."""
+
+    list_display = (
+        "name",
+        "queue",
+        "host",
+        "pool",
+        "version",
+        "slots",
+        "models",
+        "draining",
+        "live",
+        "last_seen_at",
+    )
+    list_filter = ("draining", "queue", "pool")
+    search_fields = ("name", "host", "queue")
+    ordering = ("queue", "name")
+    actions = ("drain_runners", "undrain_runners")
+    readonly_fields = tuple(f.name for f in Runner._meta.fields if f.name != "id")
 
     def has_add_permission(self, request) -> bool:
         return False  # runners register themselves
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        # Without an object this gates the drain actions; with one it is the change form, which stays
+        # read-only: a saved form would write back a stale row over the runner's own heartbeats.
+        if obj is not None:
+            return False
+        return super().has_change_permission(request)
+
+    @admin.display(description="models")
+    def models(self, obj: Runner) -> str:
+        return ", ".join(obj.model_names or [])
+
+    @admin.display(description="live", boolean=True)
+    def live(self, obj: Runner) -> bool:
+        return obj.last_seen_at >= timezone.now() - timedelta(seconds=cfg("RUNNER_TTL_SECONDS"))
+
+    @admin.action(description="Drain selected runners (finish current work, take none)", permissions=["change"])
+    def drain_runners(self, request, queryset) -> None:
+        self._set_draining(request, queryset, True)
+
+    @admin.action(description="Return selected runners to service", permissions=["change"])
+    def undrain_runners(self, request, queryset) -> None:
+        self._set_draining(request, queryset, False)
+
+    def _set_draining(self, request, queryset, draining: bool) -> None:
+        runners = list(queryset.order_by("name"))
+        names = [runner.name for runner in runners]
+        done = 0
+        for runner in runners:
+            if services.runner_drain(name=runner.name, draining=draining):
+                done += 1
+                self.log_change(request, runner, "drained" if draining else "returned to service")
+        what = "Draining" if draining else "Returned to service"
+        self.message_user(request, f"{what}: {done} runner(s) ({', '.join(names)}).", messages.SUCCESS)

@@ -43,6 +43,17 @@ CATALOG: dict[str, ModelSpec] = {
         default_size="128x128",
         default_seconds=4,
     ),
+    # The same tiny Wan weights in a second configuration (4 steps, no classifier-free guidance): about a
+    # quarter of the GPU time, priced at half. Runners may serve either or both (RUNNER_MODELS).
+    "wan-tiny-turbo": ModelSpec(
+        name="wan-tiny-turbo",
+        sizes=("128x128", "256x144", "144x256", "256x256"),
+        seconds=(4, 8),
+        fps=4,
+        default_size="128x128",
+        default_seconds=4,
+        credits_per_megapixel_second=50.0,
+    ),
 }
 
 

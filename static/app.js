@@ -7,6 +7,7 @@
   const live = document.getElementById("live");
   const form = document.getElementById("create-form");
   const formError = document.getElementById("form-error");
+  const credits = document.getElementById("credits");
   const videos = new Map(); // id -> latest video object
   let lastSeq = window.VIDEOGEN.lastSeq || 0;
 
@@ -47,7 +48,11 @@
     if (video.status === "queued" || video.status === "in_progress") {
       const bar = el("progress", {max: "100", value: String(video.progress || 0)});
       card.append(bar);
-      const extra = video.queue_position ? ` · position ${video.queue_position} in queue` : "";
+      let extra = video.queue_position ? ` · position ${video.queue_position} in queue` : "";
+      if (video.status === "queued" && video.estimated_start_at) {
+        const secs = Math.max(0, Math.round(video.estimated_start_at - Date.now() / 1000));
+        extra += secs > 0 ? ` · starts in ~${secs}s` : " · starting";
+      }
       card.append(el("span", {class: "muted"}, `${video.progress || 0}%${extra}`));
       const cancel = el("button", {class: "link cancel"}, "Cancel");
       cancel.onclick = () => act(video.id, "/cancel", "POST");
@@ -57,7 +62,7 @@
         src: `/v1/videos/${video.id}/content`, poster: `/v1/videos/${video.id}/content?variant=thumbnail`});
       card.append(player);
       card.append(el("a", {href: `/v1/videos/${video.id}/content`, download: `${video.id}.mp4`}, "Download"));
-    } else if (video.status === "failed" && video.error) {
+    } else if ((video.status === "failed" || video.status === "cancelled") && video.error) {
       card.append(el("p", {class: "error"}, `${video.error.code}: ${video.error.message}`));
     }
     if (["completed", "failed", "cancelled"].includes(video.status)) {
@@ -87,6 +92,15 @@
     try { render(await api(`/videos/${id}`)); } catch (err) { /* deleted meanwhile */ }
   }
 
+  async function loadCredits() {
+    try {
+      const c = await api("/credits?limit=1");
+      credits.textContent = c.metered
+        ? `${c.available} credits available (${c.allowance_remaining} left of today's ${c.daily_allowance}, balance ${c.balance}) · ${c.tier} tier`
+        : `${c.tier} tier · not metered`;
+    } catch (err) { /* shown again on the next refresh */ }
+  }
+
   async function loadAll() {
     // The newest 100, rendered oldest first so that each prepends above the last.
     const page = await api("/videos?limit=100&order=desc");
@@ -110,6 +124,7 @@
       if (data.type !== "notification" || data.seq <= lastSeq) return; // dedupe by seq
       lastSeq = data.seq;
       if (data.data && data.data.id) render(data.data);
+      if (["video.completed", "video.failed", "video.cancelled"].includes(data.event)) loadCredits();
     };
     ws.onclose = () => {
       live.textContent = "reconnecting"; live.classList.remove("on");
@@ -127,6 +142,7 @@
     try {
       render(await api("/videos", {method: "POST", body: data, headers: {"Idempotency-Key": crypto.randomUUID()}}));
       form.reset();
+      loadCredits();
     } catch (err) {
       formError.textContent = err.message;
       formError.hidden = false;
@@ -135,5 +151,6 @@
     }
   });
 
+  loadCredits();
   loadAll().then(connect);
 })();

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,30 @@ def _disconnect_stragglers(django_db_setup, django_db_blocker):
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid()"
         )
+
+
+def e2e_database_url() -> str:
+    """The test database, as a URL for the processes an end-to-end test starts."""
+    from django.db import connection
+
+    return os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
+
+
+@pytest.fixture
+def platform_factory(tmp_path, tiny_model_dir, transactional_db):
+    """Start the real roles (web, dispatcher, cpu and gpu qclusters) on the test database; stop them after."""
+    from tests.platform import Platform
+
+    started: list[Platform] = []
+
+    def start(gpu: bool = True, **extra_env: str) -> Platform:
+        plat = Platform(
+            database_url=e2e_database_url(), redis_url=os.environ["REDIS_URL"], workdir=tmp_path, extra_env=extra_env
+        )
+        started.append(plat)
+        return plat.start(gpu=gpu)
+
+    yield start
+    for plat in started:
+        plat.stop()
+        print(plat.logs())  # shown by pytest only when the test failed

@@ -63,7 +63,7 @@ class Platform:
             argv, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
-    def start(self, timeout: float = 90) -> Platform:
+    def start(self, timeout: float = 90, gpu: bool = True) -> Platform:
         py = sys.executable
         self._start(
             "web",
@@ -82,7 +82,8 @@ class Platform:
         )
         self._start("dispatcher", [py, "manage.py", "dispatch"])
         self._start("cpu", [py, "manage.py", "qcluster"])
-        self.start_gpu()
+        if gpu:
+            self.start_gpu()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
@@ -96,8 +97,13 @@ class Platform:
             raise TimeoutError("web did not answer /healthz\n" + self.logs())
         return self
 
-    def start_gpu(self) -> None:
-        self._start("gpu", [sys.executable, "manage.py", "qcluster"], Q_CLUSTER_NAME="gpu")
+    def start_gpu(self, name: str = "gpu", **env: str) -> None:
+        """A gpu cluster; `name` is also its queue (plain "gpu" gets a unique gpu.<host>.<pid>)."""
+        self._start(name, [sys.executable, "manage.py", "qcluster"], Q_CLUSTER_NAME=name, **env)
+
+    def signal(self, name: str, sig: int) -> None:
+        """Send a signal to a role and every process it forked (as a supervisor stopping it would)."""
+        os.killpg(self.procs[name].pid, sig)
 
     def kill(self, name: str) -> None:
         """SIGKILL a role and every process it forked (a crashed host, not a clean shutdown)."""
@@ -106,11 +112,11 @@ class Platform:
         proc.wait()
         del self.procs[name]
 
-    def wait_for_runner(self, timeout: float = 90) -> None:
+    def wait_for_runner(self, timeout: float = 90, slots: int = 1) -> None:
         from jobs.services import live_slots
 
         deadline = time.monotonic() + timeout
-        while live_slots() == 0:
+        while live_slots() < slots:
             self.check_alive()
             if time.monotonic() > deadline:
                 raise TimeoutError("no gpu runner registered\n" + self.logs())

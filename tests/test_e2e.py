@@ -9,7 +9,6 @@ import time
 import warnings
 
 import pytest
-from django.db import connection
 from openai import NotFoundError, OpenAI
 
 from jobs.accounts import api_key_create, ensure_user
@@ -19,27 +18,6 @@ from tests.platform import Platform
 from videogen.video_io import decode_mp4, probe_mp4
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
-
-
-def _database_url() -> str:
-    return os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
-
-
-@pytest.fixture
-def platform_factory(tmp_path, tiny_model_dir, transactional_db):
-    started: list[Platform] = []
-
-    def start(**extra_env: str) -> Platform:
-        plat = Platform(
-            database_url=_database_url(), redis_url=os.environ["REDIS_URL"], workdir=tmp_path, extra_env=extra_env
-        )
-        started.append(plat)
-        return plat.start()
-
-    yield start
-    for plat in started:
-        plat.stop()
-        print(plat.logs())  # shown by pytest only when the test failed
 
 
 @pytest.fixture

@@ -269,6 +269,8 @@ if RUNNER_QUEUE == "gpu":
 if RUNNER_QUEUE.startswith("gpu"):
     Q_CLUSTER["ALT_CLUSTERS"][RUNNER_QUEUE] = _GPU_CLUSTER
 RUNNER_POOL = env_str("RUNNER_POOL", "default")
+# The models this runner loads and offers (comma separated); empty: every model in the registry.
+RUNNER_MODELS = env_list("RUNNER_MODELS", "")
 RUNNER_VERSION = env_str("RUNNER_VERSION", "")
 
 LOGGING = {

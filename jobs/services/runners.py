@@ -116,6 +116,9 @@ def job_release(*, job_id: int, attempt: int | None, reason: str) -> bool:
             attempt is None and job.state == S.DISPATCHED
         ):
             return False
+        # The stopping runner still looks live until its registration expires: take it out of service in
+        # this transaction, or the next pass could hand the job straight back to it.
+        Runner.objects.filter(queue=job.queue).update(draining=True)
         transition(
             job,
             S.QUEUED,
