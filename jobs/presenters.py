@@ -10,7 +10,7 @@ def _ts(value) -> int | None:
     return int(value.timestamp()) if value else None
 
 
-def video_object(job: Job, *, queue_position: int | None = None, estimated_start_at=None) -> dict:
+def video_object(job: Job, queue_position: int | None = None, estimated_start_at=None) -> dict:
     error = None
     if job.state in (State.FAILED, State.REJECTED, State.CANCELLED) and job.error_code:
         error = {"code": job.error_code, "message": job.error_message}

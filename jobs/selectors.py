@@ -79,7 +79,7 @@ def queue_estimate(job: Job) -> tuple[int | None, dt.datetime | None]:
     summary, at = queue_summary(job.model)
     if summary is None:
         return None, None
-    est = policy.estimate(summary, fairness.weights(), tier=job.tier, tag=job.vtag)
+    est = policy.estimate(summary, fairness.weights(), tier=job.tier, tag=job.vtag, job_id=job.pk)
     if est is None:
         return None, None
     start = dt.datetime.fromtimestamp(at + est.start_in, tz=dt.UTC)

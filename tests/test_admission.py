@@ -197,7 +197,7 @@ def test_internal_tier_is_not_metered(client_for, make_user, settings):
 
 def _publish(queued_free_work: float, queued_paid_work: float, capacity: int) -> None:
     def tier(work):
-        return {"count": 10, "work": work, "checkpoints": [[0.0, 0, 0.0], [9.0, 9, work * 0.9]]}
+        return {"count": 10, "work": work, "checkpoints": [[0.0, 1, 0, 0.0], [9.0, 10, 9, work * 0.9]]}
 
     QueueSummary.objects.update_or_create(
         model="wan-tiny",

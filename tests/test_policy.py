@@ -168,8 +168,8 @@ def test_several_slots_in_one_pass_each_get_a_distinct_job():
 
 def _tier_queue(tags_costs: list[tuple[float, float]]) -> policy.TierQueue:
     checkpoints, n, w = [], 0, 0.0
-    for tag, cost in sorted(tags_costs):
-        checkpoints.append((tag, n, w))
+    for job_id, (tag, cost) in enumerate(sorted(tags_costs), start=1):
+        checkpoints.append((tag, job_id, n, w))
         n += 1
         w += cost
     return policy.TierQueue(n, w, checkpoints)
@@ -182,7 +182,7 @@ def test_estimate_in_one_tier_counts_the_work_ahead():
     free = _tier_queue([(float(i), 10.0) for i in range(10)])
     queue = policy.ModelQueue(capacity=1, running_work=4.0, first_free_in=4.0, tiers={"free": free})
     for i in range(10):
-        est = policy.estimate(queue, WEIGHTS, tier="free", tag=float(i))
+        est = policy.estimate(queue, WEIGHTS, tier="free", tag=float(i), job_id=i + 1)
         assert est.position == i + 1
         assert est.start_in == pytest.approx(4.0 + 10.0 * i)  # the running job's 4 s, then 10 s each
 
@@ -191,11 +191,11 @@ def test_estimate_with_two_slots_and_two_tiers_follows_the_weights():
     free = _tier_queue([(float(i), 10.0) for i in range(20)])
     paid = _tier_queue([(float(i), 10.0) for i in range(20)])
     queue = policy.ModelQueue(capacity=2, running_work=0.0, first_free_in=0.0, tiers={"free": free, "paid": paid})
-    est = policy.estimate(queue, WEIGHTS, tier="free", tag=4.0)  # 4 free jobs (40 s) ahead in its tier
+    est = policy.estimate(queue, WEIGHTS, tier="free", tag=4.0, job_id=5)  # 4 free jobs (40 s) ahead
     # Free gets 1/4 of the fleet while paid has backlog: 40 s of free work takes 160 s of fleet time.
     assert est.start_in == pytest.approx(160 / 2)
     assert est.position == 1 + 4 + 12  # and 12 paid jobs start meanwhile
-    paid_est = policy.estimate(queue, WEIGHTS, tier="paid", tag=4.0)
+    paid_est = policy.estimate(queue, WEIGHTS, tier="paid", tag=4.0, job_id=5)
     assert paid_est.start_in < est.start_in
 
 

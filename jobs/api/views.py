@@ -101,7 +101,7 @@ class VideosView(RateLimitedAPIView):
         if page is None:
             raise not_found(param="after")
         rows, has_more = page
-        data = [video_object(job) for job in rows]
+        data = [video_object(job, *selectors.queue_estimate(job)) for job in rows]
         return Response(
             {
                 "object": "list",
@@ -116,8 +116,7 @@ class VideosView(RateLimitedAPIView):
 class VideoDetailView(RateLimitedAPIView):
     def get(self, request: Request, video_id: str) -> Response:
         job = _get_job(request, video_id)
-        position, start = selectors.queue_estimate(job)
-        body = video_object(job, queue_position=position, estimated_start_at=start)
+        body = video_object(job, *selectors.queue_estimate(job))
         return Response(body, headers=_poll_headers(job))
 
     def delete(self, request: Request, video_id: str) -> Response:

@@ -282,8 +282,8 @@ def _tier_queues(model: str) -> dict[str, dict]:
     for tier, count, work in totals:
         step = max(1, count // CHECKPOINTS)
         sql = f"""
-            SELECT vtag, n_before, w_before FROM (
-                SELECT vtag, ROW_NUMBER() OVER w - 1 AS n_before, SUM(cost) OVER w - cost AS w_before
+            SELECT vtag, id, n_before, w_before FROM (
+                SELECT vtag, id, ROW_NUMBER() OVER w - 1 AS n_before, SUM(cost) OVER w - cost AS w_before
                 FROM {table} WHERE state = %s AND model = %s AND tier = %s
                 WINDOW w AS (ORDER BY vtag, id ROWS UNBOUNDED PRECEDING)
             ) q WHERE n_before %% %s = 0 OR n_before = %s ORDER BY n_before
@@ -291,7 +291,11 @@ def _tier_queues(model: str) -> dict[str, dict]:
         with connection.cursor() as cursor:
             cursor.execute(sql, [S.QUEUED, model, tier, step, count - 1])
             rows = cursor.fetchall()
-        out[tier] = {"count": count, "work": work or 0.0, "checkpoints": [[t or 0.0, n, w or 0.0] for t, n, w in rows]}
+        out[tier] = {
+            "count": count,
+            "work": work or 0.0,
+            "checkpoints": [[t or 0.0, i, n, w or 0.0] for t, i, n, w in rows],
+        }
     return out
 
 

@@ -118,28 +118,30 @@ def start_tag(*, user_finish: float, tier_clock: float) -> float:
 
 @dataclass(frozen=True)
 class TierQueue:
-    """One tier's queue for one model, as published: totals and checkpoints in tag order.
+    """One tier's queue for one model, as published: totals and checkpoints in dispatch order.
 
-    `checkpoints` are (tag, jobs before it, GPU-seconds before it), ascending by tag; the first is the tier's
-    first job and the last its last one. Between checkpoints, counts and work are interpolated.
+    `checkpoints` are (tag, job id, jobs before it, GPU-seconds before it), ascending by (tag, id) — the order
+    the policy serves a tier in; the first is the tier's first job and the last its last one. Between
+    checkpoints, counts and work are interpolated.
     """
 
     count: int
     work: float
-    checkpoints: Sequence[tuple[float, float, float]]
+    checkpoints: Sequence[tuple[float, int, float, float]]
 
-    def ahead_of(self, tag: float) -> tuple[float, float]:
-        """(jobs, GPU-seconds) of this queue that go before a job with this tag."""
+    def ahead_of(self, tag: float, job_id: int = 0) -> tuple[float, float]:
+        """(jobs, GPU-seconds) of this queue that go before the job with this tag and id."""
         cps = self.checkpoints
-        if not cps or tag < cps[0][0]:
+        key = (tag, job_id)
+        if not cps or key < (cps[0][0], cps[0][1]):
             return 0.0, 0.0
-        i = bisect.bisect_left([c[0] for c in cps], tag)
-        if i < len(cps) and cps[i][0] == tag:
-            return float(cps[i][1]), float(cps[i][2])
+        i = bisect.bisect_left([(c[0], c[1]) for c in cps], key)
+        if i < len(cps) and (cps[i][0], cps[i][1]) == key:
+            return float(cps[i][2]), float(cps[i][3])
         if i == len(cps):
             return float(self.count), float(self.work)
-        (prev_tag, prev_n, prev_w), (next_tag, next_n, next_w) = cps[i - 1], cps[i]
-        frac = (tag - prev_tag) / (next_tag - prev_tag)
+        (prev_tag, _, prev_n, prev_w), (next_tag, _, next_n, next_w) = cps[i - 1], cps[i]
+        frac = 0.5 if next_tag == prev_tag else (tag - prev_tag) / (next_tag - prev_tag)
         # At least the previous checkpoint's job is ahead; at most every job before the next checkpoint.
         return prev_n + 1 + frac * max(0.0, next_n - prev_n - 1), prev_w + frac * (next_w - prev_w)
 
@@ -148,11 +150,11 @@ class TierQueue:
         cps = self.checkpoints
         if work <= 0 or not cps:
             return 0.0
-        i = bisect.bisect_left([c[2] for c in cps], work)
+        i = bisect.bisect_left([c[3] for c in cps], work)
         if i == len(cps):
             return float(self.count)
-        prev_n, prev_w = (0.0, 0.0) if i == 0 else (cps[i - 1][1] + 1, cps[i - 1][2])
-        next_n, next_w = cps[i][1], cps[i][2]
+        prev_n, prev_w = (0.0, 0.0) if i == 0 else (cps[i - 1][2] + 1, cps[i - 1][3])
+        next_n, next_w = cps[i][2], cps[i][3]
         frac = 1.0 if next_w <= prev_w else (work - prev_w) / (next_w - prev_w)
         return prev_n + frac * max(0.0, next_n - prev_n)
 
@@ -195,12 +197,14 @@ class Estimate:
     start_in: float  # seconds from the summary's time
 
 
-def estimate(queue: ModelQueue, weights: Mapping[str, float], *, tier: str, tag: float) -> Estimate | None:
+def estimate(
+    queue: ModelQueue, weights: Mapping[str, float], *, tier: str, tag: float, job_id: int = 0
+) -> Estimate | None:
     """Where a queued job with this tag stands, and when it should start. None without capacity."""
     if queue.capacity <= 0:
         return None
     own = queue.tiers.get(tier, TierQueue(0, 0.0, ()))
-    ahead_n, ahead_w = own.ahead_of(tag)
+    ahead_n, ahead_w = own.ahead_of(tag, job_id)
     backlog = {t: q.work for t, q in queue.tiers.items() if q.work > 0 and t in weights}
     backlog.pop(tier, None)
     elapsed, served = _fluid(weights, backlog, tier, ahead_w)

@@ -1,0 +1,115 @@
+"""Queue positions and start-time estimates: published by the dispatcher, read without scanning the queue.
+
+Controlled clock: costs are set, the running job's start is placed in the past, and the estimate is compared
+with the schedule the policy will actually follow. Tolerance: 1.5 s (timestamps are whole seconds, as in the
+OpenAI video object, plus the publication's own clock reads).
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from jobs import selectors, services
+from jobs.models import Job, State
+
+pytestmark = pytest.mark.django_db
+TOLERANCE = 1.5
+
+
+@pytest.fixture
+def busy_runner(make_job):
+    """One slot, busy with a 10 s job that started 4 s ago: 6 s left."""
+    services.runner_heartbeat(name="gpu", slots=1, model_names=["wan-tiny"], queue="gpu.a")
+    running = make_job("running", attempt=1, cost=10.0, queue="gpu.a")
+    Job.objects.filter(pk=running.pk).update(dispatched_at=services.db_now_plus(-4))
+    return running
+
+
+def _read(api, job: Job) -> tuple[int, float]:
+    body = api.get(f"/v1/videos/{job.public_id}").json()
+    return body["queue_position"], body["estimated_start_at"] - time.time()
+
+
+def _publish():
+    services.publish_queue_summary()
+    selectors.forget_summaries()
+
+
+def test_positions_and_start_times_follow_the_policy(api, user, make_user, make_job, busy_runner, client_for):
+    other = make_user("bob")
+    a1, a2, a3 = (make_job("queued", cost=10.0) for _ in range(3))  # alice's tags 0, 10, 20
+    b1 = make_job("queued", owner=other, cost=10.0)  # bob's first job: tag 0, after a1 (older) at the same tag
+    _publish()
+    expected = {a1: (1, 6), b1: (2, 16), a2: (3, 26), a3: (4, 36)}
+    clients = {user.pk: api, other.pk: client_for(other)}
+    for job, (position, start_in) in expected.items():
+        got_position, got_start = _read(clients[job.user_id], job)
+        assert got_position == position
+        assert got_start == pytest.approx(start_in, abs=TOLERANCE)
+    # The dispatcher's real order is the one estimated.
+    Job.objects.filter(pk=busy_runner.pk).update(state=State.SUCCEEDED)
+    order = []
+    for _ in range(4):
+        services.dispatch_once()
+        dispatched = Job.objects.get(state=State.DISPATCHED)
+        order.append(dispatched.pk)
+        Job.objects.filter(pk=dispatched.pk).update(state=State.SUCCEEDED)
+    assert order == [a1.pk, b1.pk, a2.pk, a3.pk]
+
+
+def test_a_position_falls_as_the_queue_moves_and_rises_only_for_higher_tier_work(
+    api, make_user, make_job, busy_runner, client_for
+):
+    _first, second, third = (make_job("queued", cost=10.0) for _ in range(3))
+    _publish()
+    assert _read(api, third)[0] == 3
+    Job.objects.filter(pk=busy_runner.pk).update(state=State.SUCCEEDED)
+    services.dispatch_once()  # `first` goes to the runner
+    _publish()
+    assert _read(api, third)[0] == 2 and _read(api, second)[0] == 1
+    # Paid work arrives: paid has 3x the weight, so it goes ahead and the free jobs move back.
+    payer = make_user("payer", tier="paid")
+    for _ in range(3):
+        make_job("queued", owner=payer, cost=10.0)
+    _publish()
+    position, start_in = _read(api, third)
+    assert position > 2
+    assert start_in > 10 + 10  # the running job, the free job ahead, and paid work now
+
+
+def test_a_status_read_does_not_scan_the_queue(api, make_job, busy_runner):
+    jobs = [make_job("queued", cost=1.0) for _ in range(50)]
+    _publish()
+    api.get(f"/v1/videos/{jobs[-1].public_id}")  # warm the per-process summary cache
+    with CaptureQueriesContext(connection) as queries:
+        body = api.get(f"/v1/videos/{jobs[-1].public_id}").json()
+    assert body["queue_position"] == 50
+    assert len(queries) == 2, [q["sql"] for q in queries]  # the key (with user and account), the job
+
+
+def test_positions_in_the_list_too(api, make_job, busy_runner):
+    make_job("queued", cost=5.0)
+    _publish()
+    (video,) = api.get("/v1/videos").json()["data"][:1]
+    assert video["queue_position"] == 1 and video["estimated_start_at"] is not None
+
+
+def test_capacity_drop_is_seen_within_one_runner_ttl(make_job, settings):
+    """Half the fleet stops heartbeating: the next publication counts only the live half, so waits double."""
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "RUNNER_TTL_SECONDS": 10}
+    for name in ("a", "b", "c", "d"):
+        services.runner_heartbeat(name=name, slots=1, model_names=["wan-tiny"], queue=f"gpu.{name}")
+    for _ in range(40):
+        make_job("queued", cost=30.0)
+    _publish()
+    full = selectors.tier_wait(model="wan-tiny", tier="free")
+    from jobs.models import Runner
+
+    Runner.objects.filter(name__in=("c", "d")).update(last_seen_at=services.db_now_plus(-11))
+    _publish()
+    assert services.live_slots() == 2
+    assert selectors.tier_wait(model="wan-tiny", tier="free") == pytest.approx(2 * full)
