@@ -34,6 +34,8 @@ def test_create_api_key_creates_the_user_and_prints_a_working_key_last():
     # Again for the same user: a second, different key; the tier stays unless given.
     second = run_command("create_api_key", "carol")[-1]
     assert second != key and Account.objects.get(user__username="carol").tier == "paid"
+    run_command("create_api_key", "carol", "--tier", "internal")
+    assert Account.objects.get(user__username="carol").tier == "internal"
 
 
 def test_create_api_key_rejects_an_unknown_tier():

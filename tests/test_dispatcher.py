@@ -20,14 +20,15 @@ def test_nothing_is_dispatched_without_a_live_runner(make_job):
 
 def test_dispatch_binds_only_as_many_jobs_as_free_slots(make_job):
     jobs = [make_job("queued") for _ in range(3)]
-    services.runner_heartbeat(name="gpu-a", slots=1, model_names=["wan-tiny"])
-    services.runner_heartbeat(name="gpu-b", slots=1, model_names=["wan-tiny"])
+    services.runner_heartbeat(name="gpu-a", slots=1, model_names=["wan-tiny"], queue="gpu-a")
+    services.runner_heartbeat(name="gpu-b", slots=1, model_names=["wan-tiny"], queue="gpu-b")
     assert services.dispatch_once() == 2
     states = [Job.objects.get(pk=j.pk).state for j in jobs]
     assert states == [State.DISPATCHED, State.DISPATCHED, State.QUEUED]
     tasks = [t.task for t in OrmQ.objects.order_by("id")]
     assert all(t["func"] == "gpu_runner.tasks.run_job" for t in tasks)
-    assert {q.key for q in OrmQ.objects.all()} == {"gpu"}
+    # Each job went to its runner's own queue.
+    assert sorted(q.key for q in OrmQ.objects.all()) == ["gpu-a", "gpu-b"]
     assert services.dispatch_once() == 0  # both slots busy now
 
 
@@ -106,12 +107,18 @@ def test_stalled_moderation_stages_are_sent_again(make_job, settings):
     assert (pending.state, pending.error_code) == (State.FAILED, "moderation_unavailable")
 
 
-def test_long_gone_runners_are_forgotten():
-    services.runner_heartbeat(name="old", slots=1, model_names=["wan-tiny"])
-    services.runner_heartbeat(name="new", slots=1, model_names=["wan-tiny"])
+def test_long_gone_runners_are_forgotten_with_their_queues(make_job):
+    services.runner_heartbeat(name="old", slots=1, model_names=["wan-tiny"], queue="gpu.old")
+    assert services.dispatch_once() == 0
+    make_job("queued")
+    assert services.dispatch_once() == 1  # a message now waits on gpu.old
+    services.runner_heartbeat(name="new", slots=1, model_names=["wan-tiny"], queue="gpu.new")
+    make_job("queued")
+    assert services.dispatch_once() == 1
     Runner.objects.filter(name="old").update(last_seen_at=services.db_now_plus(-7200))
     assert services.runners_forget_stale() == 1
     assert list(Runner.objects.values_list("name", flat=True)) == ["new"]
+    assert list(OrmQ.objects.values_list("key", flat=True)) == ["gpu.new"]  # nobody will ever read gpu.old
 
 
 @pytest.mark.django_db(transaction=True)
@@ -150,3 +157,109 @@ def test_dispatch_passes_are_serialised_across_dispatchers(make_job):
     other.join()
     mine.join(10)
     assert result == [1]
+
+
+def _runner(name: str, models=("wan-tiny",), slots: int = 1) -> None:
+    services.runner_heartbeat(name=name, slots=slots, model_names=list(models), queue=f"gpu.{name}")
+
+
+def test_work_goes_only_to_a_runner_that_serves_its_model(make_job):
+    turbo = make_job("queued", model="wan-tiny-turbo")
+    _runner("plain", models=("wan-tiny",))
+    assert services.dispatch_once() == 0  # the only free runner does not serve it
+    _runner("fast", models=("wan-tiny", "wan-tiny-turbo"))
+    assert services.dispatch_once() == 1
+    assert Job.objects.get(pk=turbo.pk).queue == "gpu.fast"
+
+
+def test_a_draining_runner_is_handed_nothing(make_job):
+    make_job("queued")
+    _runner("a")
+    services.runner_drain(name="a")
+    assert services.live_slots() == 0 and services.dispatch_once() == 0
+    services.runner_drain(name="a", draining=False)
+    assert services.dispatch_once() == 1
+
+
+def test_paid_goes_before_free_by_weight(make_job, make_user):
+    free_user, paid_user = make_user("f"), make_user("p", tier="paid")
+    for _ in range(8):
+        make_job("queued", owner=free_user, cost=1.0)
+        make_job("queued", owner=paid_user, cost=1.0)
+    _runner("a", slots=4)
+    assert services.dispatch_once() == 4
+    tiers = list(Job.objects.filter(state=State.DISPATCHED).values_list("tier", flat=True))
+    assert sorted(tiers) == ["free", "paid", "paid", "paid"]
+
+
+def test_an_aged_free_job_goes_before_paid_work(make_job, make_user, settings):
+    tiers = settings.VIDEOGEN_TIERS
+    settings.VIDEOGEN_TIERS = {**tiers, "free": {**tiers["free"], "AGING_SECONDS": 60}}
+    old = make_job("queued", owner=make_user("f"), cost=1.0)
+    Job.objects.filter(pk=old.pk).update(queued_at=services.db_now_plus(-61))
+    from jobs.models import SchedTier
+
+    SchedTier.objects.create(tier="free", vtime=1e6)  # free had far more than its share
+    for _ in range(3):
+        make_job("queued", owner=make_user(tier="paid"), cost=1.0)
+    _runner("a")
+    assert services.dispatch_once() == 1
+    assert Job.objects.get(pk=old.pk).state == State.DISPATCHED
+    from jobs.services import dispatch
+
+    assert dispatch.last_pass.aged == [old.pk]
+
+
+def test_a_finishing_runner_takes_its_next_job_in_the_same_transaction(make_job):
+    first, second = make_job("queued"), make_job("queued")
+    _runner("a")
+    assert services.dispatch_once() == 1
+    claimed = services.job_claim(job_id=first.pk, runner="a")
+    OrmQ.objects.all().delete()
+    done, next_id = services.job_complete_and_take_next(
+        job_id=first.pk, attempt=claimed.attempt, video_key="v", thumbnail_key="t", next_for_queue="gpu.a"
+    )
+    assert done and next_id == second.pk
+    nxt = Job.objects.get(pk=second.pk)
+    assert (nxt.state, nxt.queue) == (State.DISPATCHED, "gpu.a")
+    # No broker message for it (the runner runs it directly); only the output-review task was queued.
+    assert [q.task["func"] for q in OrmQ.objects.all()] == ["jobs.tasks.review_output"]
+    assert services.dispatch_once() == 0  # the slot is taken: no second hand-out
+
+
+def test_release_requeues_at_once_and_takes_the_runner_out_of_service(make_job):
+    job = make_job("queued")
+    _runner("a")
+    services.dispatch_once()
+    claimed = services.job_claim(job_id=job.pk, runner="a")
+    assert services.job_release(job_id=job.pk, attempt=claimed.attempt - 1, reason="x") is False  # fenced
+    assert services.job_release(job_id=job.pk, attempt=claimed.attempt, reason="runner stopping")
+    job.refresh_from_db()
+    assert job.state == State.QUEUED and job.queue == ""
+    assert Runner.objects.get(name="a").draining
+    assert services.dispatch_once() == 0  # not handed back to the stopping runner
+
+
+def test_costs_are_learned_from_observed_runs(settings):
+    from jobs.services import costs
+
+    costs.forget_cache()
+    prior = costs.estimate("wan-tiny", 256, 256, 4)
+    assert prior == pytest.approx(0.5 + 0.5 * 256 * 256 * 17 / 1e6)
+    costs.observe(model="wan-tiny", width=256, height=256, seconds=4, took=10.0)
+    assert costs.estimate("wan-tiny", 256, 256, 4) == pytest.approx(10.0)
+    costs.observe(model="wan-tiny", width=256, height=256, seconds=4, took=20.0)
+    assert costs.estimate("wan-tiny", 256, 256, 4) == pytest.approx(12.0)  # 10 + 0.2 * (20 - 10)
+    assert costs.estimate("wan-tiny", 128, 128, 4) == pytest.approx(0.5 + 0.5 * 128 * 128 * 17 / 1e6)
+
+
+def test_a_completion_teaches_the_cost_model(make_job):
+    from jobs.services import costs
+
+    job = make_job("queued", width=256, height=144, seconds=8)
+    _runner("a")
+    services.dispatch_once()
+    claimed = services.job_claim(job_id=job.pk, runner="a")
+    services.job_complete(job_id=job.pk, attempt=claimed.attempt, video_key="v", thumbnail_key="t", gpu_seconds=3.5)
+    costs.forget_cache()
+    assert costs.estimate("wan-tiny", 256, 144, 8) == pytest.approx(3.5)

@@ -159,5 +159,12 @@ def runner_is_draining(*, name: str) -> bool:
 
 
 def runners_forget_stale(*, after_seconds: float = 3600) -> int:
-    """Drop rows of runners long gone (workers are recycled and re-register under a new name)."""
-    return Runner.objects.filter(last_seen_at__lt=db_now_plus(-after_seconds)).delete()[0]
+    """Drop rows of runners long gone (workers are recycled and re-register under a new name), and the
+    broker messages left on queues no runner consumes any more (their jobs were re-queued by the reaper)."""
+    forgotten = Runner.objects.filter(last_seen_at__lt=db_now_plus(-after_seconds)).delete()[0]
+    if forgotten:
+        from django_q.models import OrmQ
+
+        live_queues = set(Runner.objects.values_list("queue", flat=True))
+        OrmQ.objects.filter(key__startswith="gpu").exclude(key__in=live_queues).delete()
+    return forgotten

@@ -1,4 +1,4 @@
-"""manage.py create_api_key USERNAME [--tier free|paid]: the new key is the last line of the output."""
+"""manage.py create_api_key USERNAME [--tier free|paid|internal]: the new key is the last line of the output."""
 
 from __future__ import annotations
 
