@@ -108,10 +108,13 @@
     empty.hidden = videos.size > 0;
   }
 
-  // Progress is not a notification (it changes every step): poll only the cards still moving.
+  // Progress is not a notification (it changes every step): poll only the cards still moving, running ones
+  // every second and waiting ones every 5 s (their ETA moves slowly), which keeps within the rate limit.
+  let ticks = 0;
   setInterval(() => {
+    ticks += 1;
     for (const v of videos.values()) {
-      if (v.status === "queued" || v.status === "in_progress") refresh(v.id);
+      if (v.status === "in_progress" || (v.status === "queued" && ticks % 5 === 0)) refresh(v.id);
     }
   }, 1000);
 

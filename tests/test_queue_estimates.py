@@ -113,3 +113,13 @@ def test_capacity_drop_is_seen_within_one_runner_ttl(make_job, settings):
     _publish()
     assert services.live_slots() == 2
     assert selectors.tier_wait(model="wan-tiny", tier="free") == pytest.approx(2 * full)
+
+
+def test_polling_is_paced_by_the_wait(api, make_job, busy_runner, settings):
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "POLL_AFTER_MS": 500}
+    soon = make_job("queued", cost=1.0)
+    later = [make_job("queued", cost=20.0) for _ in range(3)][-1]
+    _publish()
+    # Starts in ~6 s (the running job's rest): poll in about a quarter of that.
+    assert int(api.get(f"/v1/videos/{soon.public_id}")["openai-poll-after-ms"]) == pytest.approx(1500, abs=400)
+    assert api.get(f"/v1/videos/{later.public_id}")["openai-poll-after-ms"] == "10000"  # ~47 s: capped
