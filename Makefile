@@ -9,7 +9,7 @@ export PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/videogen
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test install lint format browser bench clean
+.PHONY: run test install lint format browser bench simulate bench-dispatch clean
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -42,6 +42,15 @@ test: $(VENV)/.installed browser
 
 bench: $(VENV)/.installed
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/api_throughput.py $(BENCH_ARGS)
+
+# The fleet simulation: real dispatcher and Postgres, SIMULATED runners (no GPU), a capacity drop half-way.
+# Writes var/simulate/report.txt and plot.png; the last line is one JSON object. SIM_ARGS: see --help.
+simulate: $(VENV)/.installed
+	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/simulate.py $(SIM_ARGS)
+
+# The dispatcher's decision cost at 1k, 10k, 100k and 1M queued jobs (BENCH_DISPATCH_ARGS: see --help).
+bench-dispatch: $(VENV)/.installed
+	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/dispatch_scale.py $(BENCH_DISPATCH_ARGS)
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -156,11 +156,12 @@ class SimulatedRunner(threading.Thread):
                     self._wait(self.poll_seconds)
                     continue
                 via = "poll"
-                while job_id is not None and not self._stopping.is_set():
-                    job_id = self._run_one(job_id, via=via)
+                todo: int | Job | None = job_id
+                while todo is not None and not self._stopping.is_set():
+                    todo = self._run_one(todo, via=via)
                     via = "next"
-                if job_id is not None:  # handed to us as we were told to stop
-                    services.job_release(job_id=job_id, attempt=None, reason=self._why)
+                if isinstance(todo, Job):  # claimed for us as we were told to stop
+                    services.job_release(job_id=todo.pk, attempt=todo.attempt, reason=self._why)
             # Work dispatched to us and not claimed yet goes back too (the real task releases what arrives).
             for job_id in self._all_dispatched_to_me():
                 services.job_release(job_id=job_id, attempt=None, reason=self._why)
@@ -213,12 +214,14 @@ class SimulatedRunner(threading.Thread):
     def _all_dispatched_to_me(self) -> list[int]:
         return list(Job.objects.filter(state=State.DISPATCHED, queue=self.queue).values_list("id", flat=True))
 
-    def _run_one(self, job_id: int, *, via: str) -> int | None:
-        """Claim, run (sleep), complete and take the next job: exactly as gpu_runner.tasks._run_one."""
+    def _run_one(self, todo: int | Job, *, via: str) -> Job | None:
+        """Claim (unless the last completion claimed it for us), run (sleep), complete and claim the next job:
+        exactly as gpu_runner.tasks._run_one."""
         claim_began = time.time()
-        job = services.job_claim(job_id=job_id, runner=self.runner_name)
+        job = services.job_claim(job_id=todo, runner=self.runner_name) if isinstance(todo, int) else todo
         if job is None:
             return None  # someone else has it, or it moved on
+        job_id = job.pk
         started = time.time()
         duration, fails_after = self.durations.sample(self.rng)
         run = SimulatedRun(
@@ -233,7 +236,7 @@ class SimulatedRunner(threading.Thread):
         )
         outcome = self._sleep_until(run)
         run.woke = time.time()
-        next_id: int | None = None
+        next_job: Job | None = None
         if outcome == "stopped":
             services.job_release(job_id=job_id, attempt=run.attempt, reason=self._why)
             run.outcome = "released"
@@ -250,20 +253,21 @@ class SimulatedRunner(threading.Thread):
             run.outcome = "failed"
         else:
             take = self.take_next and not self._draining and not self._stopping.is_set()
-            done, next_id = services.job_complete_and_take_next(
+            done, next_job = services.job_complete_and_claim_next(
                 job_id=job_id,
                 attempt=run.attempt,
                 video_key="",  # the simulated backend makes no frames
                 thumbnail_key="",
+                runner=self.runner_name,
                 gpu_seconds=duration,
                 next_for_queue=self.queue if take else None,
             )
             run.outcome = "completed" if done else "lost"
-            run.took_next = next_id is not None
+            run.took_next = next_job is not None
         run.done = time.time()
         self.runs.append(run)
         self.on_run(run)
-        return next_id
+        return next_job
 
     def _sleep_until(self, run: SimulatedRun) -> str:
         """Sleep until the planned end, renewing the lease and the registration; 'done', 'stopped' or 'lost'."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.files.base import ContentFile
@@ -21,6 +22,9 @@ from gpu_runner.pipeline import GenerationAborted
 from gpu_runner.worker import runner_name, runner_queue
 from jobs import services
 from videogen.video_io import encode_mp4, make_thumbnail
+
+if TYPE_CHECKING:
+    from jobs.models import Job  # the claimed job, as jobs.services returns it
 
 log = logging.getLogger(__name__)
 
@@ -91,23 +95,30 @@ def run_job(job_id: int) -> str:
     """Claim and run job X, then the runner's next jobs while it has them. Returns the first job's outcome."""
     deadline = time.monotonic() + settings.GPU_TASK_TIMEOUT / 2
     first: str | None = None
-    next_id: int | None = job_id
-    while next_id is not None:
+    todo: int | Job | None = job_id
+    while todo is not None:
         take_next = not worker.draining.is_set() and time.monotonic() < deadline
-        outcome, next_id = _run_one(next_id, take_next=take_next)
+        outcome, todo = _run_one(todo, take_next=take_next)
         first = first or outcome
     return first or "not claimed"
 
 
-def _run_one(job_id: int, *, take_next: bool) -> tuple[str, int | None]:
+def _run_one(todo: int | Job, *, take_next: bool) -> tuple[str, Job | None]:
+    """Run a job id (claimed here) or a job the previous completion already claimed for this runner."""
     runner = runner_name()
-    if worker.stopping.is_set():
-        services.job_release(job_id=job_id, attempt=None, reason=f"runner {runner} shutting down")
-        return "released", None
-    job = services.job_claim(job_id=job_id, runner=runner)
-    if job is None:
-        return "not claimed", None  # a duplicate or stale message: someone else has it, or it moved on
-    attempt = job.attempt
+    if isinstance(todo, int):
+        if worker.stopping.is_set():
+            services.job_release(job_id=todo, attempt=None, reason=f"runner {runner} shutting down")
+            return "released", None
+        job = services.job_claim(job_id=todo, runner=runner)
+        if job is None:
+            return "not claimed", None  # a duplicate or stale message: someone else has it, or it moved on
+    else:
+        job = todo
+        if worker.stopping.is_set():
+            services.job_release(job_id=job.pk, attempt=job.attempt, reason=f"runner {runner} shutting down")
+            return "released", None
+    job_id, attempt = job.pk, job.attempt
     keys: list[str] = []
     try:
         with LeaseKeeper(job_id, attempt) as lease:
@@ -122,16 +133,17 @@ def _run_one(job_id: int, *, take_next: bool) -> tuple[str, int | None]:
             base = f"videos/{job.public_id}/attempt-{attempt}"
             keys.append(default_storage.save(f"{base}.mp4", ContentFile(video)))
             keys.append(default_storage.save(f"{base}.webp", ContentFile(thumbnail)))
-        done, next_id = services.job_complete_and_take_next(
+        done, next_job = services.job_complete_and_claim_next(
             job_id=job_id,
             attempt=attempt,
             video_key=keys[0],
             thumbnail_key=keys[1],
+            runner=runner,
             gpu_seconds=took,
             next_for_queue=runner_queue() if take_next and not worker.draining.is_set() else None,
         )
         if done:
-            return "completed", next_id
+            return "completed", next_job
         raise JobLost()
     except JobLost:
         for key in keys:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import threading
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
@@ -42,12 +45,42 @@ def notification_create(*, user_id: int, job_id: int | None, event: str, payload
     return note
 
 
+_hints: tuple[int, asyncio.AbstractEventLoop] | None = None
+_hints_lock = threading.Lock()
+
+
+def _hint_loop() -> asyncio.AbstractEventLoop:
+    """One event loop per process, on its own thread, that sends every hint (created after a fork, too)."""
+    global _hints
+    with _hints_lock:
+        if _hints is None or _hints[0] != os.getpid():
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="push-hints", daemon=True).start()
+            _hints = (os.getpid(), loop)
+        return _hints[1]
+
+
 def push_hint(*, user_id: int, seq: int) -> None:
-    """Tell live sockets that a row exists. A hint only: lost hints are covered by resume and resync."""
+    """Tell live sockets that a row exists. A hint only: lost hints are covered by resume and resync.
+
+    Over Redis, sent from this process's hint loop without waiting: the caller (a runner between two jobs, a
+    request) neither builds an event loop and a Redis connection per hint nor waits for the round trip. The
+    in-memory layer (embedded profile) lives on the web process's own loop, so there it is sent from that loop.
+    """
     layer = get_channel_layer()
     if layer is None:
         return
-    try:
-        async_to_sync(layer.group_send)(user_group(user_id), {"type": "notify.hint", "seq": seq})
-    except Exception:  # the log is the truth; a failed push must never fail the write that caused it
-        log.warning("push hint failed for user %s seq %s", user_id, seq, exc_info=True)
+    message = {"type": "notify.hint", "seq": seq}
+    if isinstance(layer, InMemoryChannelLayer):
+        try:
+            async_to_sync(layer.group_send)(user_group(user_id), message)
+        except Exception:  # the log is the truth; a failed push must never fail the write that caused it
+            log.warning("push hint failed for user %s seq %s", user_id, seq, exc_info=True)
+        return
+
+    def done(future) -> None:
+        if future.exception() is not None:  # the log is the truth; a failed push only loses a hint
+            log.warning("push hint failed for user %s seq %s: %r", user_id, seq, future.exception())
+
+    future = asyncio.run_coroutine_threadsafe(layer.group_send(user_group(user_id), message), _hint_loop())
+    future.add_done_callback(done)

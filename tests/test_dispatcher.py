@@ -227,6 +227,21 @@ def test_a_finishing_runner_takes_its_next_job_in_the_same_transaction(make_job)
     assert services.dispatch_once() == 0  # the slot is taken: no second hand-out
 
 
+def test_a_finishing_runner_claims_its_next_job_in_the_same_commit(make_job):
+    first, second = make_job("queued"), make_job("queued")
+    _runner("a")
+    assert services.dispatch_once() == 1
+    claimed = services.job_claim(job_id=first.pk, runner="a")
+    done, nxt = services.job_complete_and_claim_next(
+        job_id=first.pk, attempt=claimed.attempt, video_key="v", thumbnail_key="t", runner="a", next_for_queue="gpu.a"
+    )
+    assert done and nxt.pk == second.pk
+    assert (nxt.state, nxt.queue, nxt.attempt, nxt.runner_id) == (State.RUNNING, "gpu.a", 1, "a")
+    assert services.job_claim(job_id=second.pk, runner="b") is None  # nobody else can take it
+    events = list(Job.objects.get(pk=second.pk).events.values_list("to_state", flat=True))
+    assert events[-2:] == [State.DISPATCHED, State.RUNNING]
+
+
 def test_release_requeues_at_once_and_takes_the_runner_out_of_service(make_job):
     job = make_job("queued")
     _runner("a")

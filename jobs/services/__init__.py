@@ -25,6 +25,7 @@ from jobs.services.dispatch import (
 from jobs.services.runners import (
     job_claim,
     job_complete,
+    job_complete_and_claim_next,
     job_complete_and_take_next,
     job_fail_attempt,
     job_heartbeat,
@@ -62,6 +63,7 @@ __all__ = [
     "job_cancel",
     "job_claim",
     "job_complete",
+    "job_complete_and_claim_next",
     "job_complete_and_take_next",
     "job_delete",
     "job_fail_attempt",

@@ -9,6 +9,7 @@ costs the same at 1,000 queued jobs as at 1,000,000.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Now
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 
 from jobs import queueing
 from jobs.models import Job, QueueSummary, Runner, State
@@ -90,22 +92,49 @@ def _runnable() -> Q:
     )
 
 
+_HEAD_COLUMNS = ("id", "user_id", "tier", "model", "vtag", "cost", "queued_at")
+
+
+def _heads_sql(parts: int) -> str:
+    """One statement for the whole snapshot: per (tier, model, order) a bounded index range scan of runnable
+    jobs (the partial indexes job_queued_vtag_idx / job_queued_age_idx), glued with UNION ALL. Each part sits in
+    a derived table, which both Postgres and SQLite accept with ORDER BY and LIMIT inside."""
+    table = Job._meta.db_table  # the model's own name, never user input
+    runnable = (
+        "state = %s AND (not_before IS NULL OR not_before <= %s)"
+        " AND (start_deadline_at IS NULL OR start_deadline_at > %s)"
+    )
+    part = (
+        f"SELECT * FROM (SELECT {', '.join(_HEAD_COLUMNS)} FROM {table} WHERE {runnable} AND tier = %s AND model = %s"
+        " ORDER BY {order} LIMIT %s) AS h{i}"
+    )
+    orders = ("vtag, id", "queued_at, id")
+    return " UNION ALL ".join(part.format(order=orders[i % 2], i=i) for i in range(parts))
+
+
 def _candidates(slots: list[policy.Slot]) -> list[policy.Candidate]:
     """The queue heads the policy chooses from: per (tier, model) a runner offers, the lowest tags and the
-    longest waits. Index range scans of a bounded length, never a scan of the queue."""
+    longest waits. Index range scans of a bounded length, never a scan of the queue, read in one round trip."""
     models = sorted(set().union(*(s.models for s in slots)))
     limit = len(slots) + SNAPSHOT_SLACK
     now = timezone.now()
-    seen: dict[int, policy.Candidate] = {}
-    cols = ("id", "user_id", "tier", "model", "vtag", "cost", "queued_at")
+    at = connection.ops.adapt_datetimefield_value(now)
+    params: list[object] = []
     for tier in fairness.rules():
         for model in models:
-            base = Job.objects.filter(_runnable(), tier=tier, model=model)
-            rows = list(base.order_by("vtag", "id").values_list(*cols)[:limit])
-            rows += list(base.order_by("queued_at", "id").values_list(*cols)[:limit])
-            for job_id, user_id, t, m, tag, cost, queued_at in rows:
-                waited = (now - queued_at).total_seconds() if queued_at else 0.0
-                seen[job_id] = policy.Candidate(job_id, user_id, t, m, tag or 0.0, cost, waited)
+            for _order in range(2):
+                params += [S.QUEUED, at, at, tier, model, limit]
+    with connection.cursor() as cursor:
+        cursor.execute(_heads_sql(len(params) // 6), params)
+        rows = cursor.fetchall()
+    seen: dict[int, policy.Candidate] = {}
+    for job_id, user_id, t, m, tag, cost, queued_at in rows:
+        if isinstance(queued_at, str):  # SQLite: a raw cursor reads text, or naive datetimes, in UTC
+            queued_at = parse_datetime(queued_at)
+        if queued_at is not None and timezone.is_naive(queued_at):
+            queued_at = timezone.make_aware(queued_at, dt.UTC)
+        waited = (now - queued_at).total_seconds() if queued_at else 0.0
+        seen[job_id] = policy.Candidate(job_id, user_id, t, m, tag or 0.0, cost, waited)
     return list(seen.values())
 
 

@@ -25,17 +25,21 @@ def job_claim(*, job_id: int, runner: str) -> Job | None:
         job = locked(job_id)
         if job is None or job.state != S.DISPATCHED:
             return None
-        return transition(
-            job,
-            S.RUNNING,
-            reason="claimed",
-            actor=f"runner:{runner}",
-            attempt=F("attempt") + 1,
-            runner_id=runner,
-            progress=0,
-            lease_expires_at=db_now_plus(cfg("LEASE_SECONDS")),
-            started_at=Coalesce(F("started_at"), Now()),
-        )
+        return _claim(job, runner=runner)
+
+
+def _claim(job: Job, *, runner: str) -> Job:
+    return transition(
+        job,
+        S.RUNNING,
+        reason="claimed",
+        actor=f"runner:{runner}",
+        attempt=F("attempt") + 1,
+        runner_id=runner,
+        progress=0,
+        lease_expires_at=db_now_plus(cfg("LEASE_SECONDS")),
+        started_at=Coalesce(F("started_at"), Now()),
+    )
 
 
 def job_heartbeat(*, job_id: int, attempt: int, progress: int | None = None) -> bool:
@@ -70,6 +74,51 @@ def job_complete_and_take_next(
     The next job is chosen in the same transaction that frees the slot, so no dispatcher pass can hand that
     slot out twice, and the GPU starts again without waiting for a poll.
     """
+    done, next_job = _complete(
+        job_id=job_id,
+        attempt=attempt,
+        video_key=video_key,
+        thumbnail_key=thumbnail_key,
+        gpu_seconds=gpu_seconds,
+        next_for_queue=next_for_queue,
+        claim_as=None,
+    )
+    return done, next_job.pk if next_job is not None else None
+
+
+def job_complete_and_claim_next(
+    *,
+    job_id: int,
+    attempt: int,
+    video_key: str,
+    thumbnail_key: str,
+    runner: str,
+    gpu_seconds: float | None = None,
+    next_for_queue: str | None = None,
+) -> tuple[bool, Job | None]:
+    """job_complete_and_take_next, with the next job already claimed by `runner` (running, carrying its new
+    attempt): between the GPU finishing one job and starting the next there is one transaction and one commit."""
+    return _complete(
+        job_id=job_id,
+        attempt=attempt,
+        video_key=video_key,
+        thumbnail_key=thumbnail_key,
+        gpu_seconds=gpu_seconds,
+        next_for_queue=next_for_queue,
+        claim_as=runner,
+    )
+
+
+def _complete(
+    *,
+    job_id: int,
+    attempt: int,
+    video_key: str,
+    thumbnail_key: str,
+    gpu_seconds: float | None,
+    next_for_queue: str | None,
+    claim_as: str | None,
+) -> tuple[bool, Job | None]:
     with transaction.atomic():
         job = locked(job_id)
         if job is None or job.state != S.RUNNING or job.attempt != attempt:
@@ -87,10 +136,13 @@ def job_complete_and_take_next(
             stage_sends=1,
         )
         queueing.enqueue_cpu(STAGE_TASKS[S.REVIEWING], job.pk)
-        next_job = dispatch.next_for_runner(queue=next_for_queue) if next_for_queue else None
-    if gpu_seconds is not None:
-        costs.observe(model=job.model, width=job.width, height=job.height, seconds=job.seconds, took=gpu_seconds)
-    return True, next_job
+        if gpu_seconds is not None:  # here, not in a commit of its own while the GPU waits for its next job
+            costs.observe(model=job.model, width=job.width, height=job.height, seconds=job.seconds, took=gpu_seconds)
+        next_id = dispatch.next_for_runner(queue=next_for_queue) if next_for_queue else None
+        if next_id is None:
+            return True, None
+        next_job = locked(next_id)  # already ours: handed out above, locked by this transaction
+        return True, _claim(next_job, runner=claim_as) if claim_as is not None else next_job
 
 
 def job_fail_attempt(*, job_id: int, attempt: int, error_code: str, message: str, retryable: bool) -> bool:
