@@ -9,7 +9,9 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.db.models.functions import Now
 
 from jobs.catalog import get_spec
 from jobs.models import ShapeCost
@@ -43,16 +45,23 @@ def estimate(model: str, width: int, height: int, seconds: int) -> float:
 
 
 def observe(*, model: str, width: int, height: int, seconds: int, took: float) -> None:
-    """Fold one observed run into the shape's mean (first sample: taken as is)."""
+    """Fold one observed run into the shape's mean (first sample: taken as is). One UPDATE: it runs inside the
+    runner's completion transaction, between one job and the next on the GPU."""
     rate = settings.VIDEOGEN["COST_LEARNING_RATE"]
-    with transaction.atomic():
-        row, created = ShapeCost.objects.select_for_update().get_or_create(
-            model=model, width=width, height=height, seconds=seconds, defaults={"mean_seconds": took, "samples": 1}
-        )
-        if not created:
-            row.mean_seconds += rate * (took - row.mean_seconds)
-            row.samples += 1
-            row.save(update_fields=["mean_seconds", "samples", "updated_at"])
+    shape = ShapeCost.objects.filter(model=model, width=width, height=height, seconds=seconds)
+    moved = {
+        "mean_seconds": F("mean_seconds") + rate * (took - F("mean_seconds")),
+        "samples": F("samples") + 1,
+        "updated_at": Now(),
+    }
+    if not shape.update(**moved):
+        try:
+            with transaction.atomic():
+                ShapeCost.objects.create(
+                    model=model, width=width, height=height, seconds=seconds, mean_seconds=took, samples=1
+                )
+        except IntegrityError:  # a concurrent first sample won: fold this one in
+            shape.update(**moved)
     _cache.pop((model, width, height, seconds), None)
 
 
