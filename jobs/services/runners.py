@@ -136,13 +136,15 @@ def _complete(
             stage_sends=1,
         )
         queueing.enqueue_cpu(STAGE_TASKS[S.REVIEWING], job.pk)
-        if gpu_seconds is not None:  # here, not in a commit of its own while the GPU waits for its next job
-            costs.observe(model=job.model, width=job.width, height=job.height, seconds=job.seconds, took=gpu_seconds)
         next_id = dispatch.next_for_runner(queue=next_for_queue) if next_for_queue else None
-        if next_id is None:
-            return True, None
-        next_job = locked(next_id)  # already ours: handed out above, locked by this transaction
-        return True, _claim(next_job, runner=claim_as) if claim_as is not None else next_job
+        next_job = locked(next_id) if next_id is not None else None  # ours: handed out above, in this transaction
+        if next_job is not None and claim_as is not None:
+            next_job = _claim(next_job, runner=claim_as)
+        if gpu_seconds is not None:
+            # Last, so the shape's row lock (runners finishing the same shape queue on it) is held only until
+            # the commit, and not in a commit of its own while the GPU waits for its next job.
+            costs.observe(model=job.model, width=job.width, height=job.height, seconds=job.seconds, took=gpu_seconds)
+        return True, next_job
 
 
 def job_fail_attempt(*, job_id: int, attempt: int, error_code: str, message: str, retryable: bool) -> bool:
