@@ -23,6 +23,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import fresh_db  # noqa: E402  (after the path is set)
 from tests.platform import free_port  # noqa: E402
 
 
@@ -99,15 +100,22 @@ def main() -> None:
         "DATABASE_URL": args.database,
         "REDIS_URL": os.environ.get("REDIS_URL", ""),
         "LOG_LEVEL": "ERROR",
+        # A paid user with its caps and rate limits lifted: the whole metered submission path (caps checked,
+        # credits reserved) is measured, without the limits refusing the load.
+        **{f"TIER_PAID_{f}": "0" for f in ("MAX_INFLIGHT", "MAX_QUEUED", "DAILY_JOBS", "RATE_PER_MINUTE")},
+        "TIER_PAID_SUBMIT_RATE_PER_MINUTE": "0",
+        "TIER_PAID_DAILY_CREDITS": str(10**12),
     }
-    admin_url, db_name = args.database.rsplit("/", 1)
-    subprocess.run(["psql", f"{admin_url}/postgres", "-qc", f"DROP DATABASE IF EXISTS {db_name}"], check=True)
-    subprocess.run(["psql", f"{admin_url}/postgres", "-qc", f"CREATE DATABASE {db_name}"], check=True)
+    fresh_db.recreate(args.database, env=env)
     manage = [sys.executable, "manage.py"]
-    subprocess.run([*manage, "migrate", "-v", "0"], cwd=ROOT, env=env, check=True)
     key = (
         subprocess.run(
-            [*manage, "create_api_key", "bench"], cwd=ROOT, env=env, check=True, capture_output=True, text=True
+            [*manage, "create_api_key", "bench", "--tier", "paid"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         .stdout.strip()
         .splitlines()[-1]

@@ -25,13 +25,14 @@ import os
 import platform
 import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks import fresh_db  # noqa: E402  (after the path is set)
 
 MODEL = "wan-tiny"
 JOBS_PER_USER = 10
@@ -290,12 +291,7 @@ def main() -> None:
         JOB_DISPATCH_TIMEOUT_SECONDS="86400",
     )
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
-    admin_url, db_name = args.database.rsplit("/", 1)
-    subprocess.run(
-        ["psql", f"{admin_url}/postgres", "-qc", f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"], check=True
-    )
-    subprocess.run(["psql", f"{admin_url}/postgres", "-qc", f"CREATE DATABASE {db_name}"], check=True)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True)
+    fresh_db.recreate(args.database)
 
     import django
 

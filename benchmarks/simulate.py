@@ -43,6 +43,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import fresh_db  # noqa: E402  (after the path is set)
+
 MODEL = "wan-tiny"
 TIERS = ("free", "paid", "internal")
 
@@ -1277,12 +1279,7 @@ def main() -> None:
     os.environ.update(scenario_env(cfg))
     os.environ.update(DATABASE_URL=args.database, LOG_LEVEL="WARNING", VIDEOGEN_ROLE="worker")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
-    admin_url, db_name = args.database.rsplit("/", 1)
-    subprocess.run(
-        ["psql", f"{admin_url}/postgres", "-qc", f"DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"], check=True
-    )
-    subprocess.run(["psql", f"{admin_url}/postgres", "-qc", f"CREATE DATABASE {db_name}"], check=True)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v", "0"], cwd=ROOT, check=True)
+    fresh_db.recreate(args.database)
 
     import django
 

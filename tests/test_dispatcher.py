@@ -210,23 +210,6 @@ def test_an_aged_free_job_goes_before_paid_work(make_job, make_user, settings):
     assert dispatch.last_pass.aged == [old.pk]
 
 
-def test_a_finishing_runner_takes_its_next_job_in_the_same_transaction(make_job):
-    first, second = make_job("queued"), make_job("queued")
-    _runner("a")
-    assert services.dispatch_once() == 1
-    claimed = services.job_claim(job_id=first.pk, runner="a")
-    OrmQ.objects.all().delete()
-    done, next_id = services.job_complete_and_take_next(
-        job_id=first.pk, attempt=claimed.attempt, video_key="v", thumbnail_key="t", next_for_queue="gpu.a"
-    )
-    assert done and next_id == second.pk
-    nxt = Job.objects.get(pk=second.pk)
-    assert (nxt.state, nxt.queue) == (State.DISPATCHED, "gpu.a")
-    # No broker message for it (the runner runs it directly); only the output-review task was queued.
-    assert [q.task["func"] for q in OrmQ.objects.all()] == ["jobs.tasks.review_output"]
-    assert services.dispatch_once() == 0  # the slot is taken: no second hand-out
-
-
 def test_a_finishing_runner_claims_its_next_job_in_the_same_commit(make_job):
     first, second = make_job("queued"), make_job("queued")
     _runner("a")
@@ -238,6 +221,10 @@ def test_a_finishing_runner_claims_its_next_job_in_the_same_commit(make_job):
     assert done and nxt.pk == second.pk
     assert (nxt.state, nxt.queue, nxt.attempt, nxt.runner_id) == (State.RUNNING, "gpu.a", 1, "a")
     assert services.job_claim(job_id=second.pk, runner="b") is None  # nobody else can take it
+    # No broker message for it (the runner runs it directly); only output review was queued.
+    assert [q.task["func"] for q in OrmQ.objects.all()][-1] == "jobs.tasks.review_output"
+    assert not [q for q in OrmQ.objects.all() if q.task["args"] == (second.pk,) and q.key == "gpu.a"]
+    assert services.dispatch_once() == 0  # the slot is taken: no second hand-out
     events = list(Job.objects.get(pk=second.pk).events.values_list("to_state", flat=True))
     assert events[-2:] == [State.DISPATCHED, State.RUNNING]
 

@@ -54,36 +54,16 @@ def job_complete(
     *, job_id: int, attempt: int, video_key: str, thumbnail_key: str, gpu_seconds: float | None = None
 ) -> bool:
     """running -> reviewing with the stored clip; queues output moderation. False: fenced out."""
-    done, _ = job_complete_and_take_next(
-        job_id=job_id, attempt=attempt, video_key=video_key, thumbnail_key=thumbnail_key, gpu_seconds=gpu_seconds
-    )
-    return done
-
-
-def job_complete_and_take_next(
-    *,
-    job_id: int,
-    attempt: int,
-    video_key: str,
-    thumbnail_key: str,
-    gpu_seconds: float | None = None,
-    next_for_queue: str | None = None,
-) -> tuple[bool, int | None]:
-    """job_complete, and with `next_for_queue` the runner's next job (already dispatched to it, to claim).
-
-    The next job is chosen in the same transaction that frees the slot, so no dispatcher pass can hand that
-    slot out twice, and the GPU starts again without waiting for a poll.
-    """
-    done, next_job = _complete(
+    done, _ = _complete(
         job_id=job_id,
         attempt=attempt,
         video_key=video_key,
         thumbnail_key=thumbnail_key,
         gpu_seconds=gpu_seconds,
-        next_for_queue=next_for_queue,
+        next_for_queue=None,
         claim_as=None,
     )
-    return done, next_job.pk if next_job is not None else None
+    return done
 
 
 def job_complete_and_claim_next(
@@ -96,8 +76,13 @@ def job_complete_and_claim_next(
     gpu_seconds: float | None = None,
     next_for_queue: str | None = None,
 ) -> tuple[bool, Job | None]:
-    """job_complete_and_take_next, with the next job already claimed by `runner` (running, carrying its new
-    attempt): between the GPU finishing one job and starting the next there is one transaction and one commit."""
+    """job_complete, and with `next_for_queue` the runner's next job, already claimed by `runner` (running,
+    carrying its new attempt).
+
+    The next job is chosen by the same policy, in the transaction that frees the slot, so no dispatcher pass
+    can hand that slot out twice; between the GPU finishing one job and starting the next there is one
+    transaction and one commit, and no poll.
+    """
     return _complete(
         job_id=job_id,
         attempt=attempt,
@@ -119,6 +104,7 @@ def _complete(
     next_for_queue: str | None,
     claim_as: str | None,
 ) -> tuple[bool, Job | None]:
+    """With `claim_as` None, the next job is only handed out (dispatched to the queue), not claimed."""
     with transaction.atomic():
         job = locked(job_id)
         if job is None or job.state != S.RUNNING or job.attempt != attempt:
