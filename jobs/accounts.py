@@ -5,12 +5,19 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
 from jobs.models import Account, ApiKey, Tier
 
 KEY_PREFIX = "vg-"
+
+
+def tier_limits(tier: str) -> dict[str, float]:
+    """A tier's policy fields (settings.VIDEOGEN_TIERS); an unknown tier gets free's."""
+    tiers = settings.VIDEOGEN_TIERS
+    return tiers.get(tier) or tiers[Tier.FREE]
 
 
 def hash_key(raw: str) -> str:

@@ -43,8 +43,21 @@ class ModerationDecisionInline(admin.TabularInline):
         return False
 
 
+class ViewOnlyAdmin(admin.ModelAdmin):
+    """Rows written only through services (or append-only): no add, change or delete form."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ViewOnlyAdmin):
     list_display = (
         "public_id",
         "user",
@@ -65,16 +78,8 @@ class JobAdmin(admin.ModelAdmin):
     readonly_fields = tuple(f.name for f in Job._meta.fields)
     show_full_result_count = False
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    # Saving or deleting through the form would bypass the state machine (and race a runner's fenced
-    # writes): jobs are viewed here and changed only through actions that call the services.
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    # (View only: saving or deleting through the form would bypass the state machine and race a runner's fenced
+    # writes; jobs change only through actions that call the services.)
 
     @admin.action(description="Cancel selected jobs", permissions=["view"])
     def cancel_jobs(self, request, queryset) -> None:
@@ -281,7 +286,7 @@ class AccountAdmin(admin.ModelAdmin):
 
 
 @admin.register(CreditEntry)
-class CreditEntryAdmin(admin.ModelAdmin):
+class CreditEntryAdmin(ViewOnlyAdmin):
     """The ledger, read-only: rows are written by the credits service only (append-only)."""
 
     list_display = (
@@ -302,15 +307,6 @@ class CreditEntryAdmin(admin.ModelAdmin):
     show_full_result_count = False
     fields = ("user", "kind", "amount", "allowance_amount", "balance_after", "job", "actor", "note", "created_at")
     readonly_fields = fields
-
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
 
     @admin.display(description="job", ordering="job__public_id")
     def job_public_id(self, obj: CreditEntry) -> str:

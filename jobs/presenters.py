@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from jobs.accounts import tier_limits
 from jobs.models import Account, CreditEntry, Job, State
 from jobs.services import credits
 
@@ -39,9 +40,7 @@ def video_object(job: Job, queue_position: int | None = None, estimated_start_at
 
 def credit_summary(account: Account) -> dict:
     """A user's credits: balance, today's allowance (per their tier) and what is still available."""
-    from django.conf import settings
-
-    daily = int(settings.VIDEOGEN_TIERS.get(account.tier, settings.VIDEOGEN_TIERS["free"])["DAILY_CREDITS"])
+    daily = int(tier_limits(account.tier)["DAILY_CREDITS"])
     metered = daily >= 0
     left = credits.allowance_left(account, daily) if metered else None
     return {

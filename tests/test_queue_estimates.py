@@ -123,3 +123,19 @@ def test_polling_is_paced_by_the_wait(api, make_job, busy_runner, settings):
     # Starts in ~6 s (the running job's rest): poll in about a quarter of that.
     assert int(api.get(f"/v1/videos/{soon.public_id}")["openai-poll-after-ms"]) == pytest.approx(1500, abs=400)
     assert api.get(f"/v1/videos/{later.public_id}")["openai-poll-after-ms"] == "10000"  # ~47 s: capped
+
+
+def test_a_long_queue_is_published_as_sampled_checkpoints(api, make_job, busy_runner):
+    from jobs.models import QueueSummary
+
+    jobs = [make_job("queued", cost=2.0) for _ in range(700)]
+    _publish()
+    free = QueueSummary.objects.get(model="wan-tiny").data["tiers"]["free"]
+    assert (free["count"], free["work"]) == (700, 1400.0)
+    cps = free["checkpoints"]
+    assert 256 <= len(cps) <= 400  # one every 700 // 256 = 2 jobs, and the last
+    assert cps[0][1:] == [jobs[0].pk, 0, 0.0] and cps[-1][1:] == [jobs[-1].pk, 699, 1398.0]
+    # Between checkpoints the position is interpolated, exactly here (equal costs).
+    assert _read(api, jobs[0])[0] == 1
+    assert _read(api, jobs[400])[0] == 401
+    assert _read(api, jobs[-1])[0] == 700

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from django.conf import settings
 from django.core.cache import caches
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpResponseBase
@@ -25,6 +24,7 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from jobs.accounts import tier_limits
 from jobs.api.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -66,11 +66,6 @@ def tier_of(user: Any) -> str:
         return user.account.tier
     except ObjectDoesNotExist:  # a user created outside ensure_user has no Account
         return "free"
-
-
-def tier_limits(tier: str) -> dict[str, float]:
-    tiers = settings.VIDEOGEN_TIERS
-    return tiers.get(tier) or tiers["free"]
 
 
 class TierRateThrottle(BaseThrottle):

@@ -65,9 +65,11 @@ def reserve(*, account: Account, job: Job, daily_allowance: int) -> None:
 
 def settle(job: Job) -> None:
     """The job ended: charge its reservation on success, release it otherwise. Inside the terminal transition."""
+    # A job reaches a terminal state once (the transition table); the ledger's constraint refuses a second
+    # settlement should anything try.
     held = CreditEntry.objects.filter(job_id=job.pk, kind=K.RESERVE).first()
-    if held is None or CreditEntry.objects.filter(job_id=job.pk, kind__in=(K.CHARGE, K.RELEASE)).exists():
-        return  # nothing held (unmetered tier), or settled already (the constraint would refuse a second)
+    if held is None:
+        return
     account = Account.objects.select_for_update().get(user_id=job.user_id)
     if job.state == State.SUCCEEDED:
         kind, amount, allowance, note = K.CHARGE, 0, 0, f"{job.credits} credits charged for {job.public_id}"

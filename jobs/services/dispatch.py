@@ -12,15 +12,17 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from jobs import queueing
+from jobs.catalog import CATALOG
 from jobs.models import Job, QueueSummary, Runner, State
 from jobs.services import fairness, policy
 from jobs.services.stages import STAGE_TASKS
@@ -216,50 +218,49 @@ def next_for_runner(*, queue: str) -> int | None:
 # --- reaper, deadlines, stalled stages ------------------------------------------------------------------
 
 
+def _each_locked(candidates: QuerySet[Job], handle: Callable[[Job], None], batch: int) -> int:
+    """Handle up to `batch` jobs of a scan, each in its own transaction under its row lock. The filter is checked
+    again under the lock (the job may have moved on since the scan); rows locked elsewhere wait for a later pass."""
+    handled = 0
+    for job_id in candidates.values_list("pk", flat=True)[:batch]:
+        with transaction.atomic():
+            job = candidates.select_for_update(skip_locked=True).filter(pk=job_id).first()
+            if job is not None:
+                handle(job)
+                handled += 1
+    return handled
+
+
 def reap_expired(batch: int = 100) -> int:
     """Dispatched or running jobs whose lease ran out (database clock): retry with backoff or fail."""
-    expired = Job.objects.filter(state__in=(S.DISPATCHED, S.RUNNING), lease_expires_at__lt=Now())
-    reaped = 0
-    for job_id in expired.values_list("pk", flat=True)[:batch]:
-        with transaction.atomic():
-            job = (
-                Job.objects.select_for_update(skip_locked=True)
-                .filter(pk=job_id, state__in=(S.DISPATCHED, S.RUNNING), lease_expires_at__lt=Now())
-                .first()
-            )
-            if job is None:
-                continue
-            retry_or_fail(
-                job,
-                error_code="lease_expired",
-                message="the runner stopped reporting (lease expired)",
-                retryable=True,
-                actor="reaper",
-            )
-            reaped += 1
-    return reaped
+    return _each_locked(
+        Job.objects.filter(state__in=(S.DISPATCHED, S.RUNNING), lease_expires_at__lt=Now()),
+        lambda job: retry_or_fail(
+            job,
+            error_code="lease_expired",
+            message="the runner stopped reporting (lease expired)",
+            retryable=True,
+            actor="reaper",
+        ),
+        batch,
+    )
 
 
 def expire_deadlines(batch: int = 100) -> int:
     """Jobs that could not start before their time-to-start deadline end cancelled (credits released)."""
-    late = Job.objects.filter(state__in=(S.PENDING, S.QUEUED), start_deadline_at__lt=Now())
-    done = 0
-    for job_id in late.values_list("pk", flat=True)[:batch]:
-        with transaction.atomic():
-            job = late.select_for_update(skip_locked=True).filter(pk=job_id).first()
-            if job is None:
-                continue
-            transition(
-                job,
-                S.CANCELLED,
-                reason="start deadline passed before a GPU was free",
-                actor="dispatcher",
-                completed_at=Now(),
-                error_code="deadline_exceeded",
-                error_message="The video could not start before its start deadline.",
-            )
-            done += 1
-    return done
+    return _each_locked(
+        Job.objects.filter(state__in=(S.PENDING, S.QUEUED), start_deadline_at__lt=Now()),
+        lambda job: transition(
+            job,
+            S.CANCELLED,
+            reason="start deadline passed before a GPU was free",
+            actor="dispatcher",
+            completed_at=Now(),
+            error_code="deadline_exceeded",
+            error_message="The video could not start before its start deadline.",
+        ),
+        batch,
+    )
 
 
 def resend_stalled_stages(batch: int = 100) -> int:
@@ -268,29 +269,24 @@ def resend_stalled_stages(batch: int = 100) -> int:
     The tasks are idempotent, so a stage that was merely slow and then runs twice does no harm. A stage
     that still has not run after STAGE_MAX_SENDS sends fails the job with `moderation_unavailable`.
     """
+
+    def resend(job: Job) -> None:
+        if job.stage_sends >= cfg("STAGE_MAX_SENDS"):
+            fail(
+                job,
+                reason=f"{job.state} stage did not run after {job.stage_sends} sends",
+                actor="dispatcher",
+                code="moderation_unavailable",
+                message="Moderation could not be completed; please try again later.",
+            )
+        else:
+            Job.objects.filter(pk=job.pk).update(stage_enqueued_at=Now(), stage_sends=F("stage_sends") + 1)
+            queueing.enqueue_cpu(STAGE_TASKS[job.state], job.pk)
+
     stalled = Job.objects.filter(
         state__in=tuple(STAGE_TASKS), stage_enqueued_at__lt=db_now_plus(-cfg("STAGE_RESEND_SECONDS"))
     )
-    handled = 0
-    for job_id in stalled.values_list("pk", flat=True)[:batch]:
-        with transaction.atomic():
-            # Re-check under the lock: the stage may have moved the job on since the scan.
-            job = stalled.select_for_update(skip_locked=True).filter(pk=job_id).first()
-            if job is None:
-                continue
-            if job.stage_sends >= cfg("STAGE_MAX_SENDS"):
-                fail(
-                    job,
-                    reason=f"{job.state} stage did not run after {job.stage_sends} sends",
-                    actor="dispatcher",
-                    code="moderation_unavailable",
-                    message="Moderation could not be completed; please try again later.",
-                )
-            else:
-                Job.objects.filter(pk=job.pk).update(stage_enqueued_at=Now(), stage_sends=F("stage_sends") + 1)
-                queueing.enqueue_cpu(STAGE_TASKS[job.state], job.pk)
-            handled += 1
-    return handled
+    return _each_locked(stalled, resend, batch)
 
 
 # --- what the queue looks like: published for status reads and admission --------------------------------
@@ -299,32 +295,27 @@ CHECKPOINTS = 256
 
 
 def _tier_queues(model: str) -> dict[str, dict]:
-    table = Job._meta.db_table
-    totals = (
-        Job.objects.filter(state=S.QUEUED, model=model)
-        .order_by()
-        .values("tier")
-        .annotate(n=Count("id"), w=Sum("cost"))
-        .values_list("tier", "n", "w")
-    )
+    """Each tier's queue for a model in one pass over it: totals and ~CHECKPOINTS checkpoints in dispatch order
+    (tag, id, jobs before, GPU-seconds before), always including the first and last job."""
+    table = Job._meta.db_table  # the model's own name, never user input
+    sql = f"""
+        SELECT tier, vtag, id, n_before, w_before, total_n, total_w FROM (
+            SELECT tier, vtag, id, cost,
+                   ROW_NUMBER() OVER w - 1 AS n_before, SUM(cost) OVER w - cost AS w_before,
+                   COUNT(*) OVER t AS total_n, SUM(cost) OVER t AS total_w
+            FROM {table} WHERE state = %s AND model = %s
+            WINDOW w AS (PARTITION BY tier ORDER BY vtag, id ROWS UNBOUNDED PRECEDING), t AS (PARTITION BY tier)
+        ) q
+        WHERE n_before %% (CASE WHEN total_n < %s THEN 1 ELSE total_n / %s END) = 0 OR n_before = total_n - 1
+        ORDER BY tier, n_before
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [S.QUEUED, model, CHECKPOINTS, CHECKPOINTS])
+        rows = cursor.fetchall()
     out: dict[str, dict] = {}
-    for tier, count, work in totals:
-        step = max(1, count // CHECKPOINTS)
-        sql = f"""
-            SELECT vtag, id, n_before, w_before FROM (
-                SELECT vtag, id, ROW_NUMBER() OVER w - 1 AS n_before, SUM(cost) OVER w - cost AS w_before
-                FROM {table} WHERE state = %s AND model = %s AND tier = %s
-                WINDOW w AS (ORDER BY vtag, id ROWS UNBOUNDED PRECEDING)
-            ) q WHERE n_before %% %s = 0 OR n_before = %s ORDER BY n_before
-        """  # the table name is the model's, never user input
-        with connection.cursor() as cursor:
-            cursor.execute(sql, [S.QUEUED, model, tier, step, count - 1])
-            rows = cursor.fetchall()
-        out[tier] = {
-            "count": count,
-            "work": work or 0.0,
-            "checkpoints": [[t or 0.0, i, n, w or 0.0] for t, i, n, w in rows],
-        }
+    for tier, tag, job_id, n, w, total_n, total_w in rows:
+        queue = out.setdefault(tier, {"count": total_n, "work": total_w or 0.0, "checkpoints": []})
+        queue["checkpoints"].append([tag or 0.0, job_id, n, w or 0.0])
     return out
 
 
@@ -334,9 +325,7 @@ def publish_queue_summary() -> float:
     started = time.perf_counter()
     runners = [r for r in _live_runners() if not r.draining]
     now = timezone.now()
-    models = {m for r in runners for m in r.model_names} | set(
-        Job.objects.filter(state=S.QUEUED).order_by().values_list("model", flat=True).distinct()
-    )
+    models = {m for r in runners for m in r.model_names} | set(CATALOG)
     for model in sorted(models):
         serving = [r for r in runners if model in r.model_names]
         capacity = sum(r.slots for r in serving)

@@ -5,18 +5,19 @@ The decisions themselves live in jobs.services.policy (pure); this module reads 
 
 from __future__ import annotations
 
-from django.conf import settings
-
+from jobs.accounts import tier_limits
 from jobs.models import Job, SchedFlow, SchedTier, Tier
 from jobs.services import policy
 
 
 def rules() -> dict[str, policy.TierRule]:
-    tiers = settings.VIDEOGEN_TIERS
-    return {
-        t: policy.TierRule(weight=max(float(tiers[t]["WEIGHT"]), 1e-6), aging_seconds=float(tiers[t]["AGING_SECONDS"]))
-        for t in Tier.values
-    }
+    out = {}
+    for tier in Tier.values:
+        limits = tier_limits(tier)
+        out[tier] = policy.TierRule(
+            weight=max(float(limits["WEIGHT"]), 1e-6), aging_seconds=float(limits["AGING_SECONDS"])
+        )
+    return out
 
 
 def weights() -> dict[str, float]:
@@ -29,8 +30,7 @@ def tag_new_job(job: Job) -> float:
     Runs inside the transition's transaction; the user's counter row is locked so concurrent jobs of one user
     get consecutive tags.
     """
-    SchedFlow.objects.get_or_create(user_id=job.user_id)
-    flow = SchedFlow.objects.select_for_update().get(user_id=job.user_id)
+    flow, _ = SchedFlow.objects.select_for_update().get_or_create(user_id=job.user_id)
     clock = SchedTier.objects.filter(tier=job.tier).values_list("vclock", flat=True).first() or 0.0
     tag = policy.start_tag(user_finish=flow.finish, tier_clock=clock)
     SchedFlow.objects.filter(pk=flow.pk).update(finish=tag + job.cost)

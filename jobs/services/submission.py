@@ -6,7 +6,6 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -14,8 +13,9 @@ from django.db.models.functions import Now
 from django.utils import timezone
 
 from jobs import queueing, selectors
+from jobs.accounts import tier_limits
 from jobs.catalog import get_spec
-from jobs.models import Account, Job, JobEvent, State, Tier
+from jobs.models import Account, Job, JobEvent, State
 from jobs.services import admission, costs, credits
 from jobs.services.stages import STAGE_TASKS
 from jobs.services.transitions import cfg, db_now_plus
@@ -51,10 +51,6 @@ class SubmitRequest:
     reference_png: bytes | None
     request_hash: str
     start_deadline_seconds: int | None = None
-
-
-def tier_limits(tier: str) -> dict[str, float]:
-    return settings.VIDEOGEN_TIERS.get(tier) or settings.VIDEOGEN_TIERS[Tier.FREE]
 
 
 def job_submit(*, user_id: int, request: SubmitRequest, idempotency_key: str | None) -> tuple[Job, bool]:

@@ -66,7 +66,7 @@ def transition(job: Job, to: str, *, reason: str, actor: str, **fields: object) 
         actor=actor,
         attempt=job.attempt,
     )
-    if to in TERMINAL:
+    if to in TERMINAL and job.credits:  # unmetered jobs (credits 0) hold nothing
         credits.settle(job)
     event = _event_for(from_state, to)
     if event:
