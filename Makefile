@@ -41,7 +41,7 @@ test: $(VENV)/.installed browser
 		$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed
-	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/api_throughput.py $(BENCH_ARGS)
+	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/front_door.py $(BENCH_ARGS)
 
 # The fleet simulation: real dispatcher and Postgres, SIMULATED runners (no GPU), a capacity drop half-way.
 # Writes var/simulate/report.txt and plot.png; the last line is one JSON object. SIM_ARGS: see --help.

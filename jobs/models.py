@@ -103,9 +103,11 @@ def new_public_id() -> str:
 
 
 class Job(models.Model):
-    public_id = models.CharField(max_length=40, unique=True, default=new_public_id, editable=False)
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs")
-    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING, db_index=True)
+    # No field-level indexes here: each would duplicate one in Meta (and a unique or indexed CharField also gets
+    # a LIKE index on Postgres). Unique public ids are a constraint below; (user, -id) serves the user FK.
+    public_id = models.CharField(max_length=40, default=new_public_id, editable=False)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs", db_index=False)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
 
     # What was asked for.
     model = models.CharField(max_length=64)
@@ -155,9 +157,10 @@ class Job(models.Model):
         indexes = [
             # A user's own list, newest first (cursor = pk).
             models.Index(fields=["user", "-id"], name="job_user_id_idx"),
-            # The dispatcher's scan of runnable work and the reaper's scan of leases.
+            # The dispatcher's scan of runnable work, and the reaper's of leases: dispatched and running jobs
+            # are as many as the GPU slots, so it filters their leases in the rows. No index holds
+            # lease_expires_at or progress, so a heartbeat is a HOT update (no index writes; fillfactor 80).
             models.Index(fields=["state", "not_before", "id"], name="job_state_nb_idx"),
-            models.Index(fields=["state", "lease_expires_at"], name="job_state_lease_idx"),
             models.Index(fields=["state", "stage_enqueued_at"], name="job_state_stage_idx"),
             # The scheduler's snapshot: the lowest virtual tags and the oldest waits per (tier, model), read
             # by index whatever the length of the queue.
@@ -182,11 +185,12 @@ class Job(models.Model):
             ),
         ]
         constraints = [
+            models.UniqueConstraint(fields=["public_id"], name="job_public_id_uniq"),
             models.UniqueConstraint(
                 fields=["user", "idempotency_key"],
                 condition=models.Q(idempotency_key__isnull=False),
                 name="job_user_idempotency_key_uniq",
-            )
+            ),
         ]
 
     def __str__(self) -> str:
@@ -246,7 +250,8 @@ class Runner(models.Model):
     model_names = models.JSONField(default=list)
     draining = models.BooleanField(default=False)
     started_at = models.DateTimeField()
-    last_seen_at = models.DateTimeField(db_index=True)
+    # Not indexed: a fleet is at most thousands of rows, and the heartbeat that sets it stays a HOT update.
+    last_seen_at = models.DateTimeField()
 
     def __str__(self) -> str:
         return self.name

@@ -9,6 +9,7 @@ import time
 from django.db.models import QuerySet
 
 from jobs.models import CreditEntry, Job, QueueSummary, State
+from jobs.prepared import Prepared
 from jobs.services import fairness, policy
 
 PUBLIC_ID = re.compile(r"video_[0-9a-f]{24}")
@@ -21,24 +22,40 @@ def _visible(user_id: int) -> QuerySet[Job]:
     return Job.objects.filter(user_id=user_id, deleted_at__isnull=True)
 
 
+# Status reads are the hot path: compiled once (jobs.prepared), each one indexed query.
+_video_get = Prepared(Job, lambda user_id, public_id: _visible(user_id).filter(public_id=public_id)[:1])
+_cursor_pk = Prepared(Job, lambda user_id, public_id: Job.objects.filter(user_id=user_id, public_id=public_id)[:1])
+
+
+def _page(limit: int, order: str, after: bool, user_id: int, cursor: int = 0) -> QuerySet[Job]:
+    qs = _visible(user_id)
+    if after:
+        qs = qs.filter(pk__lt=cursor) if order == "desc" else qs.filter(pk__gt=cursor)
+    # Keyset pagination on (user_id, id): a page costs the same at any depth and any table size.
+    return qs.order_by("-pk" if order == "desc" else "pk")[:limit]
+
+
+_video_page = Prepared(Job, _page)
+
+
 def video_get(*, user_id: int, public_id: str) -> Job | None:
     if not PUBLIC_ID.fullmatch(public_id):
         return None  # not an id we issue (and never sent to the database: it may hold a NUL)
-    return _visible(user_id).filter(public_id=public_id).first()
+    rows = _video_get.fetch(user_id=user_id, public_id=public_id)
+    return rows[0] if rows else None
 
 
 def video_list(*, user_id: int, after: str | None, limit: int, order: str) -> tuple[list[Job], bool] | None:
     """A page of the user's jobs; None when the `after` cursor is not one of theirs."""
-    qs = _visible(user_id)
     if after:
         if not PUBLIC_ID.fullmatch(after):
             return None
-        cursor = Job.objects.filter(user_id=user_id, public_id=after).values_list("pk", flat=True).first()
-        if cursor is None:
+        found = _cursor_pk.fetch(user_id=user_id, public_id=after)
+        if not found:
             return None
-        qs = qs.filter(pk__lt=cursor) if order == "desc" else qs.filter(pk__gt=cursor)
-    qs = qs.order_by("-pk" if order == "desc" else "pk")
-    rows = list(qs[: limit + 1])
+        rows = _video_page.fetch(limit + 1, order, True, user_id=user_id, cursor=found[0].pk)
+    else:
+        rows = _video_page.fetch(limit + 1, order, False, user_id=user_id)
     return rows[:limit], len(rows) > limit
 
 

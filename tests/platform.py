@@ -65,21 +65,8 @@ class Platform:
 
     def start(self, timeout: float = 90, gpu: bool = True) -> Platform:
         py = sys.executable
-        self._start(
-            "web",
-            [
-                py,
-                "-m",
-                "uvicorn",
-                "videogen.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "warning",
-            ],
-        )
+        # The web role exactly as `make run` starts it, with two processes (as many as a 1-core host gets).
+        self._start("web", [py, "manage.py", "web", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "2"])
         self._start("dispatcher", [py, "manage.py", "dispatch"])
         self._start("cpu", [py, "manage.py", "qcluster"])
         if gpu:

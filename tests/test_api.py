@@ -324,11 +324,12 @@ def test_submit_query_count_is_pinned(api):
     with CaptureQueriesContext(connection) as keyed:
         resp = api.post("/v1/videos", {"prompt": "y"}, format="json", HTTP_IDEMPOTENCY_KEY="q1")
         assert resp.status_code == 201
-    # auth (key, user and account in one join); then lock the account, read the user's unfinished jobs (caps),
-    # insert job, insert credit reservation, update the account's usage, insert event, insert broker row;
-    # + savepoint/release because the test itself runs in a transaction (in production: 8 statements).
-    # The published queue summary and the cost model are cached in the process.
-    assert len(plain) == 10, [q["sql"] for q in plain]
+    # The key's user is remembered from the warm-up request (jobs.api.auth); then lock the account, read the
+    # user's unfinished jobs (caps), insert job, insert credit reservation, update the account's usage, insert
+    # event, insert broker row; + savepoint/release because the test itself runs in a transaction (in
+    # production: BEGIN, 7 statements, COMMIT). The published queue summary and the cost model are cached in
+    # the process.
+    assert len(plain) == 9, [q["sql"] for q in plain]
     # + the Idempotency-Key lookup
     assert len(keyed) == len(plain) + 1, [q["sql"] for q in keyed]
 

@@ -1,4 +1,11 @@
-"""The web role: HTTP (Django + DRF + admin + static) and websockets (Channels) in one ASGI app."""
+"""The web role: HTTP (Django + DRF + admin + static) and websockets (Channels) on one origin, one port.
+
+HTTP runs on Django's WSGI handler in a thread pool (a2wsgi), not on Django's ASGI handler: the ASGI handler
+runs every sync view on one shared thread per process, so a process serves one request at a time, and it
+spools the whole body before the view runs. Under a2wsgi each process serves WEB_THREADS requests at once
+(their database waits overlap) and the body streams to the view only as it is read. Websockets stay on
+Channels' async consumers. `manage.py web` runs WEB_WORKERS such processes on one socket (README: Serving).
+"""
 
 from __future__ import annotations
 
@@ -7,22 +14,25 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
 os.environ.setdefault("VIDEOGEN_ROLE", "web")  # pooled database connections (see settings)
 
-from django.core.asgi import get_asgi_application
+from django.core.wsgi import get_wsgi_application
 
-django_asgi = get_asgi_application()
+django_wsgi = get_wsgi_application()  # sets Django up before the imports below
 
+from a2wsgi import WSGIMiddleware  # noqa: E402
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import StaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from jobs.api.auth import ApiKeyAuthMiddleware  # noqa: E402
 from notifications.consumers import BrowserOriginValidator, EventsConsumer  # noqa: E402
+from videogen.bodylimit import BodyLimitMiddleware  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         # Static files (admin CSS, the page's JS) are served by the web role itself: no extra server to run.
-        "http": ASGIStaticFilesHandler(django_asgi),
+        "http": BodyLimitMiddleware(WSGIMiddleware(StaticFilesHandler(django_wsgi), workers=settings.WEB_THREADS)),
         "websocket": BrowserOriginValidator(
             AuthMiddlewareStack(ApiKeyAuthMiddleware(URLRouter([path("ws/events", EventsConsumer.as_asgi())])))
         ),

@@ -40,6 +40,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # ETag on every GET response, and 304 Not Modified when If-None-Match matches it.
+    "django.middleware.http.ConditionalGetMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -72,13 +74,17 @@ DATABASE_URL = env_str("DATABASE_URL")
 # Which process this is: videogen.asgi sets "web"; management commands (dispatcher, qclusters) default to "worker".
 # Never run a qcluster as "web": its forked children would share the parent's pooled sockets.
 ROLE = env_str("VIDEOGEN_ROLE", "worker")
+# The web role's serving (videogen.asgi, `manage.py web`): processes on one socket, and request threads in each.
+WEB_WORKERS = env_int("WEB_WORKERS", 2 * (os.cpu_count() or 1))
+WEB_THREADS = env_int("WEB_THREADS", 8)
 if DATABASE_URL and ROLE == "web":
-    # Under ASGI every request runs in its own context, so "persistent" connections are never reused and
-    # pile up until Postgres refuses clients. A per-process psycopg pool hands one back at each request's end.
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+    # Each request runs in its own context (a2wsgi copies one per request), so Django's "persistent"
+    # connections would never be reused. A per-process psycopg pool hands one back at each request's end, and
+    # checks it when handing it out again, so connections a Postgres restart killed are replaced, not failed.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 2,
-        "max_size": env_int("DB_POOL_MAX_SIZE", 16),
+        "max_size": env_int("DB_POOL_MAX_SIZE", WEB_THREADS),
         "timeout": 10,
     }
 elif DATABASE_URL:
@@ -99,6 +105,9 @@ else:
             },
         }
     }
+if DATABASE_URL:
+    # Which role a connection belongs to shows in pg_stat_activity (and lets an operator or a test find it).
+    DATABASES["default"].setdefault("OPTIONS", {})["application_name"] = f"videogen-{ROLE}"
 DATABASES["default"].setdefault("TEST", {})
 DATABASES["default"]["TEST"]["NAME"] = env_str("TEST_DATABASE_NAME") or None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -167,8 +176,16 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
-# Largest request body we parse in memory (multipart with a reference image included).
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 12 * 1024 * 1024)
+# Each web process remembers a bearer key's user this long: revoking a key takes effect within it.
+API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 5.0)
+# Bodies are refused (413) before they are read once past their route's limit (videogen.bodylimit): the create
+# endpoint takes a reference image (multipart, or base64 in JSON: 4/3 of its size), every other route small JSON.
+_REFERENCE_MAX_BYTES = env_int("REFERENCE_MAX_BYTES", 10 * 1024 * 1024)
+UPLOAD_BODY_MAX_BYTES = env_int("UPLOAD_BODY_MAX_BYTES", _REFERENCE_MAX_BYTES * 4 // 3 + 64 * 1024)
+BODY_MAX_BYTES = env_int("BODY_MAX_BYTES", 256 * 1024)
+
+# Largest body Django itself parses in memory (a JSON body with a data-URL reference included).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", UPLOAD_BODY_MAX_BYTES)
 FILE_UPLOAD_MAX_MEMORY_SIZE = DATA_UPLOAD_MAX_MEMORY_SIZE
 
 # --- the videogen domain --------------------------------------------------------------------------
@@ -176,7 +193,7 @@ VIDEOGEN = {
     "MODELS_DIR": env_str("MODELS_DIR", str(VAR_DIR / "models")),
     "DEFAULT_MODEL": env_str("DEFAULT_MODEL", "wan-tiny"),
     "PROMPT_MAX_CHARS": env_int("PROMPT_MAX_CHARS", 4000),
-    "REFERENCE_MAX_BYTES": env_int("REFERENCE_MAX_BYTES", 10 * 1024 * 1024),
+    "REFERENCE_MAX_BYTES": _REFERENCE_MAX_BYTES,
     "MAX_ATTEMPTS": env_int("JOB_MAX_ATTEMPTS", 3),
     "RETRY_BACKOFF_SECONDS": env_float("JOB_RETRY_BACKOFF_SECONDS", 5.0),
     "LEASE_SECONDS": env_float("JOB_LEASE_SECONDS", 30.0),
@@ -279,7 +296,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    # Django's own loggers default to INFO and would log every 4xx at WARNING whatever the root level says.
+    "loggers": {"django": {"level": env_str("LOG_LEVEL", "INFO")}, "django.db.backends": {"level": "INFO"}},
 }
 
 # Extra blocked terms for the rules policy, comma separated.

@@ -2,22 +2,53 @@
 
 from __future__ import annotations
 
+import time
+
 from channels.db import database_sync_to_async
+from django.conf import settings
 from rest_framework import authentication, exceptions
 
 from jobs.accounts import hash_key
 from jobs.models import ApiKey
 
+# key hash -> (monotonic expiry, user or None). Per process; bounded, and emptied whole when full.
+_known: dict[str, tuple[float, object]] = {}
+KNOWN_MAX = 100_000
 
-def user_for_key(raw: str):
+
+def _lookup(key_hash: str):
     key = (
         ApiKey.objects.select_related("user", "user__account")
-        .filter(key_hash=hash_key(raw), revoked_at__isnull=True)
+        .filter(key_hash=key_hash, revoked_at__isnull=True)
         .first()
     )
     if key is None or not key.user.is_active:
         return None
     return key.user
+
+
+def user_for_key(raw: str):
+    """The active user a live key belongs to, or None.
+
+    Answers are remembered for API_KEY_CACHE_SECONDS in each process, so a client's requests after its first
+    cost no query for their key; a revoked key, a deactivated user or a changed tier is seen within that time.
+    """
+    key_hash = hash_key(raw)
+    ttl = settings.API_KEY_CACHE_SECONDS
+    now = time.monotonic()
+    hit = _known.get(key_hash)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    user = _lookup(key_hash)
+    if ttl > 0:
+        if len(_known) >= KNOWN_MAX:
+            _known.clear()
+        _known[key_hash] = (now + ttl, user)
+    return user
+
+
+def forget_keys() -> None:
+    _known.clear()
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):

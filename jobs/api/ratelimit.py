@@ -3,9 +3,12 @@
 Each tier (settings.VIDEOGEN_TIERS) has two per-minute buckets, 0 meaning unlimited:
   RATE_PER_MINUTE         every API request of the user
   SUBMIT_RATE_PER_MINUTE  requests a view marks as submissions (VideosView: POST /v1/videos)
-A bucket is a fixed-window counter `rl:{bucket}:{user_pk}:{window_index}` bumped with the cache's atomic incr
-(Redis INCR in production, a locked dict in the embedded locmem profile), so concurrent processes never lose
-counts the way DRF's SimpleRateThrottle (get, append, set) does.
+A bucket is a fixed-window counter `rl:{bucket}:{user_pk}:{window_index}` bumped atomically, so concurrent
+processes never lose counts the way DRF's SimpleRateThrottle (get, append, set) does. On Redis (the cache's
+LOCATION) every bucket of a request is counted in one pipelined round trip (INCR, EXPIRE NX) through one
+connection pool per process; Django's cache API would cost two round trips per bucket (EXISTS, INCRBY) and,
+since each request runs in its own context under the web role, a new Redis connection per request. In the
+embedded profile (locmem) the cache's locked incr counts.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import redis
+from django.conf import settings
 from django.core.cache import caches
 from django.core.exceptions import ObjectDoesNotExist
 from django.http import HttpResponseBase
@@ -38,6 +43,22 @@ REQUEST_ATTR = "ratelimit_headers"
 
 # cache alias -> time.monotonic() until which the limiter is bypassed (per process).
 _cache_down_until: dict[str, float] = {}
+# Redis URL -> client over a thread-safe connection pool (per process).
+_clients: dict[str, redis.Redis] = {}
+REDIS_BACKEND = "django.core.cache.backends.redis.RedisCache"
+
+
+def _redis_for(alias: str) -> tuple[redis.Redis, str] | None:
+    """The process-wide client and key prefix for a Redis-backed cache alias (None: not Redis)."""
+    conf = settings.CACHES[alias]
+    if conf["BACKEND"] != REDIS_BACKEND:
+        return None
+    location = conf["LOCATION"] if isinstance(conf["LOCATION"], str) else conf["LOCATION"][0]
+    client = _clients.get(location)
+    if client is None:
+        # Short timeouts: a slow or unreachable Redis must cost a request milliseconds, not seconds (fail open).
+        client = _clients[location] = redis.Redis.from_url(location, socket_connect_timeout=0.5, socket_timeout=0.5)
+    return client, conf.get("KEY_PREFIX", "")
 
 
 @dataclass(frozen=True)
@@ -93,29 +114,38 @@ class TierRateThrottle(BaseThrottle):
         reset = (window + 1) * WINDOW_SECONDS - now
         headers: dict[str, str] = {}
         setattr(request, REQUEST_ATTR, headers)
-        for name, limit in buckets:
-            used = self._count(f"rl:{name}:{user.pk}:{window}")
-            if used is None:
-                headers.clear()  # fail open, and don't advertise limits we are not enforcing
-                return True
+        counts = self._count([f"rl:{name}:{user.pk}:{window}" for name, _ in buckets])
+        if counts is None:
+            return True  # fail open, and don't advertise limits we are not enforcing
+        for (name, limit), used in zip(buckets, counts, strict=True):
             usage = Usage(name, limit, used, reset)
             headers.update(usage.headers())
             if usage.exceeded:
-                # A rejected request still counted in its bucket; a later bucket (submits) is left untouched.
                 raise self._rejection(usage, tier, headers)
         return True
 
-    def _count(self, key: str) -> int | None:
-        """Atomically add one to the window's counter; None if the cache is unreachable."""
-        cache = caches[self.cache_alias]
+    def _count(self, keys: list[str]) -> list[int] | None:
+        """Atomically add one to each window's counter; None if the cache is unreachable."""
         try:
-            try:
-                return cache.incr(key)  # the common case: the window's key exists
-            except ValueError:
-                # First request of the window. add() is SET NX, so racing processes create it once; the TTL outlives
-                # the window whatever second it was created in, then the key expires on its own.
-                cache.add(key, 0, timeout=WINDOW_SECONDS + 1)
-                return cache.incr(key)
+            found = _redis_for(self.cache_alias)
+            if found is not None:
+                client, prefix = found
+                pipe = client.pipeline(transaction=False)
+                for key in keys:
+                    # The TTL outlives the window whatever second the key was created in; NX keeps the first.
+                    pipe.incr(f"{prefix}:{key}")
+                    pipe.expire(f"{prefix}:{key}", WINDOW_SECONDS + 1, nx=True)
+                return pipe.execute()[::2]
+            cache = caches[self.cache_alias]
+            counts = []
+            for key in keys:
+                try:
+                    counts.append(cache.incr(key))  # the common case: the window's key exists
+                except ValueError:
+                    # First request of the window. add() is set-if-absent, so racing threads create it once.
+                    cache.add(key, 0, timeout=WINDOW_SECONDS + 1)
+                    counts.append(cache.incr(key))
+            return counts
         except Exception as exc:  # any backend error (redis ConnectionError, TimeoutError, ...): never a 500
             _cache_down_until[self.cache_alias] = time.monotonic() + CACHE_RETRY_SECONDS
             log.warning(

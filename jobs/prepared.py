@@ -1,0 +1,106 @@
+"""Hot reads compiled once: a queryset's SQL is built by the ORM the first time, then reused with new values.
+
+On the status-read path, building a queryset and compiling it to SQL costs several times what Postgres takes
+to answer it. A `Prepared` read keeps what the ORM produced for each database and shape (the SQL, where each
+value goes, the column converters, the fields to build instances from) and from then on only binds values,
+runs the SQL and builds model instances the way the ORM would (`Model.from_db`, the backend's converters), so
+the same code serves Postgres and SQLite.
+
+Limits, checked when compiling: plain model rows (no select_related, no annotations, no deferred fields), and
+values that reach the SQL unchanged (ints and strs, matched by position through unique sample values).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connections, router
+from django.db.models import Model, QuerySet
+
+_samples = itertools.count(1)
+
+
+def _sample(value: Any) -> Any:
+    n = next(_samples)
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"Prepared reads bind ints and strs, not {type(value).__name__}")
+    return -(7_000_000_000 + n) if isinstance(value, int) else f"\x01prepared-sample-{n}"
+
+
+@dataclass(frozen=True)
+class _Compiled:
+    sql: str
+    params: tuple[Any, ...]
+    slots: tuple[tuple[int, str], ...]  # (position in params, name of the value bound there)
+    converters: tuple[tuple[int, tuple[Callable, ...], Any], ...]
+    model: type[Model]
+    attnames: tuple[str, ...]
+
+
+class Prepared:
+    """`Prepared(Model, build)` where `build(*shape, **values)` returns a queryset of Model;
+    `.fetch(*shape, **values)` runs it and returns the instances.
+
+    `shape` (hashable: a limit, an order, whether a cursor is given) selects the compiled variant; `values`
+    are bound into it on every call.
+    """
+
+    def __init__(self, model: type[Model], build: Callable[..., QuerySet]) -> None:
+        self.model, self.build = model, build
+        self._compiled: dict[tuple[str, tuple[Hashable, ...], tuple[str, ...]], _Compiled] = {}
+
+    def fetch(self, *shape: Hashable, **values: Any) -> list[Any]:
+        alias = router.db_for_read(self.model)
+        compiled = self._compiled.get((alias, shape, tuple(sorted(values))))
+        if compiled is None:
+            compiled = self._compile(alias, shape, values)
+        params = list(compiled.params)
+        for position, name in compiled.slots:
+            params[position] = values[name]
+        connection = connections[alias]
+        with connection.cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows = cursor.fetchall()
+        out = []
+        for row in rows:
+            if compiled.converters:
+                row = list(row)
+                for position, convs, expression in compiled.converters:
+                    value = row[position]
+                    for convert in convs:
+                        value = convert(value, expression, connection)
+                    row[position] = value
+            out.append(compiled.model.from_db(alias, compiled.attnames, row))
+        return out
+
+    def _compile(self, alias: str, shape: tuple[Hashable, ...], values: dict[str, Any]) -> _Compiled:
+        samples = {name: _sample(value) for name, value in values.items()}
+        queryset = self.build(*shape, **samples)
+        if queryset.model is not self.model:
+            raise TypeError(f"the queryset is of {queryset.model.__name__}, not {self.model.__name__}")
+        compiler = queryset.query.get_compiler(using=alias)
+        sql, params = compiler.as_sql()
+        info = compiler.klass_info or {}
+        if info.get("related_klass_infos") or compiler.annotation_col_map or queryset.query.deferred_loading[0]:
+            raise TypeError("Prepared reads return plain model rows")
+        slots = []
+        for name, sample in samples.items():
+            positions = [i for i, p in enumerate(params) if p == sample]
+            if len(positions) != 1:
+                raise TypeError(f"value {name!r} must reach the SQL exactly once, unchanged")
+            slots.append((positions[0], name))
+        columns = [col for col, _, _ in compiler.select]
+        converters = compiler.get_converters(columns)
+        compiled = _Compiled(
+            sql=sql,
+            params=tuple(params),
+            slots=tuple(slots),
+            converters=tuple((pos, tuple(convs), expr) for pos, (convs, expr) in converters.items()),
+            model=self.model,
+            attnames=tuple(col.target.attname for col in columns),
+        )
+        self._compiled[(alias, shape, tuple(sorted(values)))] = compiled  # one dict store: safe across threads
+        return compiled
