@@ -6,8 +6,10 @@ value goes, the column converters, the fields to build instances from) and from 
 runs the SQL and builds model instances the way the ORM would (`Model.from_db`, the backend's converters), so
 the same code serves Postgres and SQLite.
 
-Limits, checked when compiling: plain model rows (no select_related, no annotations, no deferred fields), and
-values that reach the SQL unchanged (ints and strs, matched by position through unique sample values).
+Limits, checked when compiling: plain model rows (no select_related, no annotations, no deferred fields) or
+values_list() tuples, and values that reach the SQL unchanged (ints and strs, matched by position through
+unique sample values). `statement()` hands the SQL to jobs.batch, to run with other statements in one round
+trip.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any
 
 from django.db import connections, router
 from django.db.models import Model, QuerySet
+
+from jobs import batch
 
 _samples = itertools.count(1)
 
@@ -53,6 +57,11 @@ class Prepared:
         self._compiled: dict[tuple[str, tuple[Hashable, ...], tuple[str, ...]], _Compiled] = {}
 
     def fetch(self, *shape: Hashable, **values: Any) -> list[Any]:
+        statement, build = self.statement(*shape, **values)
+        return build(batch.run([statement], using=router.db_for_read(self.model))[0])
+
+    def statement(self, *shape: Hashable, **values: Any) -> tuple[batch.Statement, Callable[[list[tuple]], list]]:
+        """The SQL and values of one call, and what turns its rows into results (for jobs.batch.run)."""
         alias = router.db_for_read(self.model)
         compiled = self._compiled.get((alias, shape, tuple(sorted(values))))
         if compiled is None:
@@ -60,10 +69,11 @@ class Prepared:
         params = list(compiled.params)
         for position, name in compiled.slots:
             params[position] = values[name]
+        return (compiled.sql, params), lambda rows: self._build(compiled, alias, rows)
+
+    @staticmethod
+    def _build(compiled: _Compiled, alias: str, rows: list[tuple]) -> list[Any]:
         connection = connections[alias]
-        with connection.cursor() as cursor:
-            cursor.execute(compiled.sql, params)
-            rows = cursor.fetchall()
         out = []
         for row in rows:
             if compiled.converters:
@@ -73,7 +83,7 @@ class Prepared:
                     for convert in convs:
                         value = convert(value, expression, connection)
                     row[position] = value
-            out.append(compiled.model.from_db(alias, compiled.attnames, row))
+            out.append(compiled.model.from_db(alias, compiled.attnames, row) if compiled.attnames else tuple(row))
         return out
 
     def _compile(self, alias: str, shape: tuple[Hashable, ...], values: dict[str, Any]) -> _Compiled:
@@ -84,8 +94,11 @@ class Prepared:
         compiler = queryset.query.get_compiler(using=alias)
         sql, params = compiler.as_sql()
         info = compiler.klass_info or {}
-        if info.get("related_klass_infos") or compiler.annotation_col_map or queryset.query.deferred_loading[0]:
-            raise TypeError("Prepared reads return plain model rows")
+        tuples = bool(queryset.query.values_select)  # a values_list() query
+        query = queryset.query
+        plain = not (info.get("related_klass_infos") or compiler.annotation_col_map or query.deferred_loading[0])
+        if not (tuples or plain):
+            raise TypeError("Prepared reads return plain model rows or values_list() tuples")
         slots = []
         for name, sample in samples.items():
             positions = [i for i, p in enumerate(params) if p == sample]
@@ -100,7 +113,8 @@ class Prepared:
             slots=tuple(slots),
             converters=tuple((pos, tuple(convs), expr) for pos, (convs, expr) in converters.items()),
             model=self.model,
-            attnames=tuple(col.target.attname for col in columns),
+            # Model rows are built into instances; values_list() rows stay tuples.
+            attnames=() if tuples else tuple(col.target.attname for col in columns),
         )
         self._compiled[(alias, shape, tuple(sorted(values)))] = compiled  # one dict store: safe across threads
         return compiled

@@ -6,6 +6,9 @@ gpu queue. On the ORM broker the enqueue is a row in the caller's transaction: i
 
 from __future__ import annotations
 
+from django.utils import timezone
+from django_q.brokers.orm import ORM
+from django_q.models import OrmQ
 from django_q.tasks import async_task
 
 CPU = "cpu"
@@ -13,6 +16,25 @@ CPU = "cpu"
 
 def enqueue_cpu(func: str, *args: object) -> None:
     async_task(func, *args, cluster=CPU)
+
+
+class _Held(ORM):
+    """An ORM broker that keeps the signed message instead of inserting it."""
+
+    def __init__(self, list_key: str) -> None:  # no connection: it never talks to the database
+        self.list_key = list_key
+        self.pack: str | None = None
+
+    def enqueue(self, task: str) -> int:
+        self.pack = task
+        return 0
+
+
+def cpu_message(func: str, *args: object) -> OrmQ:
+    """The broker row enqueue_cpu would insert, unsaved, for the caller to write with its other rows."""
+    held = _Held(CPU)
+    async_task(func, *args, cluster=CPU, broker=held)
+    return OrmQ(key=CPU, payload=held.pack, lock=timezone.now())
 
 
 def enqueue_runner(func: str, *args: object, queue: str) -> None:

@@ -125,12 +125,12 @@ def platform_factory(tmp_path, tiny_model_dir, transactional_db):
 
     started: list[Platform] = []
 
-    def start(gpu: bool = True, **extra_env: str) -> Platform:
+    def start(gpu: bool = True, workers: bool = True, **extra_env: str) -> Platform:
         plat = Platform(
             database_url=e2e_database_url(), redis_url=os.environ["REDIS_URL"], workdir=tmp_path, extra_env=extra_env
         )
         started.append(plat)
-        return plat.start(gpu=gpu)
+        return plat.start(gpu=gpu, workers=workers)
 
     yield start
     for plat in started:

@@ -63,13 +63,15 @@ class Platform:
             argv, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
-    def start(self, timeout: float = 90, gpu: bool = True) -> Platform:
+    def start(self, timeout: float = 90, gpu: bool = True, workers: bool = True) -> Platform:
+        """All roles; `workers=False` starts the web role alone (the API and pages, nothing runs jobs)."""
         py = sys.executable
         # The web role exactly as `make run` starts it, with two processes (as many as a 1-core host gets).
         self._start("web", [py, "manage.py", "web", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "2"])
-        self._start("dispatcher", [py, "manage.py", "dispatch"])
-        self._start("cpu", [py, "manage.py", "qcluster"])
-        if gpu:
+        if workers:
+            self._start("dispatcher", [py, "manage.py", "dispatch"])
+            self._start("cpu", [py, "manage.py", "qcluster"])
+        if workers and gpu:
             self.start_gpu()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

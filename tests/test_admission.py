@@ -151,7 +151,7 @@ def test_a_retried_and_reaped_job_is_charged_once(make_job, user, settings):
     job = make_job("pending", credits=5)
     with transaction.atomic():
         account = Account.objects.select_for_update().get(user=user)
-        credits.reserve(account=account, job=job, daily_allowance=0)
+        credits.reserve(account=account, job=job, daily_allowance=0).save()
         account.save()
     services.job_moderate_input(job_id=job.pk)
     services.runner_heartbeat(name="gpu", slots=1, model_names=["wan-tiny"])

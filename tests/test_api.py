@@ -324,12 +324,17 @@ def test_submit_query_count_is_pinned(api):
     with CaptureQueriesContext(connection) as keyed:
         resp = api.post("/v1/videos", {"prompt": "y"}, format="json", HTTP_IDEMPOTENCY_KEY="q1")
         assert resp.status_code == 201
-    # The key's user is remembered from the warm-up request (jobs.api.auth); then lock the account, read the
-    # user's unfinished jobs (caps), insert job, insert credit reservation, update the account's usage, insert
-    # event, insert broker row; + savepoint/release because the test itself runs in a transaction (in
-    # production: BEGIN, 7 statements, COMMIT). The published queue summary and the cost model are cached in
-    # the process.
-    assert len(plain) == 9, [q["sql"] for q in plain]
+    # The key's user is remembered from the warm-up request (jobs.api.auth). Then two round trips between
+    # SAVEPOINT and RELEASE (the test itself runs in a transaction; in production BEGIN and COMMIT): the reads
+    # (lock the account; the user's unfinished jobs, for the caps; the job's id from its sequence) and the
+    # writes (job, credit reservation, account usage, audit event, broker row). The published queue summary
+    # and the cost model are cached in the process.
+    sqls = [q["sql"] for q in plain]
+    assert len(sqls) == 4, sqls
+    reads, writes = sqls[1], sqls[2]
+    assert reads.count("SELECT") == 3 and "FOR UPDATE" in reads and "nextval" in reads, reads
+    for table in ("jobs_job", "jobs_creditentry", "jobs_account", "jobs_jobevent", "django_q_ormq"):
+        assert f'"{table}"' in writes, (table, writes)
     # + the Idempotency-Key lookup
     assert len(keyed) == len(plain) + 1, [q["sql"] for q in keyed]
 

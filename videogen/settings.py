@@ -135,6 +135,12 @@ if STORAGE_BUCKET:
             "region_name": env_str("STORAGE_REGION") or None,
             "default_acl": None,
             "file_overwrite": True,
+            "signature_version": "s3v4",  # presigned content URLs; SigV2 is refused by newer regions
+            # A CDN in front of the bucket: content URLs point at it, signed with the CloudFront key when one is set.
+            "custom_domain": env_str("STORAGE_CUSTOM_DOMAIN") or None,
+            "url_protocol": env_str("STORAGE_URL_PROTOCOL", "https:"),
+            "cloudfront_key_id": env_str("STORAGE_CLOUDFRONT_KEY_ID") or None,
+            "cloudfront_key": env_str("STORAGE_CLOUDFRONT_KEY") or None,
         },
     }
 else:
@@ -142,6 +148,8 @@ else:
         "BACKEND": "django.core.files.storage.FileSystemStorage",
         "OPTIONS": {"location": MEDIA_ROOT},
     }
+# Content downloads redirect to presigned object URLs valid this long (object storage only).
+STORAGE_URL_SECONDS = env_int("STORAGE_URL_SECONDS", 300)
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -1,12 +1,16 @@
-"""Serving stored clips: whole files or one byte range (browsers seek with Range; Safari needs it to play)."""
+"""Serving stored clips. From object storage: a redirect to a short-lived presigned URL, so the bytes never pass
+through the web process. From the local file store: whole files or one byte range (browsers seek with Range;
+Safari needs it to play)."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.core.files.storage import default_storage
-from django.http import FileResponse, JsonResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpResponseRedirect, JsonResponse, StreamingHttpResponse
+from storages.backends.s3 import S3Storage
 
 from jobs.api.errors import ApiError, envelope
 
@@ -24,7 +28,23 @@ def _chunks(fh, remaining: int) -> Iterator[bytes]:
             yield data
 
 
+def presigned_redirect(key: str, *, content_type: str, filename: str) -> HttpResponseRedirect | None:
+    """302 to the object itself, signed for STORAGE_URL_SECONDS (the client sends its Range there); None when the
+    files are on the local file store."""
+    if not isinstance(default_storage, S3Storage):
+        return None
+    disposition = f'inline; filename="{filename}"'
+    parameters = {"ResponseContentType": content_type, "ResponseContentDisposition": disposition}
+    url = default_storage.url(key, parameters=parameters, expire=settings.STORAGE_URL_SECONDS)
+    response = HttpResponseRedirect(url)
+    response["Cache-Control"] = "private, no-store"  # the URL expires; never let a cache hand it out later
+    return response
+
+
 def serve(key: str, *, content_type: str, filename: str, range_header: str | None):
+    redirect = presigned_redirect(key, content_type=content_type, filename=filename)
+    if redirect is not None:
+        return redirect
     try:
         size = default_storage.size(key)
         fh = default_storage.open(key, "rb")

@@ -41,9 +41,9 @@ def allowance_left(account: Account, daily_allowance: int) -> int:
     return max(0, daily_allowance - used)
 
 
-def reserve(*, account: Account, job: Job, daily_allowance: int) -> None:
+def reserve(*, account: Account, job: Job, daily_allowance: int) -> CreditEntry:
     """Hold the job's price: from today's allowance first, then the balance. The account row is locked and
-    rolled to today by the caller, who saves it."""
+    rolled to today by the caller, who saves it and the returned (unsaved) ledger row."""
     price = job.credits
     from_allowance = min(price, allowance_left(account, daily_allowance))
     from_balance = price - from_allowance
@@ -51,7 +51,7 @@ def reserve(*, account: Account, job: Job, daily_allowance: int) -> None:
         raise InsufficientCredits(price, from_allowance + max(account.credit_balance, 0))
     account.day_allowance_used += from_allowance
     account.credit_balance -= from_balance
-    CreditEntry.objects.create(
+    return CreditEntry(
         user_id=account.user_id,
         job_id=job.pk,
         kind=K.RESERVE,

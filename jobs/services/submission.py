@@ -12,10 +12,11 @@ from django.db import IntegrityError, transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from jobs import queueing, selectors
+from jobs import batch, queueing, selectors
 from jobs.accounts import tier_limits
 from jobs.catalog import get_spec
 from jobs.models import Account, Job, JobEvent, State
+from jobs.prepared import Prepared
 from jobs.services import admission, costs, credits
 from jobs.services.stages import STAGE_TASKS
 from jobs.services.transitions import cfg, db_now_plus
@@ -90,29 +91,40 @@ def job_submit(*, user_id: int, request: SubmitRequest, idempotency_key: str | N
     return saved, created
 
 
-def _usage(user_id: int, account: Account, limits: dict[str, float]) -> admission.Usage:
-    states: list[str] = []
-    if limits["MAX_INFLIGHT"] or limits["MAX_QUEUED"]:
-        # Bounded by the caps themselves, and read through the partial index of unfinished jobs.
-        states = list(Job.objects.filter(user_id=user_id, state__in=UNFINISHED).values_list("state", flat=True))
-    return admission.Usage(
-        jobs_today=account.day_jobs, unfinished=len(states), waiting=sum(1 for s in states if s in WAITING)
-    )
+# The submission's reads, compiled once (jobs.prepared): the user's account, locked, and the states of their
+# unfinished jobs (bounded by the caps themselves, read through the partial index of unfinished jobs).
+_locked_account = Prepared(Account, lambda user_id: Account.objects.select_for_update().filter(user_id=user_id)[:1])
+_unfinished = Prepared(
+    Job, lambda user_id: Job.objects.filter(user_id=user_id, state__in=UNFINISHED).values_list("state")
+)
 
 
 def _insert_submitted(
     job: Job, *, user_id: int, request: SubmitRequest, idempotency_key: str | None
 ) -> tuple[Job, bool]:
+    """One transaction in four round trips on Postgres: BEGIN; the reads (account lock, then the caps' count,
+    then the job's id from its sequence); the writes (job, credit reservation, account usage, audit event,
+    moderation task); COMMIT. On SQLite the same statements run one by one."""
     try:
         with transaction.atomic():
-            # One submission of this user at a time: caps and credits are checked against what is committed.
-            account = Account.objects.select_for_update().filter(user_id=user_id).first()
-            if account is None:  # a user made outside jobs.accounts (e.g. createsuperuser)
-                account = Account.objects.create(user_id=user_id)
+            # One submission of this user at a time: caps and credits are checked against what is committed
+            # (the count runs after the lock is granted, with its own snapshot).
+            lock, to_account = _locked_account.statement(user_id=user_id)
+            count, to_states = _unfinished.statement(user_id=user_id)
+            allocate = batch.next_id(Job)
+            rows = batch.run([lock, count] + ([allocate] if allocate else []))
+            found = to_account(rows[0])
+            account = found[0] if found else Account.objects.create(user_id=user_id)  # e.g. createsuperuser
+            states = [state for (state,) in to_states(rows[1])]
             credits.roll_day(account)
             limits = tier_limits(account.tier)
+            usage = admission.Usage(
+                jobs_today=account.day_jobs,
+                unfinished=len(states),
+                waiting=sum(1 for state in states if state in WAITING),
+            )
             refusal = admission.check_caps(
-                usage=_usage(user_id, account, limits),
+                usage=usage,
                 limits=limits,
                 tier=account.tier,
                 now=timezone.now(),
@@ -128,10 +140,16 @@ def _insert_submitted(
             job.tier = account.tier
             if not metered:
                 job.credits = 0
-            job.save(force_insert=True)
+            writes = []
+            if allocate:
+                job.pk = rows[2][0][0]
+                writes.append(batch.insert(job))
+                job._state.adding, job._state.db = False, "default"  # as save() leaves it
+            else:
+                job.save(force_insert=True)
             if metered:
                 try:
-                    credits.reserve(account=account, job=job, daily_allowance=int(limits["DAILY_CREDITS"]))
+                    entry = credits.reserve(account=account, job=job, daily_allowance=int(limits["DAILY_CREDITS"]))
                 except credits.InsufficientCredits as exc:
                     raise Refused(
                         admission.Refusal(
@@ -142,17 +160,18 @@ def _insert_submitted(
                             admission.seconds_to_midnight(timezone.now()),
                         )
                     ) from None
+                writes.append(batch.insert(entry))
             account.day_jobs += 1
-            account.save(update_fields=["usage_day", "day_jobs", "day_allowance_used", "credit_balance"])
-            JobEvent.objects.create(
-                job_id=job.pk,
-                from_state="",
-                to_state=S.PENDING,
-                reason="submitted",
-                actor=f"user:{user_id}",
-                attempt=0,
+            usage_fields = ("usage_day", "day_jobs", "day_allowance_used", "credit_balance")
+            writes.append(
+                batch.update(Account.objects.filter(pk=account.pk), **{f: getattr(account, f) for f in usage_fields})
             )
-            queueing.enqueue_cpu(STAGE_TASKS[S.PENDING], job.pk)
+            event = JobEvent(
+                job_id=job.pk, from_state="", to_state=S.PENDING, reason="submitted", actor=f"user:{user_id}", attempt=0
+            )
+            writes.append(batch.insert(event))
+            writes.append(batch.insert(queueing.cpu_message(STAGE_TASKS[S.PENDING], job.pk)))
+            batch.run(writes)
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the insert.
         existing = Job.objects.filter(user_id=user_id, idempotency_key=idempotency_key).first()
@@ -160,7 +179,7 @@ def _insert_submitted(
             raise
         return _idempotent_replay(existing, request), False
     if job.start_deadline_at is not None:
-        job.refresh_from_db()  # the deadline as the database clock set it
+        job.refresh_from_db(fields=["start_deadline_at"])  # the deadline as the database clock set it
     return job, True
 
 

@@ -1,0 +1,140 @@
+"""Object storage: clips live in an S3-compatible bucket (a real S3 API server, moto's server mode, started here),
+and content downloads redirect to presigned URLs, so the bytes never pass through the web process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import warnings
+from urllib.parse import parse_qs, urlparse
+
+import boto3
+import httpx
+import pytest
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.utils import timezone
+from openai import OpenAI
+
+from jobs.accounts import api_key_create, ensure_user
+from jobs.models import Job, State
+from tests.platform import free_port
+from videogen.video_io import probe_mp4
+
+BUCKET = "videogen-test"
+CREDENTIALS = {"STORAGE_ACCESS_KEY": "testing", "STORAGE_SECRET_KEY": "testing", "STORAGE_REGION": "us-east-1"}
+
+
+def s3_client(url: str):
+    return boto3.client(
+        "s3", endpoint_url=url, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
+    )
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 API server on a loopback port, with an empty bucket."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            httpx.get(url, timeout=1)
+            break
+        except httpx.HTTPError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.1)
+    s3_client(url).create_bucket(Bucket=BUCKET)
+    yield url
+    proc.terminate()
+    proc.wait()
+
+
+@pytest.fixture
+def s3_storage(settings, s3_server):
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": BUCKET,
+                "endpoint_url": s3_server,
+                "access_key": "testing",
+                "secret_key": "testing",
+                "region_name": "us-east-1",
+                "default_acl": None,
+                "file_overwrite": True,
+                "signature_version": "s3v4",
+            },
+        },
+    }
+    settings.STORAGE_URL_SECONDS = 120
+    return s3_server
+
+
+@pytest.mark.django_db
+def test_content_redirects_to_a_presigned_url_and_the_bytes_come_from_s3(api, make_job, s3_storage):
+    data = bytes(range(256)) * 64
+    key = default_storage.save("videos/s3/attempt-1.mp4", ContentFile(data))  # the upload, through S3's API
+    thumb = default_storage.save("videos/s3/attempt-1.webp", ContentFile(b"RIFF....WEBP"))
+    job = make_job("succeeded", video_key=key, thumbnail_key=thumb, completed_at=timezone.now(), attempt=1)
+
+    resp = api.get(f"/v1/videos/{job.public_id}/content")
+    assert resp.status_code == 302 and resp["Cache-Control"] == "private, no-store"
+    location = resp["Location"]
+    assert location.startswith(s3_storage + f"/{BUCKET}/videos/s3/attempt-1.mp4?")
+    query = parse_qs(urlparse(location).query)
+    assert query["X-Amz-Expires"] == ["120"]
+    assert query["response-content-type"] == ["video/mp4"]
+
+    whole = httpx.get(location)  # no bearer key: the signature is the authorisation
+    assert whole.status_code == 200 and whole.content == data
+    assert whole.headers["content-type"] == "video/mp4"
+    part = httpx.get(location, headers={"Range": "bytes=100-199"})
+    assert part.status_code == 206 and part.content == data[100:200]
+
+    thumb_url = api.get(f"/v1/videos/{job.public_id}/content?variant=thumbnail")["Location"]
+    assert httpx.get(thumb_url).content == b"RIFF....WEBP"
+
+
+@pytest.mark.django_db
+def test_a_tampered_or_unsigned_url_is_refused_by_the_store(api, make_job, s3_storage):
+    key = default_storage.save("videos/s3/secret.mp4", ContentFile(b"private bytes"))
+    job = make_job("succeeded", video_key=key, thumbnail_key=key, completed_at=timezone.now(), attempt=1)
+    location = api.get(f"/v1/videos/{job.public_id}/content")["Location"]
+    assert httpx.get(location.replace("secret.mp4", "other.mp4")).status_code == 403
+    assert httpx.get(location.split("?")[0]).status_code == 403
+
+
+@pytest.mark.django_db
+def test_the_ownership_and_state_checks_come_before_the_redirect(api, make_job, make_user, client_for, s3_storage):
+    key = default_storage.save("videos/s3/theirs.mp4", ContentFile(b"x"))
+    theirs = make_job("succeeded", owner=make_user(), video_key=key, completed_at=timezone.now(), attempt=1)
+    assert api.get(f"/v1/videos/{theirs.public_id}/content").status_code == 404
+    running = make_job("running", attempt=1)
+    resp = api.get(f"/v1/videos/{running.public_id}/content")
+    assert resp.status_code == 404 and resp.json()["error"]["code"] == "video_not_ready"
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_runner_uploads_to_s3_and_the_sdk_downloads_through_the_redirect(platform_factory, s3_server):
+    platform = platform_factory(STORAGE_BUCKET=BUCKET, STORAGE_ENDPOINT_URL=s3_server, **CREDENTIALS)
+    user, _ = ensure_user(username="s3-user")
+    client = OpenAI(base_url=platform.base_url + "/v1", api_key=api_key_create(user_id=user.pk), max_retries=0)
+    platform.wait_for_runner()
+    warnings.simplefilter("ignore", DeprecationWarning)
+    video = client.videos.create_and_poll(prompt="a red kite over hills", size="128x128", seconds="4")
+    assert video.status == "completed", platform.logs()
+    job = Job.objects.get(public_id=video.id)
+    assert job.state == State.SUCCEEDED
+    stored = s3_client(s3_server).get_object(Bucket=BUCKET, Key=job.video_key)["Body"].read()
+    data = client.videos.download_content(video.id).read()  # 302 from the web role, then the bytes from S3
+    assert data == stored and probe_mp4(data)["frames"] == 17
