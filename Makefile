@@ -9,7 +9,7 @@ export PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/videogen
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test install lint format browser bench simulate bench-dispatch clean
+.PHONY: run test install lint format browser wrk bench simulate bench-dispatch clean
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -40,7 +40,14 @@ test: $(VENV)/.installed browser
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(VENV)/.installed
+# The load generator of `make bench` (Debian's wrk), installed when missing.
+wrk:
+	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) \
+		|| (echo "wrk could not be installed: make bench needs it" && false)
+
+# The front door against the bare DRF reference (../shared/bench/refdrf) in one run; last line JSON.
+# BENCH_ARGS: see benchmarks/front_door.py --help (--duration, --users, --list-rows, --skip-list-scale).
+bench: $(VENV)/.installed wrk
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/front_door.py $(BENCH_ARGS)
 
 # The fleet simulation: real dispatcher and Postgres, SIMULATED runners (no GPU), a capacity drop half-way.

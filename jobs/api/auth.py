@@ -6,25 +6,37 @@ import time
 
 from channels.db import database_sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from rest_framework import authentication, exceptions
 
 from jobs.accounts import hash_key
-from jobs.models import ApiKey
+from jobs.models import Account, ApiKey
+from jobs.prepared import Prepared
 
 # key hash -> (monotonic expiry, user or None). Per process; bounded, and emptied whole when full.
 _known: dict[str, tuple[float, object]] = {}
 KNOWN_MAX = 100_000
 
 
+# One compiled query (jobs.prepared): the key's user, whether they are active, and their account's tier.
+_key_user = Prepared(
+    ApiKey,
+    lambda key_hash: ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True).values_list(
+        "user_id", "user__is_active", "user__account__id", "user__account__tier"
+    )[:1],
+)
+
+
 def _lookup(key_hash: str):
-    key = (
-        ApiKey.objects.select_related("user", "user__account")
-        .filter(key_hash=key_hash, revoked_at__isnull=True)
-        .first()
-    )
-    if key is None or not key.user.is_active:
+    rows = _key_user.fetch(key_hash=key_hash)
+    if not rows or not rows[0][1]:
         return None
-    return key.user
+    user_id, _, account_id, tier = rows[0]
+    # The user as the API needs it (pk, is_active, account.tier); any other field loads on first access.
+    user = get_user_model().from_db("default", ["id", "is_active"], [user_id, True])
+    if account_id is not None:
+        user.account = Account.from_db("default", ["id", "user_id", "tier"], [account_id, user_id, tier])
+    return user
 
 
 def user_for_key(raw: str):
