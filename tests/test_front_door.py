@@ -292,13 +292,27 @@ def test_heartbeats_are_hot_updates(make_job):
             )
             return cursor.fetchone()
 
-    before = hot_and_all("jobs_job"), hot_and_all("jobs_runner")
+    tables = ("jobs_job", "jobs_runner")
+    before = [hot_and_all(t) for t in tables]
     for step in range(5):
         assert services.job_heartbeat(job_id=job.pk, attempt=1, progress=10 * step)
         services.runner_heartbeat(name="r1", slots=1, model_names=["wan-tiny"])
-    after = hot_and_all("jobs_job"), hot_and_all("jobs_runner")
+    after = [hot_and_all(t) for t in tables]
     for (hot0, all0), (hot1, all1) in zip(before, after, strict=True):
         assert all1 - all0 == 5 and hot1 - hot0 == 5, (before, after)
+
+
+def test_a_submission_updates_its_account_in_place(api):
+    api.post("/v1/videos", {"prompt": "warm"}, format="json")
+    with connection.cursor() as cursor:
+        sql = "SELECT pg_stat_get_xact_tuples_hot_updated('jobs_account'::regclass)"
+        cursor.execute(sql)
+        (before,) = cursor.fetchone()
+        for i in range(3):
+            assert api.post("/v1/videos", {"prompt": f"p{i}"}, format="json").status_code == 201
+        cursor.execute(sql)
+        (after,) = cursor.fetchone()
+    assert after - before == 3
 
 
 def test_the_broker_poll_is_served_by_an_index():

@@ -7,17 +7,20 @@ from django.db import migrations, models
 
 
 def leave_room_for_hot_updates(apps, schema_editor):
-    # Heartbeats rewrite a job's lease and progress, and a runner's last_seen_at, every few seconds; with free
-    # space in the page (and no index on those columns) Postgres updates them in place (HOT).
+    # Heartbeats rewrite a job's lease and progress, and a runner's last_seen_at, every few seconds, and every
+    # submission its user's account usage; with free space in the page (and no index on those columns)
+    # Postgres updates them in place (HOT), writing no index entries.
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("ALTER TABLE jobs_job SET (fillfactor = 80)")
         schema_editor.execute("ALTER TABLE jobs_runner SET (fillfactor = 50)")
+        schema_editor.execute("ALTER TABLE jobs_account SET (fillfactor = 70)")
 
 
 def pack_pages(apps, schema_editor):
     if schema_editor.connection.vendor == "postgresql":
         schema_editor.execute("ALTER TABLE jobs_job RESET (fillfactor)")
         schema_editor.execute("ALTER TABLE jobs_runner RESET (fillfactor)")
+        schema_editor.execute("ALTER TABLE jobs_account RESET (fillfactor)")
 
 
 class Migration(migrations.Migration):
