@@ -131,7 +131,10 @@ def make_users(env: dict[str, str], n: int) -> list[str]:
 
 
 def psql(url: str, sql: str) -> str:
-    return subprocess.run(["psql", url, "-qtAc", sql], capture_output=True, text=True, check=True).stdout.strip()
+    done = subprocess.run(["psql", url, "-v", "ON_ERROR_STOP=1", "-qtAc", sql], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"psql failed: {done.stderr.strip()}\n{sql}")
+    return done.stdout.strip()
 
 
 # Rows of one user's history, straight into the table (the API would take hours for 10M): finished jobs.
@@ -139,7 +142,7 @@ FILL = """
 INSERT INTO jobs_job (public_id, user_id, state, model, prompt, seconds, width, height, seed, reference_key,
     request_hash, attempt, runner_id, progress, video_key, thumbnail_key, error_code, error_message, created_at,
     stage_sends, cost, credits, queue, tier, completed_at)
-SELECT 'video_' || lpad(to_hex({offset} + i), 24, '0'), {users}[1 + (i % array_length({users}, 1))], 'succeeded',
+SELECT 'video_' || lpad(to_hex({offset} + i), 24, '0'), ({users})[1 + (i % array_length({users}, 1))], 'succeeded',
     'wan-tiny', 'filler ' || i, 4, 128, 128, i, '', '', 1, '', 100, 'videos/x.mp4', 'thumbs/x.webp', '', '',
     now() - interval '1 day', 1, 1.0, 1, '', 'paid', now() - interval '1 day'
 FROM generate_series(1, {count}) AS i

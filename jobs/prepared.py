@@ -7,8 +7,8 @@ runs the SQL and builds model instances the way the ORM would (`Model.from_db`, 
 the same code serves Postgres and SQLite.
 
 Limits, checked when compiling: plain model rows (no select_related, no annotations, no deferred fields) or
-values_list() tuples, and values that reach the SQL unchanged (ints and strs, matched by position through
-unique sample values). `statement()` hands the SQL to jobs.batch, to run with other statements in one round
+values_list() tuples, and values that reach the SQL unchanged (ints and strs, matched by their positions
+through unique sample values). `statement()` hands the SQL to jobs.batch, to run with other statements in one round
 trip.
 """
 
@@ -102,9 +102,9 @@ class Prepared:
         slots = []
         for name, sample in samples.items():
             positions = [i for i, p in enumerate(params) if p == sample]
-            if len(positions) != 1:
-                raise TypeError(f"value {name!r} must reach the SQL exactly once, unchanged")
-            slots.append((positions[0], name))
+            if not positions:
+                raise TypeError(f"value {name!r} must reach the SQL unchanged")
+            slots.extend((position, name) for position in positions)
         columns = [col for col, _, _ in compiler.select]
         converters = compiler.get_converters(columns)
         compiled = _Compiled(

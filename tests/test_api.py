@@ -326,13 +326,14 @@ def test_submit_query_count_is_pinned(api):
         assert resp.status_code == 201
     # The key's user is remembered from the warm-up request (jobs.api.auth). Then two round trips between
     # SAVEPOINT and RELEASE (the test itself runs in a transaction; in production BEGIN and COMMIT): the reads
-    # (lock the account; the user's unfinished jobs, for the caps; the job's id from its sequence) and the
-    # writes (job, credit reservation, account usage, audit event, broker row). The published queue summary
-    # and the cost model are cached in the process.
+    # (lock the account; the user's unfinished and waiting jobs, for the caps; the job's id from its sequence)
+    # and the writes (job, credit reservation, account usage, audit event, broker row). The published queue
+    # summary and the cost model are cached in the process.
     sqls = [q["sql"] for q in plain]
     assert len(sqls) == 4, sqls
     reads, writes = sqls[1], sqls[2]
-    assert reads.count("SELECT") == 3 and "FOR UPDATE" in reads and "nextval" in reads, reads
+    assert reads.count("SELECT") == 4 and "FOR UPDATE" in reads and "nextval" in reads, reads
+    assert reads.count("LIMIT") == 3, reads  # the caps' counts never read a whole history
     for table in ("jobs_job", "jobs_creditentry", "jobs_account", "jobs_jobevent", "django_q_ormq"):
         assert f'"{table}"' in writes, (table, writes)
     # + the Idempotency-Key lookup

@@ -208,6 +208,37 @@ def test_list_and_cursor_pages_use_the_users_index(api):
             assert "Index" in plan and "Sort" not in plan, plan
 
 
+def test_an_old_history_is_listed_through_the_users_index_whatever_others_wrote_since(api, user, make_user):
+    """A user whose videos are all older than 20,000 of someone else's: the page must not walk the primary key
+    past the newer rows (the planner's choice for `user_id = X ORDER BY id` when the user owns a large share)."""
+    other = make_user("prolific")
+    fill = (
+        "INSERT INTO jobs_job (public_id, user_id, state, model, prompt, seconds, width, height, seed, "
+        "reference_key, request_hash, attempt, runner_id, progress, video_key, thumbnail_key, error_code, "
+        "error_message, created_at, stage_sends, cost, credits, queue, tier) "
+        "SELECT 'video_' || lpad(to_hex(%s + i), 24, '0'), %s, 'succeeded', 'wan-tiny', 'p', 4, 128, 128, 1, "
+        "'', '', 1, '', 100, '', '', '', '', now(), 1, 1.0, 1, '', 'free' FROM generate_series(1, %s) AS i"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(fill, [0, user.pk, 5_000])
+        cursor.execute(fill, [5_000, other.pk, 20_000])
+        cursor.execute("ANALYZE jobs_job")
+    first = api.get("/v1/videos?limit=20").json()
+    assert len(first["data"]) == 20 and first["has_more"]
+    with CaptureQueriesContext(connection) as queries:
+        assert api.get(f"/v1/videos?limit=20&after={first['last_id']}").status_code == 200
+        assert api.get("/v1/videos?limit=20&order=asc").status_code == 200
+    pages = [q["sql"] for q in queries if "ORDER BY" in q["sql"]]
+    assert len(pages) == 2
+    with connection.cursor() as cursor:
+        for sql in pages:
+            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
+            plan = cursor.fetchone()[0][0]["Plan"]
+            text = json.dumps(plan)
+            assert "job_user_id_idx" in text and "jobs_job_pkey" not in text, text
+            assert '"Rows Removed by Filter"' not in text or '"Rows Removed by Filter": 0' in text, text
+
+
 # --- bearer keys are remembered per process -------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -91,38 +92,42 @@ def job_submit(*, user_id: int, request: SubmitRequest, idempotency_key: str | N
     return saved, created
 
 
-# The submission's reads, compiled once (jobs.prepared): the user's account, locked, and the states of their
-# unfinished jobs (bounded by the caps themselves, read through the partial index of unfinished jobs).
+# The submission's reads, compiled once (jobs.prepared): the user's account, locked, and their unfinished and
+# waiting jobs through the partial index of unfinished jobs, each cut at the largest cap of any tier: a count
+# is exact up to the cap that judges it, and no user's history is ever read whole.
 _locked_account = Prepared(Account, lambda user_id: Account.objects.select_for_update().filter(user_id=user_id)[:1])
 _unfinished = Prepared(
-    Job, lambda user_id: Job.objects.filter(user_id=user_id, state__in=UNFINISHED).values_list("state")
+    Job, lambda limit, user_id: Job.objects.filter(user_id=user_id, state__in=UNFINISHED).values_list("pk")[:limit]
 )
+_waiting = Prepared(
+    Job, lambda limit, user_id: Job.objects.filter(user_id=user_id, state__in=WAITING).values_list("pk")[:limit]
+)
+
+
+def _largest_cap(field: str) -> int:
+    return int(max(limits[field] for limits in settings.VIDEOGEN_TIERS.values()))
 
 
 def _insert_submitted(
     job: Job, *, user_id: int, request: SubmitRequest, idempotency_key: str | None
 ) -> tuple[Job, bool]:
-    """One transaction in four round trips on Postgres: BEGIN; the reads (account lock, then the caps' count,
+    """One transaction in four round trips on Postgres: BEGIN; the reads (account lock, then the caps' counts,
     then the job's id from its sequence); the writes (job, credit reservation, account usage, audit event,
     moderation task); COMMIT. On SQLite the same statements run one by one."""
     try:
         with transaction.atomic():
             # One submission of this user at a time: caps and credits are checked against what is committed
             # (the count runs after the lock is granted, with its own snapshot).
-            lock, to_account = _locked_account.statement(user_id=user_id)
-            count, to_states = _unfinished.statement(user_id=user_id)
+            reads = [_locked_account.statement(user_id=user_id)]
+            for prepared, cap in ((_unfinished, "MAX_INFLIGHT"), (_waiting, "MAX_QUEUED")):
+                reads.append(prepared.statement(max(1, _largest_cap(cap)), user_id=user_id))
             allocate = batch.next_id(Job)
-            rows = batch.run([lock, count] + ([allocate] if allocate else []))
-            found = to_account(rows[0])
+            rows = batch.run([sql for sql, _ in reads] + ([allocate] if allocate else []))
+            found, unfinished, waiting = (to_result(r) for (_, to_result), r in zip(reads, rows[:3], strict=True))
             account = found[0] if found else Account.objects.create(user_id=user_id)  # e.g. createsuperuser
-            states = [state for (state,) in to_states(rows[1])]
             credits.roll_day(account)
             limits = tier_limits(account.tier)
-            usage = admission.Usage(
-                jobs_today=account.day_jobs,
-                unfinished=len(states),
-                waiting=sum(1 for state in states if state in WAITING),
-            )
+            usage = admission.Usage(jobs_today=account.day_jobs, unfinished=len(unfinished), waiting=len(waiting))
             refusal = admission.check_caps(
                 usage=usage,
                 limits=limits,
@@ -142,7 +147,7 @@ def _insert_submitted(
                 job.credits = 0
             writes = []
             if allocate:
-                job.pk = rows[2][0][0]
+                job.pk = rows[3][0][0]
                 writes.append(batch.insert(job))
                 job._state.adding, job._state.db = False, "default"  # as save() leaves it
             else:
