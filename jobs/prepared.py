@@ -93,9 +93,8 @@ class Prepared:
             raise TypeError(f"the queryset is of {queryset.model.__name__}, not {self.model.__name__}")
         compiler = queryset.query.get_compiler(using=alias)
         sql, params = compiler.as_sql()
-        info = compiler.klass_info or {}
-        tuples = bool(queryset.query.values_select)  # a values_list() query
-        query = queryset.query
+        query, info = queryset.query, compiler.klass_info or {}
+        tuples = bool(query.values_select)  # a values_list() query
         plain = not (info.get("related_klass_infos") or compiler.annotation_col_map or query.deferred_loading[0])
         if not (tuples or plain):
             raise TypeError("Prepared reads return plain model rows or values_list() tuples")

@@ -1,0 +1,76 @@
+"""jobs.prepared and jobs.batch: compiled reads give what the ORM gives; several statements, one round trip."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import IntegrityError, connection, transaction
+from django.test.utils import CaptureQueriesContext
+
+from jobs import batch
+from jobs.models import Account, Job, JobEvent
+from jobs.prepared import Prepared
+
+pytestmark = pytest.mark.django_db
+
+
+def test_compiled_reads_return_what_the_orm_returns(make_job, make_user):
+    mine = [make_job("queued"), make_job("succeeded", error_message="x")]
+    theirs = make_job(owner=make_user())
+    by_user = Prepared(Job, lambda limit, user_id: Job.objects.filter(user_id=user_id).order_by("-pk")[:limit])
+    for _ in range(2):  # compiled on the first call, reused on the second
+        rows = by_user.fetch(10, user_id=mine[0].user_id)
+        assert [j.pk for j in rows] == [j.pk for j in reversed(mine)]
+        orm = list(Job.objects.filter(user_id=mine[0].user_id).order_by("-pk"))
+        fields = [f.attname for f in Job._meta.concrete_fields]
+        assert [[getattr(j, f) for f in fields] for j in rows] == [[getattr(j, f) for f in fields] for j in orm]
+        assert not rows[0]._state.adding and rows[0]._state.db == "default"
+    assert [j.pk for j in by_user.fetch(10, user_id=theirs.user_id)] == [theirs.pk]
+    assert [j.pk for j in by_user.fetch(1, user_id=mine[0].user_id)] == [mine[1].pk]  # another shape
+
+
+def test_values_list_reads_are_tuples_and_a_value_may_be_bound_twice(make_job):
+    job = make_job("queued")
+    states = Prepared(
+        Job, lambda user_id: Job.objects.filter(user_id__gte=user_id, user_id__lte=user_id).values_list("pk", "state")
+    )
+    assert states.fetch(user_id=job.user_id) == [(job.pk, "queued")]
+    assert states.fetch(user_id=job.user_id + 1000) == []
+
+
+def test_unsupported_reads_are_refused_when_compiled(make_job):
+    with pytest.raises(TypeError, match="plain model rows"):
+        Prepared(Job, lambda user_id: Job.objects.filter(user_id=user_id).select_related("user")).fetch(user_id=1)
+    with pytest.raises(TypeError, match="ints and strs"):
+        Prepared(Job, lambda when: Job.objects.filter(created_at__lt=when)).fetch(when=1.5)
+    with pytest.raises(TypeError, match="not Account"):
+        Prepared(Account, lambda user_id: Job.objects.filter(user_id=user_id)).fetch(user_id=1)
+
+
+def test_a_batch_is_one_round_trip_with_each_statements_rows(make_job, user):
+    job = make_job("queued")
+    prepared = Prepared(Job, lambda pk: Job.objects.filter(pk=pk))
+    read, build = prepared.statement(pk=job.pk)
+    event = JobEvent(job_id=job.pk, from_state="", to_state="queued", reason="t", actor="test", attempt=0)
+    with CaptureQueriesContext(connection) as queries:
+        rows = batch.run([read, batch.insert(event), batch.update(Account.objects.filter(user=user), tier="paid")])
+    assert len(queries) == 1
+    assert [j.pk for j in build(rows[0])] == [job.pk] and rows[1:] == [[], []]
+    assert JobEvent.objects.filter(job=job, reason="t").exists() and event.created_at is not None
+    assert Account.objects.get(user=user).tier == "paid"
+
+
+def test_a_failing_statement_fails_the_whole_batch(make_job):
+    job = make_job("queued")
+    twin = Job(**{f.attname: getattr(job, f.attname) for f in Job._meta.concrete_fields if not f.primary_key})
+    event = JobEvent(job_id=job.pk, from_state="", to_state="queued", reason="before", actor="test", attempt=0)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        batch.run([batch.insert(event), batch.insert(twin)])  # the same public_id: unique violation
+    assert not JobEvent.objects.filter(reason="before").exists()
+
+
+def test_next_id_allocates_from_the_tables_sequence(make_job):
+    first = make_job()
+    sql = batch.next_id(Job)
+    assert sql is not None
+    (row,), *_ = batch.run([sql])
+    assert row[0] > first.pk
