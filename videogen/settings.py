@@ -76,15 +76,16 @@ DATABASE_URL = env_str("DATABASE_URL")
 ROLE = env_str("VIDEOGEN_ROLE", "worker")
 # The web role's serving (videogen.asgi, `manage.py web`): processes on one socket, and request threads in each.
 WEB_WORKERS = env_int("WEB_WORKERS", 2 * (os.cpu_count() or 1))
-WEB_THREADS = env_int("WEB_THREADS", 8)
+WEB_THREADS = env_int("WEB_THREADS", 2)
 if DATABASE_URL and ROLE == "web":
     # Each request runs in its own context (a2wsgi copies one per request), so Django's "persistent"
     # connections would never be reused. A per-process psycopg pool hands one back at each request's end, and
     # checks it when handing it out again, so connections a Postgres restart killed are replaced, not failed.
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
+    _pool_max = env_int("DB_POOL_MAX_SIZE", WEB_THREADS)
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": 2,
-        "max_size": env_int("DB_POOL_MAX_SIZE", WEB_THREADS),
+        "min_size": min(2, _pool_max),
+        "max_size": _pool_max,
         "timeout": 10,
     }
 elif DATABASE_URL:
