@@ -155,8 +155,8 @@ class Job(models.Model):
 
     class Meta:
         indexes = [
-            # A user's own list, newest first (cursor = pk).
-            models.Index(fields=["user", "-id"], name="job_user_id_idx"),
+            # A user's own list in either order, cursor = pk (jobs.selectors pages on (user, id) row values).
+            models.Index(fields=["user", "id"], name="job_user_id_idx"),
             # The dispatcher's scan of runnable work, and the reaper's of leases: dispatched and running jobs
             # are as many as the GPU slots, so it filters their leases in the rows. No index holds
             # lease_expires_at or progress, so a heartbeat is a HOT update (no index writes; fillfactor 80).

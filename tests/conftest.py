@@ -26,6 +26,19 @@ def _media_root(tmp_path, settings):
     settings.MEDIA_ROOT = str(tmp_path / "media")
 
 
+@pytest.fixture(autouse=True)
+def _fresh_process_caches():
+    """Each test starts with empty per-process caches: its database rows roll back, the caches would not (a
+    queue summary published by one test made a later one's submissions 503 when the two ran within a second)."""
+    from jobs import selectors
+    from jobs.api import auth
+    from jobs.services import costs
+
+    selectors.forget_summaries()
+    auth.forget_keys()
+    costs.forget_cache()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     from gpu_runner import registry
