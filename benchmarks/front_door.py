@@ -118,15 +118,19 @@ for i in range({n}):
 """
 
 
-def make_users(env: dict[str, str], n: int) -> list[str]:
-    out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", MAKE_USERS.format(n=n)],
+def manage_shell(env: dict[str, str], code: str) -> str:
+    return subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
         cwd=ROOT,
         env={**env, "VIDEOGEN_ROLE": "worker"},
         capture_output=True,
         text=True,
         check=True,
     ).stdout
+
+
+def make_users(env: dict[str, str], n: int) -> list[str]:
+    out = manage_shell(env, MAKE_USERS.format(n=n))
     return [word for word in out.split() if word.startswith("vg-")]  # shell also prints what it imported
 
 
@@ -186,7 +190,8 @@ def main() -> None:
     fresh_db.recreate(args.database, env=env)
     psql(f"{PG}/postgres", f"DROP DATABASE IF EXISTS {args.ref_database.rsplit('/', 1)[1]} WITH (FORCE)")
     keys = make_users(env, args.users)
-    web_workers = int(env.get("WEB_WORKERS") or 2 * (os.cpu_count() or 1))
+    serving = manage_shell(env, "from django.conf import settings; print(settings.WEB_WORKERS, settings.WEB_THREADS)")
+    web_workers, web_threads = map(int, serving.split()[-2:])
 
     ref_port, port = free_port(), free_port()
     ref = subprocess.Popen(
@@ -238,7 +243,7 @@ def main() -> None:
     finally:
         stop(web)
         stop(ref)
-    report(args, results, scale, web_workers, env)
+    report(args, results, scale, web_workers, web_threads)
 
 
 def list_scale(args, env: dict[str, str], base: str) -> dict:
@@ -261,7 +266,7 @@ def list_scale(args, env: dict[str, str], base: str) -> dict:
     return {"rows": rows, "at_10k": at_10k, "at_big": at_big, "fill_seconds": filled}
 
 
-def report(args, results: dict, scale: dict | None, web_workers: int, env: dict[str, str]) -> None:
+def report(args, results: dict, scale: dict | None, web_workers: int, web_threads: int) -> None:
     def mean(a: str, b: str, field: str) -> float:
         return (results[a][field] + results[b][field]) / 2
 
@@ -273,7 +278,7 @@ def report(args, results: dict, scale: dict | None, web_workers: int, env: dict[
     )
     print(
         f"settings  wrk -t2 -c{args.connections} -d{args.duration:g}s · web: manage.py web, {web_workers} processes x "
-        f"{env.get('WEB_THREADS', '8')} threads · {args.users} paid users · Postgres · Redis"
+        f"{web_threads} threads · {args.users} paid users · Postgres · Redis"
     )
     print(f"{'run':<20} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'non-2xx':>8} {'errors':>7}")
     for name, r in results.items():
