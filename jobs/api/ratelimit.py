@@ -114,6 +114,8 @@ class TierRateThrottle(BaseThrottle):
         reset = (window + 1) * WINDOW_SECONDS - now
         headers: dict[str, str] = {}
         setattr(request, REQUEST_ATTR, headers)
+        # Every bucket is counted, even when an earlier one refuses: the buckets share the window, so a refused
+        # request's count in the submit bucket is gone when the general bucket frees up again.
         counts = self._count([f"rl:{name}:{user.pk}:{window}" for name, _ in buckets])
         if counts is None:
             return True  # fail open, and don't advertise limits we are not enforcing
