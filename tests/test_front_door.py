@@ -173,6 +173,15 @@ def test_status_reads_answer_304_until_the_video_changes(api):
     assert changed.status_code == 200 and changed.json()["status"] == "cancelled" and changed["ETag"] != etag
 
 
+def test_a_304_keeps_the_rate_limit_and_polling_headers(api):
+    vid = api.post("/v1/videos", {"prompt": "a quiet harbour"}, format="json").json()["id"]
+    first = api.get(f"/v1/videos/{vid}")
+    again = api.get(f"/v1/videos/{vid}", HTTP_IF_NONE_MATCH=first["ETag"])
+    assert again.status_code == 304
+    assert int(again["x-ratelimit-remaining-requests"]) == int(first["x-ratelimit-remaining-requests"]) - 1
+    assert again["openai-poll-after-ms"] == first["openai-poll-after-ms"]
+
+
 def test_list_pages_answer_304_too(api):
     api.post("/v1/videos", {"prompt": "one"}, format="json")
     page = api.get("/v1/videos")

@@ -40,8 +40,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    # ETag on every GET response, and 304 Not Modified when If-None-Match matches it.
-    "django.middleware.http.ConditionalGetMiddleware",
+    # ETag on every GET response, and 304 Not Modified (rate-limit headers kept) when If-None-Match matches.
+    "videogen.conditional.ConditionalGetMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
