@@ -104,7 +104,7 @@ def new_public_id() -> str:
 
 class Job(models.Model):
     # No field-level indexes here: each would duplicate one in Meta (and a unique or indexed CharField also gets
-    # a LIKE index on Postgres). Unique public ids are a constraint below; (user, -id) serves the user FK.
+    # a LIKE index on Postgres). Unique public ids are a constraint below; (user, id) serves the user FK.
     public_id = models.CharField(max_length=40, default=new_public_id, editable=False)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="jobs", db_index=False)
     state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)

@@ -24,7 +24,9 @@ def _visible(user_id: int) -> QuerySet[Job]:
 
 # Status reads are the hot path: compiled once (jobs.prepared), each one indexed query.
 _video_get = Prepared(Job, lambda user_id, public_id: _visible(user_id).filter(public_id=public_id)[:1])
-_cursor_pk = Prepared(Job, lambda user_id, public_id: Job.objects.filter(user_id=user_id, public_id=public_id)[:1])
+_cursor_pk = Prepared(
+    Job, lambda user_id, public_id: Job.objects.filter(user_id=user_id, public_id=public_id).values_list("pk")[:1]
+)
 
 
 class Row(Func):
@@ -69,7 +71,7 @@ def video_list(*, user_id: int, after: str | None, limit: int, order: str) -> tu
         found = _cursor_pk.fetch(user_id=user_id, public_id=after)
         if not found:
             return None
-        rows = _video_page.fetch(limit + 1, order, True, user_id=user_id, cursor=found[0].pk)
+        rows = _video_page.fetch(limit + 1, order, True, user_id=user_id, cursor=found[0][0])
     else:
         rows = _video_page.fetch(limit + 1, order, False, user_id=user_id)
     return rows[:limit], len(rows) > limit

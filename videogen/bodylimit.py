@@ -16,6 +16,8 @@ from typing import Any
 
 from django.conf import settings
 
+from jobs.api.errors import envelope
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -32,8 +34,7 @@ def limit_for(path: str) -> int:
 
 def too_large_body(limit: int) -> bytes:
     message = f"The request body is too large for this endpoint: at most {limit} bytes."
-    error = {"message": message, "type": "invalid_request_error", "param": None, "code": "body_too_large"}
-    return json.dumps({"error": error}).encode()
+    return json.dumps(envelope(message, type="invalid_request_error", code="body_too_large")).encode()
 
 
 class BodyLimitMiddleware:

@@ -18,20 +18,20 @@ _known: dict[str, tuple[float, object]] = {}
 KNOWN_MAX = 100_000
 
 
-# One compiled query (jobs.prepared): the key's user, whether they are active, and their account's tier.
+# One compiled query (jobs.prepared): a live key's active user and their account's tier.
 _key_user = Prepared(
     ApiKey,
-    lambda key_hash: ApiKey.objects.filter(key_hash=key_hash, revoked_at__isnull=True).values_list(
-        "user_id", "user__is_active", "user__account__id", "user__account__tier"
-    )[:1],
+    lambda key_hash: ApiKey.objects.filter(
+        key_hash=key_hash, revoked_at__isnull=True, user__is_active=True
+    ).values_list("user_id", "user__account__id", "user__account__tier")[:1],
 )
 
 
 def _lookup(key_hash: str):
     rows = _key_user.fetch(key_hash=key_hash)
-    if not rows or not rows[0][1]:
+    if not rows:
         return None
-    user_id, _, account_id, tier = rows[0]
+    user_id, account_id, tier = rows[0]
     # The user as the API needs it (pk, is_active, account.tier); any other field loads on first access.
     user = get_user_model().from_db("default", ["id", "is_active"], [user_id, True])
     if account_id is not None:

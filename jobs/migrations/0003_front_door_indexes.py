@@ -60,6 +60,15 @@ class Migration(migrations.Migration):
             model_name='job',
             constraint=models.UniqueConstraint(fields=('public_id',), name='job_public_id_uniq'),
         ),
+        # Ascending, so list pages can be (user, id) row-value ranges that only this index answers.
+        migrations.RemoveIndex(
+            model_name='job',
+            name='job_user_id_idx',
+        ),
+        migrations.AddIndex(
+            model_name='job',
+            index=models.Index(fields=['user', 'id'], name='job_user_id_idx'),
+        ),
         migrations.RunPython(leave_room_for_hot_updates, pack_pages),
         # django-q2's ORM broker polls `WHERE key = %s AND lock < now() LIMIT n` and its table has no index: a
         # full scan per poll. This index serves it and hands out the oldest available message first.
