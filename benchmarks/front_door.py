@@ -39,6 +39,7 @@ from tests.platform import free_port  # noqa: E402
 
 WRK_DIR = ROOT / "benchmarks" / "wrk"
 REFDRF = (ROOT / ".." / "shared" / "bench" / "refdrf" / "serve.sh").resolve()
+FLOOR = ROOT / "benchmarks" / "floor" / "serve.sh"
 PG = "postgres://postgres@127.0.0.1:5432"
 
 TARGETS = {
@@ -180,6 +181,7 @@ def main() -> None:
     parser.add_argument("--skip-list-scale", action="store_true")
     parser.add_argument("--database", default=f"{PG}/videogen_bench")
     parser.add_argument("--ref-database", default=f"{PG}/videogen_ref")
+    parser.add_argument("--floor-database", default=f"{PG}/videogen_floor")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk); `make bench` installs it.")
@@ -193,7 +195,7 @@ def main() -> None:
     serving = manage_shell(env, "from django.conf import settings; print(settings.WEB_WORKERS, settings.WEB_THREADS)")
     web_workers, web_threads = map(int, serving.split()[-2:])
 
-    ref_port, port = free_port(), free_port()
+    ref_port, floor_port, port = free_port(), free_port(), free_port()
     ref = subprocess.Popen(
         [str(REFDRF), str(ref_port), args.ref_database],
         env={**os.environ, "PYTHON": sys.executable},
@@ -201,10 +203,17 @@ def main() -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    floor = subprocess.Popen(
+        [str(FLOOR), str(floor_port), args.floor_database],
+        env={**env, "PYTHON": sys.executable, "FLOOR_USERS": str(args.users)},
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     web = subprocess.Popen(
         [sys.executable, "manage.py", "web", "--port", str(port)], cwd=ROOT, env=env, start_new_session=True
     )
     ref_base, base = f"http://127.0.0.1:{ref_port}", f"http://127.0.0.1:{port}"
+    floor_base = f"http://127.0.0.1:{floor_port}"
     run = dict(duration=args.duration, connections=args.connections)
     results: dict[str, dict] = {}
     try:
@@ -212,6 +221,7 @@ def main() -> None:
         for _ in range(600):  # serve.sh creates its database and table first
             if httpx.post(ref_base + "/jobs", json={"prompt": "warm"}, timeout=5).status_code == 201 or time.sleep(0.1):
                 break
+        wait_http(floor_base + "/jobs/none", floor, timeout=120)
         body = json.dumps({"prompt": "a lighthouse at dawn, waves breaking", "size": "128x128"})
         ref_reads = {"WRK_REQUESTS": lines_file("ref-reads.txt", [f"- /jobs/{i}" for i in range(1, 65)])}
         submits = {"WRK_BODY": body, "WRK_KEYS": lines_file("keys.txt", keys)}
@@ -224,6 +234,16 @@ def main() -> None:
         wrk(ref_base + "/jobs", "post_json.lua", {"WRK_BODY": body}, duration=2, connections=8)
         wrk(base + "/v1/videos", "post_json.lua", submits, duration=1, connections=8)
         reference("before")
+        floor_keys = {
+            "WRK_BODY": body,
+            "WRK_KEYS": lines_file("floor-keys.txt", [f"floor-{n}" for n in range(args.users)]),
+        }
+        wrk(floor_base + "/jobs", "post_json.lua", floor_keys, duration=1, connections=8)
+        results["floor_submit"] = wrk(floor_base + "/jobs", "post_json.lua", floor_keys, **run)
+        owned = psql(args.floor_database, "SELECT DISTINCT ON (user_id) user_id, public_id FROM floorjobs_job")
+        floor_reads = [f"floor-{line.split('|')[0]} /jobs/{line.split('|')[1]}" for line in owned.splitlines()]
+        reads_file = lines_file("floor-reads.txt", floor_reads)
+        results["floor_read"] = wrk(floor_base, "get_paths.lua", {"WRK_REQUESTS": reads_file}, **run)
         results["submit"] = wrk(base + "/v1/videos", "post_json.lua", submits, **run)
         # Each user reads one of their own videos and lists their own; the ids come from the API itself.
         reads, lists = [], []
@@ -243,6 +263,7 @@ def main() -> None:
     finally:
         stop(web)
         stop(ref)
+        stop(floor)
     report(args, results, scale, web_workers, web_threads)
 
 
@@ -298,6 +319,11 @@ def report(args, results: dict, scale: dict | None, web_workers: int, web_thread
         "list_ratio": round(results["list"]["rps"] / ref_read, 3),
         "ref_submit_rps": round(ref_submit),
         "ref_read_rps": round(ref_read),
+        # The invariants' floor (benchmarks/floor): the reference plus only what the invariants require.
+        "floor_submit_ratio": round(results["floor_submit"]["rps"] / ref_submit, 3),
+        "floor_read_ratio": round(results["floor_read"]["rps"] / ref_read, 3),
+        "submit_over_floor": round(results["submit"]["rps"] / results["floor_submit"]["rps"], 3),
+        "read_over_floor": round(results["read"]["rps"] / results["floor_read"]["rps"], 3),
     }
     if scale is not None:
         small, big = scale["at_10k"], scale["at_big"]

@@ -14,6 +14,7 @@ from typing import Any
 from django.db import connections
 from django.db.models import Model, QuerySet
 from django.db.models.sql import InsertQuery, UpdateQuery
+from psycopg.pq import ExecStatus
 
 Statement = tuple[str, Sequence[Any]]
 
@@ -42,14 +43,23 @@ def run(statements: Sequence[Statement], using: str = "default") -> list[list[tu
         if connection.vendor == "postgresql" and len(statements) > 1:
             cursor.execute("; ".join(sql for sql, _ in statements), [p for _, params in statements for p in params])
             while True:
-                results.append(cursor.fetchall() if cursor.description else [])
+                results.append(_rows(cursor, connection.vendor))
                 if not cursor.nextset():
                     break
         else:
             for sql, params in statements:
                 cursor.execute(sql, params)
-                results.append(cursor.fetchall() if cursor.description else [])
+                results.append(_rows(cursor, connection.vendor))
     return results
+
+
+def _rows(cursor: Any, vendor: str) -> list[tuple]:
+    # On Postgres the result's status, not cursor.description: that builds a Column object for every column
+    # (a job has 36) only to be tested for truth.
+    if vendor == "postgresql":
+        result = cursor.cursor.pgresult
+        return cursor.fetchall() if result is not None and result.status == ExecStatus.TUPLES_OK else []
+    return cursor.fetchall() if cursor.description else []
 
 
 def next_id(model: type[Model], using: str = "default") -> Statement | None:

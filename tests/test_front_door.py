@@ -389,3 +389,56 @@ def test_the_web_roles_pool_survives_a_postgres_restart(platform_factory):
         assert terminate() >= 1  # new connections replaced the dead ones
         time.sleep(0.5)
         assert statuses(20) == [200] * 20
+
+
+def _raw_connection():
+    import psycopg
+
+    return psycopg.connect(**connection.get_connection_params(), autocommit=True)
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the web role pools Postgres connections")
+def test_the_pool_check_sends_nothing_on_a_healthy_connection(tmp_path):
+    """The check polls the socket: a healthy connection costs no round trip (libpq traces every message)."""
+    from videogen.pgpool.base import check_pooled
+
+    conn = _raw_connection()
+    trace = tmp_path / "trace"
+    try:
+        with trace.open("w") as f:
+            conn.pgconn.trace(f.fileno())
+            check_pooled(conn)
+            conn.pgconn.untrace()
+        assert trace.read_text() == ""
+        with trace.open("w") as f:  # the trace itself works: a query writes to it
+            conn.pgconn.trace(f.fileno())
+            conn.execute("SELECT 1")
+            conn.pgconn.untrace()
+        assert "Query" in trace.read_text()
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="the web role pools Postgres connections")
+def test_the_pool_check_fails_a_connection_the_server_closed():
+    import psycopg
+
+    from videogen.pgpool.base import check_pooled
+
+    conn = _raw_connection()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(%s)", [conn.info.backend_pid])
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the server's FATAL message reaches the socket
+            try:
+                check_pooled(conn)
+            except psycopg.OperationalError:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("a terminated connection passed the check")
+        with pytest.raises(ConnectionError):
+            check_pooled(conn)  # and once broken, without touching the socket
+    finally:
+        conn.close()

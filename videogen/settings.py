@@ -80,8 +80,9 @@ WEB_THREADS = env_int("WEB_THREADS", 2)
 if DATABASE_URL and ROLE == "web":
     # Each request runs in its own context (a2wsgi copies one per request), so Django's "persistent"
     # connections would never be reused. A per-process psycopg pool hands one back at each request's end, and
-    # checks it when handing it out again, so connections a Postgres restart killed are replaced, not failed.
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, conn_health_checks=True)}
+    # checks it when handing it out again (videogen.pgpool: without a round trip), so connections a Postgres
+    # restart killed are replaced, not failed.
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0, engine="videogen.pgpool")}
     _pool_max = env_int("DB_POOL_MAX_SIZE", WEB_THREADS)
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": min(2, _pool_max),
