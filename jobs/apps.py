@@ -17,3 +17,6 @@ class JobsConfig(AppConfig):
         pooled = "pool" in settings.DATABASES["default"].get("OPTIONS", {})
         if pooled and sys.argv[1:2] == ["qcluster"]:
             raise ImproperlyConfigured("qcluster must not run with VIDEOGEN_ROLE=web (a pooled connection)")
+        from jobs.api.auth import connect_signals
+
+        connect_signals()

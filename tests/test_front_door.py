@@ -14,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from jobs import services
+from jobs.accounts import ensure_user
 from jobs.api import auth
 from jobs.models import ApiKey, Job
 from videogen.bodylimit import BodyLimitMiddleware
@@ -278,6 +279,60 @@ def test_unknown_keys_are_remembered_as_unknown_too(db, settings):
     assert len(queries) == 0
 
 
+def _as_if_another_process_remembered(key_hash: str, entry) -> None:
+    """The change below ran in this process, which forgot the key at once; put its answer back, as a process
+    that did not make the change would still hold it."""
+    auth._known[key_hash] = entry
+
+
+def test_a_revoked_key_stops_at_the_next_request_in_every_process(
+    api, user, settings, django_capture_on_commit_callbacks
+):
+    settings.API_KEY_CACHE_SECONDS = 600.0
+    auth.forget_keys()
+    assert api.get("/v1/models").status_code == 200
+    ((key_hash, entry),) = auth._known.items()
+    key = ApiKey.objects.get(user=user)
+    key.revoked_at = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        key.save()
+    assert key_hash not in auth._known  # the process that revoked it forgot it
+    _as_if_another_process_remembered(key_hash, entry)
+    resp = api.get("/v1/models")  # the marker comes back in the rate limiter's round trip
+    assert resp.status_code == 401 and resp.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_a_tier_change_is_seen_at_the_next_request(api, user, settings, django_capture_on_commit_callbacks):
+    settings.API_KEY_CACHE_SECONDS = 600.0
+    auth.forget_keys()
+    free = api.get("/v1/models")
+    assert free.headers["x-ratelimit-limit-requests"] == str(int(settings.VIDEOGEN_TIERS["free"]["RATE_PER_MINUTE"]))
+    ((key_hash, entry),) = auth._known.items()
+    with django_capture_on_commit_callbacks(execute=True):
+        ensure_user(username=user.username, tier="paid")
+    _as_if_another_process_remembered(key_hash, entry)
+    paid = api.get("/v1/models")
+    assert paid.headers["x-ratelimit-limit-requests"] == str(int(settings.VIDEOGEN_TIERS["paid"]["RATE_PER_MINUTE"]))
+
+
+def test_unrelated_saves_leave_remembered_keys_alone(api, user, settings, django_capture_on_commit_callbacks):
+    """A login (last_login), the credit counters and new keys change no key's answer: nothing is forgotten."""
+    from jobs.accounts import api_key_create
+
+    settings.API_KEY_CACHE_SECONDS = 600.0
+    auth.forget_keys()
+    assert api.get("/v1/models").status_code == 200
+    remembered = dict(auth._known)
+    with django_capture_on_commit_callbacks(execute=True) as callbacks:
+        user.last_login = timezone.now()
+        user.save(update_fields=["last_login"])
+        account = user.account
+        account.credit_balance += 5
+        account.save(update_fields=["credit_balance"])
+        api_key_create(user_id=user.pk)
+    assert callbacks == [] and auth._known == remembered
+
+
 # --- the hot tables --------------------------------------------------------------------------------------
 
 
@@ -442,3 +497,24 @@ def test_the_pool_check_fails_a_connection_the_server_closed():
             check_pooled(conn)  # and once broken, without touching the socket
     finally:
         conn.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_every_web_process_stops_a_revoked_key_at_once(platform_factory):
+    """Both web processes remember the key for ten minutes; revoking it (here, as the admin would) is seen by
+    each at its next request."""
+    import httpx
+
+    from jobs.accounts import api_key_create, ensure_user
+
+    user, _ = ensure_user(username="revoke-user", tier="paid")
+    plat = platform_factory(workers=False, API_KEY_CACHE_SECONDS="600")
+    # A new connection for every request, so that both processes serve some.
+    headers = {"Authorization": f"Bearer {api_key_create(user_id=user.pk)}", "Connection": "close"}
+    with httpx.Client(base_url=plat.base_url, headers=headers, timeout=10) as client:
+        assert {client.get("/v1/models").status_code for _ in range(40)} == {200}  # both processes remember it
+        key = ApiKey.objects.get(user=user)
+        key.revoked_at = timezone.now()
+        key.save()
+        assert {client.get("/v1/models").status_code for _ in range(40)} == {401}

@@ -186,8 +186,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
-# Each web process remembers a bearer key's user this long: revoking a key takes effect within it.
-API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 5.0)
+# Each web process remembers a bearer key's user this long. A revoked key, a deactivated user or a changed tier
+# is seen at the next rate-limited request (a marker in Redis, jobs.api.auth); this is the bound elsewhere.
+API_KEY_CACHE_SECONDS = env_float("API_KEY_CACHE_SECONDS", 60.0)
 # Bodies are refused (413) before they are read once past their route's limit (videogen.bodylimit): the create
 # endpoint takes a reference image (multipart, or base64 in JSON: 4/3 of its size), every other route small JSON.
 _REFERENCE_MAX_BYTES = env_int("REFERENCE_MAX_BYTES", 10 * 1024 * 1024)

@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import time
 
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save, pre_delete
 from rest_framework import authentication, exceptions
 
 from jobs.accounts import hash_key
 from jobs.models import Account, ApiKey
 from jobs.prepared import Prepared
 
-# key hash -> (monotonic expiry, user or None). Per process; bounded, and emptied whole when full.
-_known: dict[str, tuple[float, object]] = {}
+# key hash -> (monotonic expiry, wall-clock time of the lookup, user or None). Per process; bounded, and
+# emptied whole when full.
+_known: dict[str, tuple[float, float, object]] = {}
 KNOWN_MAX = 100_000
+# When a key's answer changes (revoked, deleted, its user deactivated, its tier changed) a marker with the time
+# of the change is left in Redis for longer than any process remembers the key. The rate limiter reads the
+# request's marker in its round trip, so a remembered answer older than its marker is looked up again at once.
+CHANGED_KEY = "credentials:changed:{}"
+# Lookups this close after a change are looked up again too: clocks of different hosts differ a little.
+CLOCK_SKEW_SECONDS = 5.0
+
+log = logging.getLogger(__name__)
 
 
 # One compiled query (jobs.prepared): a live key's active user and their account's tier.
@@ -39,28 +52,118 @@ def _lookup(key_hash: str):
     return user
 
 
+class KeyAuth:
+    """request.auth for a bearer key: its hash, and when this process looked it up if it was remembered."""
+
+    def __init__(self, key_hash: str, remembered_since: float | None) -> None:
+        self.key_hash = key_hash
+        self.remembered_since = remembered_since
+
+
 def user_for_key(raw: str):
-    """The active user a live key belongs to, or None.
+    """The active user a live key belongs to, or None."""
+    return _user_for_hash(hash_key(raw))[0]
+
+
+def _user_for_hash(key_hash: str) -> tuple[object, float | None]:
+    """(user or None, when the remembered answer was looked up, or None if it was looked up now).
 
     Answers are remembered for API_KEY_CACHE_SECONDS in each process, so a client's requests after its first
-    cost no query for their key; a revoked key, a deactivated user or a changed tier is seen within that time.
+    cost no query for their key. A change is seen at the next request where the rate limiter runs (see
+    changed_since), and within API_KEY_CACHE_SECONDS everywhere else (the websocket, unlimited tiers, no Redis).
     """
-    key_hash = hash_key(raw)
-    ttl = settings.API_KEY_CACHE_SECONDS
     now = time.monotonic()
     hit = _known.get(key_hash)
     if hit is not None and hit[0] > now:
-        return hit[1]
+        return hit[2], hit[1]
     user = _lookup(key_hash)
+    ttl = settings.API_KEY_CACHE_SECONDS
     if ttl > 0:
         if len(_known) >= KNOWN_MAX:
             _known.clear()
-        _known[key_hash] = (now + ttl, user)
-    return user
+        _known[key_hash] = (now + ttl, time.time(), user)
+    return user, None
 
 
 def forget_keys() -> None:
     _known.clear()
+
+
+def changed_since(request, marker: bytes | None) -> None:
+    """The request's key marker as Redis answered it: if the key changed after this process looked it up, the
+    key is looked up again now (401 if it no longer works; its user, with their current tier, otherwise)."""
+    auth = request.auth
+    if not isinstance(auth, KeyAuth) or auth.remembered_since is None or marker is None:
+        return
+    if float(marker) + CLOCK_SKEW_SECONDS < auth.remembered_since:
+        return
+    _known.pop(auth.key_hash, None)
+    user, _ = _user_for_hash(auth.key_hash)
+    if user is None:
+        raise exceptions.AuthenticationFailed("Incorrect API key provided.")
+    request.user = user
+    request.auth = KeyAuth(auth.key_hash, None)
+
+
+def credentials_changed(key_hashes: list[str]) -> None:
+    """These keys' answers changed: once the transaction commits, this process forgets them and their markers
+    are left in Redis for every other web process. Without Redis (the embedded profile runs one process)
+    forgetting here is all there is."""
+    if not key_hashes:
+        return
+
+    def mark() -> None:
+        for key_hash in key_hashes:
+            _known.pop(key_hash, None)
+        from jobs.api.ratelimit import redis_client  # the limiter owns the per-process client
+
+        found = redis_client()
+        if found is None:
+            return
+        client, prefix = found
+        ttl = math.ceil(settings.API_KEY_CACHE_SECONDS + 2 * CLOCK_SKEW_SECONDS)
+        try:
+            pipe = client.pipeline(transaction=False)
+            for key_hash in key_hashes:
+                pipe.set(f"{prefix}:{CHANGED_KEY.format(key_hash)}", repr(time.time()), ex=ttl)
+            pipe.execute()
+        except Exception as exc:  # other processes then see it within API_KEY_CACHE_SECONDS
+            log.warning("key changes not published (%s: %s)", type(exc).__name__, exc)
+
+    transaction.on_commit(mark)
+
+
+def _user_keys(user_id: int) -> list[str]:
+    return list(ApiKey.objects.filter(user_id=user_id).values_list("key_hash", flat=True))
+
+
+def _on_key_changed(sender, instance: ApiKey, created: bool = False, **kwargs) -> None:
+    if not created:  # a new key was never looked up
+        credentials_changed([instance.key_hash])
+
+
+def _on_user_changed(sender, instance, created: bool = False, update_fields=None, **kwargs) -> None:
+    if not created and (update_fields is None or "is_active" in update_fields):  # not a login's last_login
+        credentials_changed(_user_keys(instance.pk))
+
+
+def _on_user_deleted(sender, instance, **kwargs) -> None:
+    credentials_changed(_user_keys(instance.pk))  # pre_delete: the keys are still there to be named
+
+
+def _on_account_changed(sender, instance: Account, created: bool = False, update_fields=None, **kwargs) -> None:
+    if not created and (update_fields is None or "tier" in update_fields):  # not the credit counters
+        credentials_changed(_user_keys(instance.user_id))
+
+
+def connect_signals() -> None:
+    """What changes a key's answer (called from jobs.apps.ready)."""
+    user_model = get_user_model()
+    post_save.connect(_on_key_changed, sender=ApiKey, dispatch_uid="keycache-key-saved")
+    post_delete.connect(_on_key_changed, sender=ApiKey, dispatch_uid="keycache-key-deleted")
+    post_save.connect(_on_user_changed, sender=user_model, dispatch_uid="keycache-user-saved")
+    pre_delete.connect(_on_user_deleted, sender=user_model, dispatch_uid="keycache-user-deleted")
+    post_save.connect(_on_account_changed, sender=Account, dispatch_uid="keycache-account-saved")
 
 
 class ApiKeyAuthentication(authentication.BaseAuthentication):
@@ -71,10 +174,11 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         scheme, _, raw = header.partition(" ")
         if scheme.lower() != "bearer" or not raw.strip():
             raise exceptions.AuthenticationFailed("Malformed Authorization header: use 'Bearer YOUR_KEY'.")
-        user = user_for_key(raw.strip())
+        key_hash = hash_key(raw.strip())
+        user, remembered_since = _user_for_hash(key_hash)
         if user is None:
             raise exceptions.AuthenticationFailed("Incorrect API key provided.")
-        return user, None
+        return user, KeyAuth(key_hash, remembered_since)
 
     def authenticate_header(self, request) -> str:
         return 'Bearer realm="api"'

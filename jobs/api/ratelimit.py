@@ -7,8 +7,9 @@ A bucket is a fixed-window counter `rl:{bucket}:{user_pk}:{window_index}` bumped
 processes never lose counts the way DRF's SimpleRateThrottle (get, append, set) does. On Redis (the cache's
 LOCATION) every bucket of a request is counted in one pipelined round trip (INCR, EXPIRE NX) through one
 connection pool per process; Django's cache API would cost two round trips per bucket (EXISTS, INCRBY) and,
-since each request runs in its own context under the web role, a new Redis connection per request. In the
-embedded profile (locmem) the cache's locked incr counts.
+since each request runs in its own context under the web role, a new Redis connection per request. The same
+round trip reads the request's key marker (jobs.api.auth), so a revoked key stops working at once in every
+process. In the embedded profile (locmem) the cache's locked incr counts.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from jobs.accounts import tier_limits
+from jobs.api import auth
 from jobs.api.errors import ApiError
 
 log = logging.getLogger(__name__)
@@ -59,6 +61,11 @@ def _redis_for(alias: str) -> tuple[redis.Redis, str] | None:
         # Short timeouts: a slow or unreachable Redis must cost a request milliseconds, not seconds (fail open).
         client = _clients[location] = redis.Redis.from_url(location, socket_connect_timeout=0.5, socket_timeout=0.5)
     return client, conf.get("KEY_PREFIX", "")
+
+
+def redis_client() -> tuple[redis.Redis, str] | None:
+    """The default cache's Redis client and key prefix (None: the cache is not Redis)."""
+    return _redis_for("default")
 
 
 @dataclass(frozen=True)
@@ -100,34 +107,51 @@ class TierRateThrottle(BaseThrottle):
         user = request.user
         if user is None or not user.is_authenticated:
             return True  # authentication/permissions answer these (401) before throttles run
-        tier = tier_of(user)
-        limits = tier_limits(tier)
-        buckets = [("requests", int(limits.get("RATE_PER_MINUTE", 0)))]
-        if request.method in getattr(view, "submit_methods", ()):
-            buckets.append(("submits", int(limits.get("SUBMIT_RATE_PER_MINUTE", 0))))
-        buckets = [(name, limit) for name, limit in buckets if limit > 0]
-        if not buckets or self._bypassed():
+        submit = request.method in getattr(view, "submit_methods", ())
+        buckets = self._buckets(tier_limits(tier_of(user)), submit)
+        if self._bypassed():
+            return True
+        remembered = isinstance(request.auth, auth.KeyAuth) and request.auth.remembered_since is not None
+        if not buckets and not remembered:
             return True
 
         now = self.clock()
         window = int(now // WINDOW_SECONDS)
         reset = (window + 1) * WINDOW_SECONDS - now
-        headers: dict[str, str] = {}
-        setattr(request, REQUEST_ATTR, headers)
         # Every bucket is counted, even when an earlier one refuses: the buckets share the window, so a refused
         # request's count in the submit bucket is gone when the general bucket frees up again.
-        counts = self._count([f"rl:{name}:{user.pk}:{window}" for name, _ in buckets])
-        if counts is None:
+        names = [name for name, _ in buckets]
+        marker = auth.CHANGED_KEY.format(request.auth.key_hash) if remembered else None
+        counted = self._count([f"rl:{name}:{user.pk}:{window}" for name in names], marker)
+        if counted is None:
             return True  # fail open, and don't advertise limits we are not enforcing
-        for (name, limit), used in zip(buckets, counts, strict=True):
-            usage = Usage(name, limit, used, reset)
+        counts, changed = counted
+        if changed is not None:
+            auth.changed_since(request, changed)  # 401 here if the key was revoked meanwhile
+            buckets = self._buckets(tier_limits(tier_of(request.user)), submit)
+        limits = dict(buckets)
+        tier = tier_of(request.user)
+        headers: dict[str, str] = {}
+        setattr(request, REQUEST_ATTR, headers)
+        for name, used in zip(names, counts, strict=True):
+            if name not in limits:
+                continue  # the user's tier changed to one without this limit
+            usage = Usage(name, limits[name], used, reset)
             headers.update(usage.headers())
             if usage.exceeded:
                 raise self._rejection(usage, tier, headers)
         return True
 
-    def _count(self, keys: list[str]) -> list[int] | None:
-        """Atomically add one to each window's counter; None if the cache is unreachable."""
+    @staticmethod
+    def _buckets(limits: dict[str, float], submit: bool) -> list[tuple[str, int]]:
+        buckets = [("requests", int(limits.get("RATE_PER_MINUTE", 0)))]
+        if submit:
+            buckets.append(("submits", int(limits.get("SUBMIT_RATE_PER_MINUTE", 0))))
+        return [(name, limit) for name, limit in buckets if limit > 0]
+
+    def _count(self, keys: list[str], marker: str | None) -> tuple[list[int], bytes | None] | None:
+        """Atomically add one to each window's counter and read the key's change marker (jobs.api.auth; None
+        without Redis), in one round trip; None if the cache is unreachable."""
         try:
             found = _redis_for(self.cache_alias)
             if found is not None:
@@ -137,7 +161,11 @@ class TierRateThrottle(BaseThrottle):
                     # The TTL outlives the window whatever second the key was created in; NX keeps the first.
                     pipe.incr(f"{prefix}:{key}")
                     pipe.expire(f"{prefix}:{key}", WINDOW_SECONDS + 1, nx=True)
-                return pipe.execute()[::2]
+                if marker is None:
+                    return pipe.execute()[::2], None
+                pipe.get(f"{prefix}:{marker}")
+                replies = pipe.execute()
+                return replies[:-1:2], replies[-1]
             cache = caches[self.cache_alias]
             counts = []
             for key in keys:
@@ -147,7 +175,7 @@ class TierRateThrottle(BaseThrottle):
                     # First request of the window. add() is set-if-absent, so racing threads create it once.
                     cache.add(key, 0, timeout=WINDOW_SECONDS + 1)
                     counts.append(cache.incr(key))
-            return counts
+            return counts, None
         except Exception as exc:  # any backend error (redis ConnectionError, TimeoutError, ...): never a 500
             _cache_down_until[self.cache_alias] = time.monotonic() + CACHE_RETRY_SECONDS
             log.warning(
