@@ -35,9 +35,18 @@ def update(queryset: QuerySet, using: str = "default", **values: Any) -> Stateme
     return query.get_compiler(using=using).as_sql()
 
 
-def run(statements: Sequence[Statement], using: str = "default") -> list[list[tuple]]:
-    """Execute in order; each statement's rows ([] for writes)."""
+def run(statements: Sequence[Statement], using: str = "default", *, commit: bool = False) -> list[list[tuple]]:
+    """Execute in order; each statement's rows ([] for writes).
+
+    commit=True says these are the last statements of the caller's transaction.atomic() block. On Postgres,
+    when that block is the outermost one, its COMMIT travels in the same message: the block's own commit then
+    finds the transaction ended and sends nothing (psycopg commits only a transaction in progress), a round
+    trip saved. If any statement fails, the rest (COMMIT included) never runs and the block rolls back.
+    """
     connection = connections[using]
+    fold = commit and connection.vendor == "postgresql" and _outermost_atomic(connection)
+    if fold:
+        statements = [*statements, ("COMMIT", [])]
     results: list[list[tuple]] = []
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql" and len(statements) > 1:
@@ -50,7 +59,18 @@ def run(statements: Sequence[Statement], using: str = "default") -> list[list[tu
             for sql, params in statements:
                 cursor.execute(sql, params)
                 results.append(_rows(cursor, connection.vendor))
-    return results
+    return results[:-1] if fold else results
+
+
+def _outermost_atomic(connection: Any) -> bool:
+    # One atomic block, not nested in another (a test's, or a caller's: COMMIT would end theirs too), and not
+    # already doomed to roll back.
+    return (
+        connection.in_atomic_block
+        and len(connection.atomic_blocks) == 1
+        and connection.commit_on_exit
+        and not connection.needs_rollback
+    )
 
 
 def _rows(cursor: Any, vendor: str) -> list[tuple]:

@@ -340,6 +340,27 @@ def test_submit_query_count_is_pinned(api):
     assert len(keyed) == len(plain) + 1, [q["sql"] for q in keyed]
 
 
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="round trips of the Postgres path")
+@pytest.mark.django_db(transaction=True)
+def test_a_submission_is_three_round_trips_with_commit_in_the_last(api, tmp_path):
+    """What travels to Postgres, traced by libpq itself: BEGIN, the reads, the writes with COMMIT."""
+    from psycopg.pq import Trace
+
+    api.post("/v1/videos", {"prompt": "warm"}, format="json")  # the key is remembered from here on
+    connection.ensure_connection()
+    pgconn = connection.connection.pgconn
+    trace = tmp_path / "trace"
+    with trace.open("w") as f:
+        pgconn.trace(f.fileno())
+        pgconn.set_trace_flags(Trace.SUPPRESS_TIMESTAMPS)
+        assert api.post("/v1/videos", {"prompt": "x"}, format="json").status_code == 201
+        pgconn.untrace()
+    sent = [line.split("\t", 3)[3].strip() for line in trace.read_text().splitlines() if line.startswith("F\t")]
+    assert len(sent) == 3, sent
+    assert sent[0] == '"BEGIN"' and "FOR UPDATE" in sent[1] and sent[2].endswith('COMMIT"'), sent
+    assert Job.objects.count() == 2 and JobEvent.objects.filter(reason="submitted").count() == 2
+
+
 def test_unknown_api_path_and_method(api):
     resp = api.get("/v1/nothing")
     assert resp.status_code == 404 and error_of(resp)["code"] == "not_found"

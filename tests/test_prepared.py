@@ -68,6 +68,38 @@ def test_a_failing_statement_fails_the_whole_batch(make_job):
     assert not JobEvent.objects.filter(reason="before").exists()
 
 
+@pytest.mark.django_db(transaction=True)
+def test_the_last_batch_carries_the_commit_of_the_outermost_block(make_job):
+    job = make_job("queued")
+    event = JobEvent(job_id=job.pk, from_state="", to_state="queued", reason="folded", actor="test", attempt=0)
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        assert batch.run([batch.insert(event)], commit=True) == [[]]  # COMMIT's own result is not returned
+    (sent,) = [q["sql"] for q in queries if "INSERT" in q["sql"]]
+    assert sent.endswith("; COMMIT") == (connection.vendor == "postgresql"), sent
+    assert JobEvent.objects.filter(reason="folded").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_failing_last_batch_commits_nothing(make_job):
+    job = make_job("queued")
+    twin = Job(**{f.attname: getattr(job, f.attname) for f in Job._meta.concrete_fields if not f.primary_key})
+    event = JobEvent(job_id=job.pk, from_state="", to_state="queued", reason="lost", actor="test", attempt=0)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        batch.run([batch.insert(event), batch.insert(twin)], commit=True)  # the twin fails: COMMIT never runs
+    assert not JobEvent.objects.filter(reason="lost").exists()
+    assert Job.objects.count() == 1  # and the connection is usable again
+
+
+def test_a_nested_block_keeps_its_commit_to_the_outer_one(make_job):
+    """The test itself runs in a transaction: COMMIT would end it, so it is not folded in."""
+    job = make_job("queued")
+    event = JobEvent(job_id=job.pk, from_state="", to_state="queued", reason="nested", actor="test", attempt=0)
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        batch.run([batch.insert(event)], commit=True)
+    (sent,) = [q["sql"] for q in queries if "INSERT" in q["sql"]]
+    assert "COMMIT" not in sent
+
+
 def test_next_id_allocates_from_the_tables_sequence(make_job):
     first = make_job()
     sql = batch.next_id(Job)

@@ -111,9 +111,9 @@ def _largest_cap(field: str) -> int:
 def _insert_submitted(
     job: Job, *, user_id: int, request: SubmitRequest, idempotency_key: str | None
 ) -> tuple[Job, bool]:
-    """One transaction in four round trips on Postgres: BEGIN; the reads (account lock, then the caps' counts,
-    then the job's id from its sequence); the writes (job, credit reservation, account usage, audit event,
-    moderation task); COMMIT. On SQLite the same statements run one by one."""
+    """One transaction in three round trips on Postgres: BEGIN; the reads (account lock, then the caps'
+    counts, then the job's id from its sequence); the writes (job, credit reservation, account usage, audit
+    event, moderation task) and COMMIT. On SQLite the same statements run one by one."""
     try:
         with transaction.atomic():
             # One submission of this user at a time: caps and credits are checked against what is committed
@@ -176,7 +176,7 @@ def _insert_submitted(
             )
             writes.append(batch.insert(event))
             writes.append(batch.insert(queueing.cpu_message(STAGE_TASKS[S.PENDING], job.pk)))
-            batch.run(writes)
+            batch.run(writes, commit=True)  # the block's last statements: COMMIT goes with them
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the insert.
         existing = Job.objects.filter(user_id=user_id, idempotency_key=idempotency_key).first()
