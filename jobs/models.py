@@ -268,7 +268,10 @@ class CreditEntry(models.Model):
         CHARGE = "charge"
         RELEASE = "release"
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_entries")
+    # No index of its own: credit_user_id_idx (user, -id) starts with it.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="credit_entries", db_index=False
+    )
     job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="credit_entries")
     kind = models.CharField(max_length=8, choices=Kind.choices)
     # Signed change of the user's balance (grants, adjustments, and the balance part of a reserve/release).
