@@ -76,6 +76,9 @@ class LeaseKeeper:
             alive = services.job_heartbeat(job_id=self.job_id, attempt=self.attempt, progress=self.progress)
         except Exception:
             log.warning("heartbeat for job %s failed; will retry", self.job_id, exc_info=True)
+            # This thread's connection may be dead (a restart, a failover): Django never replaces a broken
+            # persistent connection outside a request, so drop it and let the next beat connect afresh.
+            connection.close()
             return True  # a database hiccup is not a lost lease; the reaper decides that
         if not alive:
             self.lost.set()
