@@ -47,27 +47,25 @@ def serve(key: str, *, content_type: str, filename: str, range_header: str | Non
         return redirect
     try:
         size = default_storage.size(key)
+    except (FileNotFoundError, OSError):
+        raise _gone() from None
+    wanted = _byte_range(range_header, size)
+    if wanted == "unsatisfiable":  # answered before the file is opened: nothing to leak
+        message = f"Requested range not satisfiable (the content is {size} bytes)."
+        response = JsonResponse(
+            envelope(message, type="invalid_request_error", code="range_not_satisfiable"), status=416
+        )
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    try:
         fh = default_storage.open(key, "rb")
     except (FileNotFoundError, OSError):
-        raise ApiError("The stored content is no longer available.", code="content_gone", status_code=404) from None
-    match = RANGE.fullmatch((range_header or "").strip())
-    if match is None or match.groups() == ("", ""):
+        raise _gone() from None
+    if wanted is None:
         response = FileResponse(fh, content_type=content_type)
         response["Content-Length"] = str(size)
     else:
-        first, last = match.groups()
-        if first == "":  # "bytes=-N": the last N bytes
-            start, end = max(0, size - int(last)), size - 1
-        else:
-            start, end = int(first), min(int(last) if last else size - 1, size - 1)
-        if start >= size or start > end:
-            fh.close()
-            message = f"Requested range not satisfiable (the content is {size} bytes)."
-            response = JsonResponse(
-                envelope(message, type="invalid_request_error", code="range_not_satisfiable"), status=416
-            )
-            response["Content-Range"] = f"bytes */{size}"
-            return response
+        start, end = wanted
         fh.seek(start)
         response = StreamingHttpResponse(_chunks(fh, end - start + 1), status=206, content_type=content_type)
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
@@ -75,3 +73,28 @@ def serve(key: str, *, content_type: str, filename: str, range_header: str | Non
     response["Accept-Ranges"] = "bytes"
     response["Content-Disposition"] = f'inline; filename="{filename}"'
     return response
+
+
+def _gone() -> ApiError:
+    return ApiError("The stored content is no longer available.", code="content_gone", status_code=404)
+
+
+def _position(digits: str) -> int:
+    # Any number longer than this is past the end of any file; int() of thousands of digits would raise.
+    return int(digits) if len(digits) <= 18 else 10**18
+
+
+def _byte_range(header: str | None, size: int) -> tuple[int, int] | str | None:
+    """(first, last) byte of a single `bytes=` range; None for the whole file (no header, or one this server
+    does not serve: several ranges, other units); "unsatisfiable" for a range that starts past the end."""
+    match = RANGE.fullmatch((header or "").strip())
+    if match is None or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":  # "bytes=-N": the last N bytes
+        start, end = max(0, size - _position(last)), size - 1
+    else:
+        start, end = _position(first), min(_position(last) if last else size - 1, size - 1)
+    if start >= size or start > end:
+        return "unsatisfiable"
+    return start, end
