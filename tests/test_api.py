@@ -424,6 +424,35 @@ def completed(api, make_job, user):
     return job, data
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_reference_images_in_the_three_formats_are_taken(api, fmt):
+    upload = io.BytesIO(png(fmt=fmt))
+    resp = api.post("/v1/videos", {"prompt": "p", "input_reference": upload}, format="multipart")
+    assert resp.status_code == 201, resp.content
+
+
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 128 128\nnewpath 0 0 moveto 128 128 lineto stroke\nshowpage\n"
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO", "PPM", "GIF", "EPS"])
+def test_reference_images_in_other_formats_are_refused_unparsed(api, fmt):
+    """Defect 8: BMP, TIFF, ICO and PPM were accepted, and EPS went to Pillow's PostScript parser."""
+    from PIL import EpsImagePlugin
+
+    calls: list[bytes] = []
+    real = EpsImagePlugin.EpsImageFile._open
+    EpsImagePlugin.EpsImageFile._open = lambda self: calls.append(b"eps") or real(self)  # records, then parses
+    try:
+        data = EPS if fmt == "EPS" else png(fmt=fmt)
+        resp = api.post("/v1/videos", {"prompt": "p", "input_reference": io.BytesIO(data)}, format="multipart")
+    finally:
+        EpsImagePlugin.EpsImageFile._open = real
+    assert resp.status_code == 400 and error_of(resp)["code"] == "invalid_image", resp.content
+    assert "PNG, JPEG or WebP" in error_of(resp)["message"]
+    assert calls == []  # never handed to the PostScript parser
+    assert not Job.objects.exists()
+
+
 def test_content_supports_byte_ranges(api, completed):
     job, data = completed
     url = f"/v1/videos/{job.public_id}/content"

@@ -19,6 +19,9 @@ from jobs.services import SubmitRequest
 CREATE_FIELDS = frozenset({"prompt", "model", "seconds", "size", "input_reference", "start_deadline_seconds"})
 
 
+REFERENCE_FORMATS = ("PNG", "JPEG", "WEBP")
+
+
 def _bad(message: str, param: str, code: str = "invalid_value") -> ApiError:
     return ApiError(message, param=param, code=code)
 
@@ -181,9 +184,11 @@ def _reference(data, files, width: int, height: int, supported: bool, model: str
     if not supported:
         raise _bad(f"{model} does not take an input_reference.", "input_reference", "unsupported_reference")
     try:
-        with Image.open(io.BytesIO(raw)) as probe:
+        # Only these decoders ever see the bytes: Pillow would otherwise try every format it knows (BMP, TIFF,
+        # ICO, PPM, and EPS through Ghostscript) on whatever a client uploads.
+        with Image.open(io.BytesIO(raw), formats=REFERENCE_FORMATS) as probe:
             probe.verify()  # checks the file's structure without decoding it all
-        with Image.open(io.BytesIO(raw)) as image:
+        with Image.open(io.BytesIO(raw), formats=REFERENCE_FORMATS) as image:
             if image.size != (width, height):
                 raise _bad(
                     f"'input_reference' is {image.size[0]}x{image.size[1]} but the requested size is "
