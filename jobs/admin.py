@@ -15,6 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from jobs import services
+from jobs.accounts import generate_key, hash_key
 from jobs.models import Account, ApiKey, CreditEntry, Job, JobEvent, Runner
 from jobs.services import credits
 from jobs.services.transitions import cfg
@@ -81,7 +82,11 @@ class JobAdmin(ViewOnlyAdmin):
     # (View only: saving or deleting through the form would bypass the state machine and race a runner's fenced
     # writes; jobs change only through actions that call the services.)
 
-    @admin.action(description="Cancel selected jobs", permissions=["view"])
+    def has_cancel_permission(self, request) -> bool:
+        # Cancelling changes a job (through the services): staff need the change permission, not just view.
+        return request.user.has_perm(f"{self.opts.app_label}.change_job")
+
+    @admin.action(description="Cancel selected jobs", permissions=["cancel"])
     def cancel_jobs(self, request, queryset) -> None:
         done = 0
         for job in queryset:
@@ -95,9 +100,29 @@ class JobAdmin(ViewOnlyAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    """Staff issue a key for a user (shown once, like on the page), rename or revoke it; a key never changes
+    hands, and its hash is the platform's to make."""
+
     list_display = ("prefix", "user", "name", "created_at", "revoked_at")
     search_fields = ("user__username", "prefix")
-    readonly_fields = ("prefix", "key_hash", "created_at")
+    list_select_related = ("user",)
+
+    def get_fields(self, request, obj=None):
+        return ("user", "name") if obj is None else ("user", "name", "prefix", "key_hash", "created_at", "revoked_at")
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else ("user", "prefix", "key_hash", "created_at")
+
+    def save_model(self, request, obj: ApiKey, form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        raw = generate_key()
+        obj.prefix, obj.key_hash = raw[:10], hash_key(raw)
+        super().save_model(request, obj, form, change)
+        self.message_user(
+            request, f"New key for {obj.user}: {raw} (copy it now: it is not shown again).", messages.WARNING
+        )
 
 
 # --- accounts and credits -----------------------------------------------------------------------------

@@ -227,3 +227,66 @@ def test_account_list_shows_balance_and_only_todays_usage(client, superuser, mak
     page = client.get(ACCOUNTS).content.decode()
     assert "321" in page and ">4<" in page and ">77<" in page
     assert ">9<" not in page and ">55<" not in page  # yesterday's counters are not today's usage
+
+
+# --- defect 6: what staff may do to jobs and keys ------------------------------------------------------------
+
+JOBS = "/admin/jobs/job/"
+KEYS = "/admin/jobs/apikey/"
+
+
+def test_view_only_staff_cannot_cancel_jobs(client, make_staff, make_job):
+    """Defect 6: the cancel action asked only for view_job."""
+    job = make_job("queued")
+    client.force_login(make_staff("viewer", "view_job"))
+    page = client.get(JOBS)
+    assert page.status_code == 200 and b"cancel_jobs" not in page.content  # not offered
+    client.post(JOBS, {"action": "cancel_jobs", "_selected_action": [job.pk]})
+    job.refresh_from_db()
+    assert job.state == "queued"
+
+
+def test_staff_who_may_change_jobs_cancel_them_through_the_services(client, make_staff, make_job):
+    job = make_job("queued")
+    staff = make_staff("operator", "view_job", "change_job")
+    client.force_login(staff)
+    assert b"cancel_jobs" in client.get(JOBS).content
+    client.post(JOBS, {"action": "cancel_jobs", "_selected_action": [job.pk]})
+    job.refresh_from_db()
+    assert job.state == "cancelled"
+    assert job.events.filter(to_state="cancelled", actor=f"staff:{staff.pk}").exists()
+
+
+def test_a_key_cannot_be_handed_to_another_user(client, superuser, user, make_user):
+    from jobs.accounts import api_key_create
+    from jobs.models import ApiKey
+
+    api_key_create(user_id=user.pk)
+    key = ApiKey.objects.get(user=user)
+    other = make_user("mallory")
+    client.force_login(superuser)
+    client.post(f"{KEYS}{key.pk}/change/", {"user": other.pk, "name": "renamed"})
+    key.refresh_from_db()
+    assert key.user_id == user.pk and key.name == "renamed"
+
+
+def test_keys_added_in_the_admin_are_real_keys_shown_once(client, superuser, user):
+    """Defect 6: the add form stored an empty hash, and the second add was a 500."""
+    from rest_framework.test import APIClient
+
+    from jobs.models import ApiKey
+
+    client.force_login(superuser)
+    shown = []
+    for name in ("first", "second"):
+        resp = client.post(f"{KEYS}add/", {"user": user.pk, "name": name}, follow=True)
+        assert resp.status_code == 200
+        (message,) = [str(m) for m in resp.context["messages"] if "New key for" in str(m)]
+        shown.append(message.split("New key for ")[1].split(": ", 1)[1].split(" ", 1)[0])
+    keys = ApiKey.objects.filter(user=user)
+    assert keys.count() == 2 and len({k.key_hash for k in keys}) == 2 and all(k.key_hash for k in keys)
+    api = APIClient()
+    for raw in shown:
+        api.credentials(HTTP_AUTHORIZATION=f"Bearer {raw}")
+        assert api.get("/v1/models").status_code == 200
+    assert not any(raw.encode() in client.get(f"{KEYS}{k.pk}/change/").content for k in keys for raw in shown)
