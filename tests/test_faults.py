@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -12,6 +17,7 @@ from django.db import connection
 from gpu_runner.tasks import LeaseKeeper
 
 pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _terminate(pid: int) -> None:
@@ -54,3 +60,57 @@ def test_the_lease_heartbeat_recovers_from_a_dropped_connection(make_job):
     assert beats == [True, True, True]
     job.refresh_from_db()
     assert job.progress == 30  # the beat after the failure renewed the lease again
+
+
+# --- defect 10: production defaults ---------------------------------------------------------------------------
+
+
+def _settings_in_a_process(**env: str) -> subprocess.CompletedProcess:
+    """Load the settings as a fresh process would, with this environment on top of the test run's."""
+    code = (
+        "import django, json; from django.conf import settings; django.setup(); "
+        "print(json.dumps({k: getattr(settings, k, None) for k in ('SESSION_COOKIE_SECURE', 'CSRF_COOKIE_SECURE', "
+        "'SECURE_HSTS_SECONDS', 'SECURE_SSL_REDIRECT', 'SECURE_PROXY_SSL_HEADER')}))"
+    )
+    full = {**os.environ, "DJANGO_SETTINGS_MODULE": "videogen.settings", **env}
+    for name, value in env.items():
+        if value is None:
+            full.pop(name)
+    return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("key", ["dev-insecure-change-me", "short"])
+def test_the_production_profile_refuses_a_development_or_short_secret_key(key):
+    """Defect 10: django-q2 signs its pickled task payloads with SECRET_KEY."""
+    done = _settings_in_a_process(DATABASE_URL="postgres://postgres@127.0.0.1:5432/videogen", SECRET_KEY=key)
+    assert done.returncode != 0 and "SECRET_KEY must be set" in done.stderr, done.stderr[-500:]
+
+
+def test_the_embedded_profile_runs_with_the_development_key():
+    done = _settings_in_a_process(DATABASE_URL="", SECRET_KEY="dev-insecure-change-me")
+    assert done.returncode == 0, done.stderr[-500:]
+
+
+def test_https_turns_on_secure_cookies_hsts_and_the_redirect():
+    plain = json.loads(_settings_in_a_process().stdout)
+    assert plain == {
+        "SESSION_COOKIE_SECURE": False,
+        "CSRF_COOKIE_SECURE": False,
+        "SECURE_HSTS_SECONDS": 0,
+        "SECURE_SSL_REDIRECT": False,
+        "SECURE_PROXY_SSL_HEADER": None,
+    }
+    tls = json.loads(_settings_in_a_process(HTTPS="true", TRUST_X_FORWARDED_PROTO="true").stdout)
+    assert tls["SESSION_COOKIE_SECURE"] and tls["CSRF_COOKIE_SECURE"] and tls["SECURE_SSL_REDIRECT"]
+    assert tls["SECURE_HSTS_SECONDS"] >= 31_536_000
+    assert tls["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
+
+
+def test_weak_passwords_are_refused(user):
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
+    for weak in ("123", "password", "12345678901", user.username):
+        with pytest.raises(ValidationError):
+            validate_password(weak, user)
+    validate_password("a-long-unusual-passphrase-7", user)

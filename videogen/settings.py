@@ -11,13 +11,15 @@ import socket
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from videogen.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("VIDEOGEN_VAR_DIR", str(BASE_DIR / "var")))
 
-SECRET_KEY = env_str("SECRET_KEY", "dev-insecure-change-me")
+DEVELOPMENT_SECRET_KEY = "dev-insecure-change-me"
+SECRET_KEY = env_str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]")
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", "")
@@ -71,6 +73,14 @@ TEMPLATES = [
 
 # --- database -------------------------------------------------------------------------------------
 DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL and (SECRET_KEY == DEVELOPMENT_SECRET_KEY or len(SECRET_KEY) < 32):
+    # django-q2's task payloads are pickles signed with this key: whoever knows it and can write the broker
+    # table runs code on the workers. It also signs sessions and password resets.
+    raise ImproperlyConfigured(
+        "SECRET_KEY must be set to a long random secret (32+ characters) in the production profile "
+        "(DATABASE_URL is set), the same on every host: "
+        "e.g. python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 # Which process this is: videogen.asgi sets "web"; management commands (dispatcher, qclusters) default to "worker".
 # Never run a qcluster as "web": its forked children would share the parent's pooled sockets.
 ROLE = env_str("VIDEOGEN_ROLE", "worker")
@@ -164,7 +174,26 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
-AUTH_PASSWORD_VALIDATORS: list[dict] = []
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"django.contrib.auth.password_validation.{name}"}
+    for name in (
+        "UserAttributeSimilarityValidator",
+        "MinimumLengthValidator",
+        "CommonPasswordValidator",
+        "NumericPasswordValidator",
+    )
+]
+
+# Behind TLS (HTTPS=true): cookies only over HTTPS, HSTS, and http:// redirected. TRUST_X_FORWARDED_PROTO=true
+# when a proxy terminates TLS and sets X-Forwarded-Proto (only then: a client could send it itself).
+HTTPS = env_bool("HTTPS", False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = SECURE_SSL_REDIRECT = HTTPS
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000) if HTTPS else 0
+SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS and env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+if env_bool("TRUST_X_FORWARDED_PROTO", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SESSION_COOKIE_HTTPONLY = True
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
