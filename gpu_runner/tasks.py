@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 
 
 STEPS_SHARE = 70
+# What the user reads when generation fails; the exception itself goes to the log and the job's events.
+GENERATION_ERROR = "The video could not be generated because of an error on the GPU runner."
 
 
 class JobLost(GenerationAborted):
@@ -165,7 +167,8 @@ def _run_one(todo: int | Job, *, take_next: bool) -> tuple[str, Job | None]:
             job_id=job_id,
             attempt=attempt,
             error_code="generation_error",
-            message=f"{type(exc).__name__}: {exc}",
+            message=GENERATION_ERROR,
             retryable=True,
+            detail=f"{type(exc).__name__}: {exc}"[:1000],  # for staff (the job's events), never the user
         )
         return "failed", None

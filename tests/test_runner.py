@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -101,4 +102,6 @@ def test_a_failing_attempt_is_retried_with_backoff_and_its_error_visible(make_jo
     assert (job.state, job.attempt) == (State.FAILED, 2)
     video = api.get(f"/v1/videos/{job.public_id}").json()
     assert video["status"] == "failed" and video["error"]["code"] == "generation_error"
-    assert "missing.png" in video["error"]["message"]
+    # Defect 11: the exception's text (here a storage path) is for staff, in the job's events; never the user's.
+    assert video["error"]["message"] == tasks.GENERATION_ERROR and "missing.png" not in json.dumps(video)
+    assert job.events.filter(reason__contains="missing.png").count() == 2

@@ -133,13 +133,25 @@ def _complete(
         return True, next_job
 
 
-def job_fail_attempt(*, job_id: int, attempt: int, error_code: str, message: str, retryable: bool) -> bool:
-    """The runner's attempt failed: retry with backoff, or fail for good. False: fenced out."""
+def job_fail_attempt(
+    *, job_id: int, attempt: int, error_code: str, message: str, retryable: bool, detail: str = ""
+) -> bool:
+    """The runner's attempt failed: retry with backoff, or fail for good. False: fenced out.
+
+    `message` is what the user sees; `detail` (an exception's text: paths, hosts, library internals) goes only
+    to the audit event, for staff."""
     with transaction.atomic():
         job = locked(job_id)
         if job is None or job.state != S.RUNNING or job.attempt != attempt:
             return False
-        retry_or_fail(job, error_code=error_code, message=message, retryable=retryable, actor=f"runner:{job.runner_id}")
+        retry_or_fail(
+            job,
+            error_code=error_code,
+            message=message,
+            retryable=retryable,
+            actor=f"runner:{job.runner_id}",
+            detail=detail,
+        )
         return True
 
 

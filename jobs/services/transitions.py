@@ -92,7 +92,9 @@ def fail(job: Job, *, reason: str, actor: str, code: str, message: str) -> None:
     )
 
 
-def retry_or_fail(job: Job, *, error_code: str, message: str, retryable: bool, actor: str) -> None:
+def retry_or_fail(job: Job, *, error_code: str, message: str, retryable: bool, actor: str, detail: str = "") -> None:
+    """`message` is the user's; the audit event's reason also carries `detail` (for staff only)."""
+    why = f"{message} [{detail}]" if detail else message
     if job.state == S.DISPATCHED:
         # Never claimed: the message was lost or no worker took it. Attempts count at claim, so requeue,
         # but not forever: a fleet that keeps taking no work must not bounce a job for ever unseen.
@@ -108,7 +110,7 @@ def retry_or_fail(job: Job, *, error_code: str, message: str, retryable: bool, a
         transition(
             job,
             S.QUEUED,
-            reason=f"attempt {job.attempt} failed ({error_code}): {message}; retry in {backoff:.0f}s",
+            reason=f"attempt {job.attempt} failed ({error_code}): {why}; retry in {backoff:.0f}s",
             actor=actor,
             lease_expires_at=None,
             not_before=db_now_plus(backoff),
@@ -118,5 +120,5 @@ def retry_or_fail(job: Job, *, error_code: str, message: str, retryable: bool, a
             error_message=message[:2000],
         )
     else:
-        reason = f"attempt {job.attempt} failed ({error_code}): {message}"
+        reason = f"attempt {job.attempt} failed ({error_code}): {why}"
         fail(job, reason=reason, actor=actor, code=error_code, message=message)
