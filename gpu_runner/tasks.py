@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 
 from gpu_runner import backend, worker
 from gpu_runner.pipeline import GenerationAborted
@@ -36,6 +36,29 @@ GENERATION_ERROR = "The video could not be generated because of an error on the 
 
 class JobLost(GenerationAborted):
     """The job moved on without us (cancelled, reaped, re-dispatched): stop at once, publish nothing."""
+
+
+class CompletionUnknown(Exception):
+    """The database stayed unreachable while the finished clip was being recorded."""
+
+
+# Pauses between tries of recording a finished clip when the database drops out (a restart, a failover).
+COMPLETE_RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)
+
+
+def _complete(*, job_id: int, attempt: int, video_key: str, **kwargs) -> tuple[bool, Job | None]:
+    """services.job_complete_and_claim_next, riding out a database blip: tried again on a new connection. A
+    try whose commit landed but whose answer was lost shows on the job itself (it holds this clip)."""
+    for delay in (0.0, *COMPLETE_RETRY_DELAYS):
+        time.sleep(delay)
+        try:
+            if delay and services.job_holds_clip(job_id=job_id, attempt=attempt, video_key=video_key):
+                return True, None
+            return services.job_complete_and_claim_next(job_id=job_id, attempt=attempt, video_key=video_key, **kwargs)
+        except (OperationalError, InterfaceError):
+            log.warning("recording job %s attempt %s failed (database); will retry", job_id, attempt, exc_info=True)
+            connection.close()  # a dead connection is never replaced by itself outside a request
+    raise CompletionUnknown()
 
 
 class Stopping(GenerationAborted):
@@ -138,7 +161,7 @@ def _run_one(todo: int | Job, *, take_next: bool) -> tuple[str, Job | None]:
             base = f"videos/{job.public_id}/attempt-{attempt}"
             keys.append(default_storage.save(f"{base}.mp4", ContentFile(video)))
             keys.append(default_storage.save(f"{base}.webp", ContentFile(thumbnail)))
-        done, next_job = services.job_complete_and_claim_next(
+        done, next_job = _complete(
             job_id=job_id,
             attempt=attempt,
             video_key=keys[0],
@@ -150,6 +173,13 @@ def _run_one(todo: int | Job, *, take_next: bool) -> tuple[str, Job | None]:
         if done:
             return "completed", next_job
         raise JobLost()
+    except CompletionUnknown:
+        # The clip may be the job's now (a commit whose answer was lost): keep it, burn nothing. If the
+        # completion never landed, the lease expires and the reaper retries the job.
+        log.error(
+            "job %s attempt %s: completion not confirmed (database unreachable); left to the lease", job_id, attempt
+        )
+        return "unconfirmed", None
     except JobLost:
         for key in keys:
             default_storage.delete(key)

@@ -105,3 +105,29 @@ def test_a_failing_attempt_is_retried_with_backoff_and_its_error_visible(make_jo
     # Defect 11: the exception's text (here a storage path) is for staff, in the job's events; never the user's.
     assert video["error"]["message"] == tasks.GENERATION_ERROR and "missing.png" not in json.dumps(video)
     assert job.events.filter(reason__contains="missing.png").count() == 2
+
+
+def test_a_database_blip_at_completion_keeps_the_clip_and_the_attempt(make_job):
+    """Defect 2: the completion's connection dropped (a restart, a failover), and the runner deleted the
+    finished clip and failed the attempt. Here the runner's connection is terminated just as it writes the
+    completion; the completion is retried on a new connection and the job goes on to review."""
+    import psycopg
+    from django.db import connection
+
+    job = dispatched(make_job)
+    dropped: list[str] = []
+
+    def drop_once(execute, sql, params, many, context):
+        if not dropped and sql.startswith("UPDATE") and "reviewing" in list(params or ()):
+            dropped.append(sql)
+            with psycopg.connect(**connection.get_connection_params(), autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s)", [connection.connection.info.backend_pid])
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(drop_once):
+        outcome = tasks.run_job(job.pk)
+    assert dropped and outcome == "completed"
+    job.refresh_from_db()
+    assert job.state == State.REVIEWING and job.attempt == 1
+    assert default_storage.exists(job.video_key) and default_storage.exists(job.thumbnail_key)
+    assert not job.events.filter(reason__contains="failed").exists()

@@ -133,6 +133,11 @@ def _complete(
         return True, next_job
 
 
+def job_holds_clip(*, job_id: int, attempt: int, video_key: str) -> bool:
+    """Whether this attempt's completion landed (the job holds its clip), for a runner that lost the answer."""
+    return Job.objects.filter(pk=job_id, attempt=attempt, video_key=video_key).exists()
+
+
 def job_fail_attempt(
     *, job_id: int, attempt: int, error_code: str, message: str, retryable: bool, detail: str = ""
 ) -> bool:
