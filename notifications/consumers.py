@@ -2,7 +2,10 @@
 
 A client connects with `?last_seq=N` (or sends {"type": "resume", "last_seq": N}) and receives every
 notification after N in seq order, then new ones as they are written. Duplicates are possible across
-reconnects; clients dedupe by seq.
+reconnects; clients dedupe by seq. A replay sends at most NOTIFY_REPLAY_MAX notifications, the newest: a
+client further behind first gets {"type": "gap", "skipped_to_seq": S} and reads the rest from
+GET /v1/notifications if it wants them. A user has at most WS_MAX_SOCKETS_PER_USER sockets open at once
+(over all web processes when Redis is there); one more is closed with code 4429.
 """
 
 from __future__ import annotations
@@ -14,27 +17,44 @@ from urllib.parse import parse_qs
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from channels.layers import get_channel_layer
-from channels.security.websocket import OriginValidator
+from channels.security.websocket import WebsocketDenier
 from django.conf import settings
+from django.http.request import split_domain_port, validate_host
 
-from notifications.selectors import notification_dict, notifications_after
+from notifications import sockets
+from notifications.selectors import notification_dict, notifications_after, replay_floor
 from notifications.services import user_group
 
 log = logging.getLogger(__name__)
 
 
-class BrowserOriginValidator(OriginValidator):
-    """Browsers always send Origin, and it must be one of ours (the session cookie would ride along).
+class BrowserOriginValidator:
+    """Browsers always send Origin, and it must be this very server as the browser reached it (scheme, host
+    and port) or one of CSRF_TRUSTED_ORIGINS: the session cookie rides along with any page's socket.
 
-    Clients without an Origin are not browsers and authenticate with a bearer key, so they pass.
+    Clients without an Origin are not browsers (no other site's page can open their socket) and pass.
     """
 
     def __init__(self, application) -> None:
-        hosts = list(settings.ALLOWED_HOSTS) or ["localhost", "127.0.0.1", "[::1]"]
-        super().__init__(application, hosts)
+        self.application = application
 
-    def valid_origin(self, parsed_origin) -> bool:
-        return True if parsed_origin is None else super().valid_origin(parsed_origin)
+    async def __call__(self, scope, receive, send):
+        headers = dict(scope.get("headers") or [])
+        origin = headers.get(b"origin")
+        if origin is not None and not same_origin(origin.decode("latin1"), scope, headers):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.application(scope, receive, send)
+
+
+def same_origin(origin: str, scope, headers) -> bool:
+    if origin in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    host = headers.get(b"host", b"").decode("latin1")
+    domain, _ = split_domain_port(host)
+    if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
+        return False
+    scheme = "https" if scope.get("scheme") == "wss" or settings.HTTPS else "http"
+    return origin == f"{scheme}://{host}"
 
 
 class EventsConsumer(AsyncJsonWebsocketConsumer):
@@ -49,18 +69,24 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             self.last_seq = max(0, int(query.get("last_seq", ["0"])[0]))
         except ValueError:
             self.last_seq = 0
+        if not await asyncio.to_thread(sockets.admit, self.user_id, self.channel_name):
+            await self.close(code=4429)  # too many sockets for this user
+            return
+        self.counted = True
         self.group = user_group(self.user_id)
         self.sending = asyncio.Lock()
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         ensure_db_poller()
-        await self.send_backlog()
+        await self.send_backlog(replay=True)
         # Pushes are at-most-once: a periodic look at the log covers a lost hint.
         self.resync = asyncio.get_running_loop().create_task(self._resync_forever())
 
     async def disconnect(self, code: int) -> None:
         if hasattr(self, "resync"):
             self.resync.cancel()
+        if getattr(self, "counted", False):
+            await asyncio.to_thread(sockets.release, self.user_id, self.channel_name)
         if hasattr(self, "group"):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
@@ -68,6 +94,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         while True:
             await asyncio.sleep(settings.VIDEOGEN["NOTIFY_RESYNC_SECONDS"])
             try:
+                await asyncio.to_thread(sockets.refresh, self.user_id, self.channel_name)
                 await self.send_backlog()
             except Exception:
                 log.warning("resync failed", exc_info=True)
@@ -86,7 +113,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             except (TypeError, ValueError):
                 await self.send_json({"type": "error", "message": "last_seq must be an integer"})
                 return
-            await self.send_backlog()
+            await self.send_backlog(replay=True)
         elif isinstance(content, dict) and content.get("type") == "ping":
             await self.send_json({"type": "pong", "last_seq": self.last_seq})
         else:
@@ -96,8 +123,15 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         if message.get("seq", 0) > self.last_seq:
             await self.send_backlog()
 
-    async def send_backlog(self) -> None:
+    async def send_backlog(self, replay: bool = False) -> None:
         async with self.sending:  # one reader at a time, so rows go out once and in seq order
+            if replay:  # a (re)connect: never the whole history, only the newest NOTIFY_REPLAY_MAX
+                floor = await database_sync_to_async(replay_floor)(
+                    user_id=self.user_id, after_seq=self.last_seq, limit=settings.VIDEOGEN["NOTIFY_REPLAY_MAX"]
+                )
+                if floor is not None:
+                    await self.send_json({"type": "gap", "skipped_to_seq": floor})
+                    self.last_seq = floor
             while True:
                 rows = await database_sync_to_async(notifications_after)(
                     user_id=self.user_id, after_seq=self.last_seq, limit=100

@@ -7,6 +7,13 @@ def notifications_after(*, user_id: int, after_seq: int, limit: int = 100) -> li
     return list(Notification.objects.filter(user_id=user_id, seq__gt=after_seq).order_by("seq")[:limit])
 
 
+def replay_floor(*, user_id: int, after_seq: int, limit: int) -> int | None:
+    """When more than `limit` notifications follow after_seq: the seq after which the newest `limit` start
+    (a replay sends only those); None when all of them fit."""
+    newer = Notification.objects.filter(user_id=user_id, seq__gt=after_seq).order_by("-seq")
+    return next(iter(newer.values_list("seq", flat=True)[limit : limit + 1]), None)
+
+
 def notification_dict(note: Notification) -> dict:
     return {
         "object": "notification",

@@ -124,6 +124,11 @@
     ws.onopen = () => { live.textContent = "live"; live.classList.add("on"); };
     ws.onmessage = (msg) => {
       const data = JSON.parse(msg.data);
+      if (data.type === "gap") { // too far behind for a replay: the list itself is the truth
+        lastSeq = Math.max(lastSeq, data.skipped_to_seq);
+        loadAll();
+        return;
+      }
       if (data.type !== "notification" || data.seq <= lastSeq) return; // dedupe by seq
       lastSeq = data.seq;
       if (data.data && data.data.id) render(data.data);

@@ -137,3 +137,91 @@ def test_websocket_resync_covers_a_lost_push(user, api_key, settings):
         await comm.disconnect()
 
     asyncio.run(scenario())
+
+
+# --- defect 9: the socket's origin, its replay, and how many a user may hold -----------------------------------
+
+HOST = (b"host", b"127.0.0.1:8000")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    ("origin", "accepted"),
+    [
+        ("http://127.0.0.1:8000", True),  # the page's own origin
+        ("http://127.0.0.1:9999", False),  # another port on the same host is another site
+        ("https://127.0.0.1:8000", False),  # another scheme too
+        ("http://evil.example:8000", False),
+        ("null", False),  # sandboxed frames and file:// pages
+        ("https://app.example.com", True),  # listed in CSRF_TRUSTED_ORIGINS
+    ],
+)
+def test_a_browser_socket_must_come_from_this_origin(user, settings, origin, accepted):
+    """Defect 9: the origin check ignored scheme and port."""
+    from django.contrib.auth import SESSION_KEY
+    from django.test import Client
+
+    from videogen.asgi import application
+
+    settings.CSRF_TRUSTED_ORIGINS = ["https://app.example.com"]
+    browser = Client()
+    browser.force_login(user)
+    cookie = f"sessionid={browser.cookies['sessionid'].value}".encode()
+    assert browser.session[SESSION_KEY]
+
+    async def scenario() -> bool:
+        headers = [HOST, (b"origin", origin.encode()), (b"cookie", cookie)]
+        comm = WebsocketCommunicator(application, "/ws/events", headers=headers)
+        connected, _ = await comm.connect()
+        await comm.disconnect()
+        return connected
+
+    assert asyncio.run(scenario()) is accepted
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reconnect_replays_only_the_newest_notifications_after_a_gap(user, api_key, settings):
+    """Defect 9: `last_seq=0` (or a resume from 0) replayed the user's whole history every time."""
+    from videogen.asgi import application
+
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "NOTIFY_REPLAY_MAX": 2}
+    for seq in range(1, 6):
+        Notification.objects.create(user=user, seq=seq, event="video.completed")
+    headers = [HOST, (b"authorization", f"Bearer {api_key}".encode())]
+
+    async def scenario():
+        comm = WebsocketCommunicator(application, "/ws/events?last_seq=0", headers=headers)
+        assert (await comm.connect())[0]
+        assert await _receive(comm) == {"type": "gap", "skipped_to_seq": 3}
+        assert [(await _receive(comm))["seq"] for _ in range(2)] == [4, 5]
+        await comm.send_json_to({"type": "resume", "last_seq": 3})  # within the cap: no gap
+        assert [(await _receive(comm))["seq"] for _ in range(2)] == [4, 5]
+        await comm.disconnect()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_user_holds_a_bounded_number_of_sockets(user, api_key, settings):
+    """Defect 9: no cap on sockets per user (counted over every web process, through Redis)."""
+    from notifications import sockets
+    from videogen.asgi import application
+
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "WS_MAX_SOCKETS_PER_USER": 2}
+    found = sockets._redis()
+    if found is not None:  # user ids repeat across test databases
+        found[0].delete(f"{found[1]}:{sockets.KEY.format(user.pk)}")
+    headers = [HOST, (b"authorization", f"Bearer {api_key}".encode())]
+
+    async def scenario():
+        first, second, third = (WebsocketCommunicator(application, "/ws/events", headers=headers) for _ in range(3))
+        assert (await first.connect())[0] and (await second.connect())[0]
+        connected, code = await third.connect()
+        assert not connected and code == 4429
+        await first.disconnect()
+        again = WebsocketCommunicator(application, "/ws/events", headers=headers)
+        assert (await again.connect())[0]  # a closed socket frees its place
+        await second.disconnect()
+        await again.disconnect()
+
+    asyncio.run(scenario())

@@ -251,6 +251,9 @@ VIDEOGEN = {
     "POLL_AFTER_MS": env_int("POLL_AFTER_MS", 500),
     "NOTIFY_POLL_SECONDS": env_float("NOTIFY_POLL_SECONDS", 0.2),
     "NOTIFY_RESYNC_SECONDS": env_float("NOTIFY_RESYNC_SECONDS", 15.0),
+    # A (re)connecting socket gets at most this many notifications, the newest (a gap message says so).
+    "NOTIFY_REPLAY_MAX": env_int("NOTIFY_REPLAY_MAX", 100),
+    "WS_MAX_SOCKETS_PER_USER": env_int("WS_MAX_SOCKETS_PER_USER", 20),
     # Cost model: a new (model, size, seconds) shape is priced by this prior until runs are observed.
     "COST_PRIOR_BASE_SECONDS": env_float("COST_PRIOR_BASE_SECONDS", 0.5),
     "COST_PRIOR_SECONDS_PER_MEGAPIXEL_FRAME": env_float("COST_PRIOR_SECONDS_PER_MEGAPIXEL_FRAME", 0.5),
