@@ -140,6 +140,11 @@
     };
   }
 
+  // One Idempotency-Key per thing the user means to create: kept across a failed try (so clicking again after a
+  // network error cannot make a second video), new once it succeeded or the form changed.
+  let createKey = null;
+  form.addEventListener("input", () => { createKey = null; });
+
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     formError.hidden = true;
@@ -148,7 +153,9 @@
     const button = document.getElementById("submit");
     button.disabled = true;
     try {
-      render(await api("/videos", {method: "POST", body: data, headers: {"Idempotency-Key": crypto.randomUUID()}}));
+      createKey = createKey || crypto.randomUUID();
+      render(await api("/videos", {method: "POST", body: data, headers: {"Idempotency-Key": createKey}}));
+      createKey = null;
       form.reset();
       loadCredits();
     } catch (err) {

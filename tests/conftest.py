@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from django.db import transaction
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections, transaction
 from django.db.models.functions import Now
 from rest_framework.test import APIClient
 
@@ -149,3 +152,23 @@ def platform_factory(tmp_path, tiny_model_dir, transactional_db):
     for plat in started:
         plat.stop()
         print(plat.logs())  # shown by pytest only when the test failed
+
+
+@pytest.fixture
+def wsgi_app() -> Iterator[tuple[WSGIHandler, list[str]]]:
+    """Django's WSGI handler in this thread, counting hits; like django.test.Client it must not close the test
+    transaction's connection at request boundaries."""
+    handler = WSGIHandler()
+    hits: list[str] = []
+
+    def app(environ, start_response):
+        hits.append(environ["PATH_INFO"])
+        return handler(environ, start_response)
+
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield app, hits
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)

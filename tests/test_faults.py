@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from gpu_runner.tasks import LeaseKeeper
 
@@ -114,3 +116,60 @@ def test_weak_passwords_are_refused(user):
         with pytest.raises(ValidationError):
             validate_password(weak, user)
     validate_password("a-long-unusual-passphrase-7", user)
+
+
+# --- defect 14: a create retried without an Idempotency-Key ---------------------------------------------------
+
+
+def test_an_sdk_retry_of_a_create_whose_answer_was_lost_makes_one_video(wsgi_app, user, monkeypatch):
+    """Defect 14: the SDK retries a failed create (twice by default) without an Idempotency-Key. Here the
+    first try reaches the server and creates the video, and its answer is lost on the way back."""
+    import httpx2
+    import openai
+
+    from jobs.accounts import api_key_create
+    from jobs.models import Job
+
+    app, hits = wsgi_app
+    monkeypatch.setattr(openai._base_client.time, "sleep", lambda seconds: None)  # the SDK's back-off
+    wsgi = httpx2.WSGITransport(app=app)
+    lost: list[str] = []
+
+    class LosesTheFirstAnswer(httpx2.BaseTransport):
+        def handle_request(self, request):
+            response = wsgi.handle_request(request)  # the server did its work
+            if not lost and request.method == "POST":
+                lost.append(request.headers.get("x-stainless-retry-count", ""))
+                raise httpx2.ReadTimeout("the answer was lost", request=request)
+            return response
+
+    client = openai.OpenAI(
+        api_key=api_key_create(user_id=user.pk),
+        base_url="http://localhost/v1",
+        max_retries=2,
+        http_client=httpx2.Client(transport=LosesTheFirstAnswer()),
+    )
+    video = client.videos.create(prompt="a lighthouse at dawn", size="128x128")
+    assert lost == ["0"] and hits.count("/v1/videos") == 2  # two tries reached the server
+    assert Job.objects.filter(user=user).count() == 1 and video.id == Job.objects.get(user=user).public_id
+
+    # A new create (not a retry) of the same body is a new video, as the user asked for another.
+    again = client.videos.create(prompt="a lighthouse at dawn", size="128x128")
+    assert again.id != video.id and Job.objects.filter(user=user).count() == 2
+
+
+def test_retries_of_different_requests_or_after_the_window_create(api, user, settings):
+    from jobs.models import Job
+
+    body = {"prompt": "a calm lake"}
+    first = api.post("/v1/videos", body, format="json")
+    retry = api.post("/v1/videos", body, format="json", HTTP_X_STAINLESS_RETRY_COUNT="1")
+    assert first.status_code == 201 and retry.status_code == 200 and retry.json()["id"] == first.json()["id"]
+    other = api.post("/v1/videos", {"prompt": "a stormy lake"}, format="json", HTTP_X_STAINLESS_RETRY_COUNT="1")
+    assert other.status_code == 201
+    Job.objects.update(created_at=timezone.now() - dt.timedelta(seconds=901))
+    late = api.post("/v1/videos", body, format="json", HTTP_X_STAINLESS_RETRY_COUNT="2")
+    assert late.status_code == 201 and Job.objects.count() == 3
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "CREATE_RETRY_WINDOW_SECONDS": 0}
+    off = api.post("/v1/videos", {"prompt": "a stormy lake"}, format="json", HTTP_X_STAINLESS_RETRY_COUNT="1")
+    assert off.status_code == 201 and Job.objects.count() == 4

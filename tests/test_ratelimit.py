@@ -6,14 +6,10 @@ import copy
 import logging
 import threading
 import uuid
-from collections.abc import Iterator
 
 import httpx2
 import openai
 import pytest
-from django.core.handlers.wsgi import WSGIHandler
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from django.urls import path
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -268,26 +264,6 @@ def test_counter_is_atomic_under_concurrency(make_user, limits):
     for t in threads:
         t.join()
     assert len(allowed) == 80 and allowed.count(True) == 37
-
-
-@pytest.fixture
-def wsgi_app() -> Iterator[tuple[WSGIHandler, list[str]]]:
-    """Django's WSGI handler in this thread, counting hits; like django.test.Client it must not close the test
-    transaction's connection at request boundaries."""
-    handler = WSGIHandler()
-    hits: list[str] = []
-
-    def app(environ, start_response):
-        hits.append(environ["PATH_INFO"])
-        return handler(environ, start_response)
-
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    try:
-        yield app, hits
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
 
 
 def test_openai_sdk_backs_off_for_retry_after(make_user, limits, wsgi_app, monkeypatch):

@@ -262,6 +262,9 @@ VIDEOGEN = {
     "QUEUE_PUBLISH_SECONDS": env_float("QUEUE_PUBLISH_SECONDS", 1.0),
     # Retry-After sent with the concurrency and queue caps (a slot frees when one of the user's jobs ends).
     "CAP_RETRY_AFTER_SECONDS": env_int("CAP_RETRY_AFTER_SECONDS", 10),
+    # An SDK retry of a create sent without an Idempotency-Key returns the video its first try made within
+    # this time (the SDK's own timeout is 10 minutes); 0: every try creates.
+    "CREATE_RETRY_WINDOW_SECONDS": env_int("CREATE_RETRY_WINDOW_SECONDS", 900),
 }
 
 # --- tiers: who goes next, and how much each user may ask for ----------------------------------------

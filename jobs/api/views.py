@@ -81,7 +81,9 @@ class VideosView(RateLimitedAPIView):
         if key is not None and len(key) > 255:
             raise ApiError("'Idempotency-Key' must be at most 255 characters.", param="Idempotency-Key")
         try:
-            job, created = services.job_submit(user_id=request.user.pk, request=submit, idempotency_key=key)
+            job, created = services.job_submit(
+                user_id=request.user.pk, request=submit, idempotency_key=key, retried=_is_sdk_retry(request)
+            )
         except services.IdempotencyMismatch:
             raise ApiError(
                 "This Idempotency-Key was already used with a different request body.",
@@ -121,6 +123,15 @@ class VideosView(RateLimitedAPIView):
                 "has_more": has_more,
             }
         )
+
+
+def _is_sdk_retry(request: Request) -> bool:
+    """The official SDKs retry a failed create without an Idempotency-Key, marking each retry only with
+    x-stainless-retry-count (1, 2, ...): such a retry returns the video its first try made, if it made one."""
+    try:
+        return int(request.headers.get("x-stainless-retry-count", "0")) > 0
+    except ValueError:
+        return False
 
 
 class VideoDetailView(RateLimitedAPIView):

@@ -3,6 +3,7 @@ its first stage task, in one transaction. A refused request creates nothing."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from dataclasses import dataclass
 
@@ -10,6 +11,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
+from django.db.models import Subquery
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -55,8 +57,13 @@ class SubmitRequest:
     start_deadline_seconds: int | None = None
 
 
-def job_submit(*, user_id: int, request: SubmitRequest, idempotency_key: str | None) -> tuple[Job, bool]:
-    """Accept a job at once; returns (job, created). Moderation and everything after run elsewhere."""
+def job_submit(
+    *, user_id: int, request: SubmitRequest, idempotency_key: str | None, retried: bool = False
+) -> tuple[Job, bool]:
+    """Accept a job at once; returns (job, created). Moderation and everything after run elsewhere.
+
+    `retried`: a client's retry of a create sent without an Idempotency-Key (the SDKs mark those). If the
+    same user's identical request made a job within CREATE_RETRY_WINDOW_SECONDS, that job is the answer."""
     if idempotency_key:
         existing = Job.objects.filter(user_id=user_id, idempotency_key=idempotency_key).first()
         if existing is not None:
@@ -82,7 +89,9 @@ def job_submit(*, user_id: int, request: SubmitRequest, idempotency_key: str | N
         job.reference_key = default_storage.save(f"references/{job.public_id}.png", ContentFile(request.reference_png))
     new_reference = job.reference_key
     try:
-        saved, created = _insert_submitted(job, user_id=user_id, request=request, idempotency_key=idempotency_key)
+        saved, created = _insert_submitted(
+            job, user_id=user_id, request=request, idempotency_key=idempotency_key, retried=retried
+        )
     except BaseException:
         if new_reference:  # nothing refers to it: don't leave it behind
             default_storage.delete(new_reference)
@@ -108,8 +117,31 @@ def _largest_cap(field: str) -> int:
     return int(max(limits[field] for limits in settings.VIDEOGEN_TIERS.values()))
 
 
+# A retry's first try is among the user's newest jobs (the account lock orders them): no history is read.
+RETRY_LOOKBACK_JOBS = 50
+
+
+def _retried_twin(*, user_id: int, request: SubmitRequest) -> Job | None:
+    """The job an earlier try of this unkeyed request made, among the user's newest jobs in the window."""
+    window = cfg("CREATE_RETRY_WINDOW_SECONDS")
+    if window <= 0:
+        return None
+    newest = Job.objects.filter(user_id=user_id).order_by("-id").values("pk")[:RETRY_LOOKBACK_JOBS]
+    return (
+        Job.objects.filter(
+            pk__in=Subquery(newest),
+            request_hash=request.request_hash,
+            idempotency_key__isnull=True,
+            deleted_at__isnull=True,
+            created_at__gte=timezone.now() - dt.timedelta(seconds=window),
+        )
+        .order_by("-id")
+        .first()
+    )
+
+
 def _insert_submitted(
-    job: Job, *, user_id: int, request: SubmitRequest, idempotency_key: str | None
+    job: Job, *, user_id: int, request: SubmitRequest, idempotency_key: str | None, retried: bool = False
 ) -> tuple[Job, bool]:
     """One transaction in three round trips on Postgres: BEGIN; the reads (account lock, then the caps'
     counts, then the job's id from its sequence); the writes (job, credit reservation, account usage, audit
@@ -124,6 +156,11 @@ def _insert_submitted(
             allocate = batch.next_id(Job)
             rows = batch.run([sql for sql, _ in reads] + ([allocate] if allocate else []))
             found, unfinished, waiting = (to_result(r) for (_, to_result), r in zip(reads, rows[:3], strict=True))
+            if retried and not idempotency_key:
+                # Under the account's lock: a first try still in flight has committed by now.
+                twin = _retried_twin(user_id=user_id, request=request)
+                if twin is not None:
+                    return twin, False
             account = found[0] if found else Account.objects.create(user_id=user_id)  # e.g. createsuperuser
             credits.roll_day(account)
             limits = tier_limits(account.tier)
