@@ -12,7 +12,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
-from notifications.models import Notification, NotificationCounter
+from notifications.models import TERMINAL_EVENTS, Notification, NotificationCounter
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +33,23 @@ def _next_seq(user_id: int) -> int:
     return NotificationCounter.objects.values_list("last_seq", flat=True).get(user_id=user_id)
 
 
-def notification_create(*, user_id: int, job_id: int | None, event: str, payload: dict) -> Notification | None:
-    """Append a notification; returns None when this (job, event) was already notified."""
+def notification_create(
+    *, user_id: int, job_id: int | None, event: str, payload: dict, attempt: int = 0
+) -> Notification | None:
+    """Append a notification; returns None when it was already notified: a terminal event for this job, or
+    another event for this job's attempt (models.TERMINAL_EVENTS)."""
     if not connection.in_atomic_block:
         raise RuntimeError("a notification is written in the transaction of the change it reports")
-    if job_id is not None and Notification.objects.filter(job_id=job_id, event=event).exists():
-        return None
+    if job_id is not None:
+        earlier = Notification.objects.filter(job_id=job_id, event=event)
+        if event not in TERMINAL_EVENTS:
+            earlier = earlier.filter(attempt=attempt)
+        if earlier.exists():
+            return None
     seq = _next_seq(user_id)
-    note = Notification.objects.create(user_id=user_id, seq=seq, job_id=job_id, event=event, payload=payload)
+    note = Notification.objects.create(
+        user_id=user_id, seq=seq, job_id=job_id, event=event, payload=payload, attempt=attempt
+    )
     transaction.on_commit(lambda: push_hint(user_id=user_id, seq=seq))
     return note
 

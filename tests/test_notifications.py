@@ -225,3 +225,27 @@ def test_a_user_holds_a_bounded_number_of_sockets(user, api_key, settings):
         await again.disconnect()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_retried_job_shows_queued_and_in_progress_again_and_ends_once(make_job, user):
+    """Defect 5: the second in_progress of a retried job was dropped by the (job, event) uniqueness, so its
+    owner saw it go back to queued and then nothing while it ran again."""
+    job = make_job("dispatched")
+    assert services.job_claim(job_id=job.pk, runner="r") is not None  # attempt 1
+    assert services.job_fail_attempt(job_id=job.pk, attempt=1, error_code="e", message="m", retryable=True)
+    Job.objects.filter(pk=job.pk).update(not_before=services.db_now_plus(-1))  # its backoff has passed
+    services.runner_heartbeat(name="r", slots=1, model_names=["wan-tiny"])
+    assert services.dispatch_once() == 1
+    assert services.job_claim(job_id=job.pk, runner="r") is not None  # attempt 2
+    services.job_cancel(job_id=job.pk, actor="t")
+    events = list(Notification.objects.filter(job=job).order_by("seq").values_list("event", "attempt"))
+    assert events == [
+        ("video.in_progress", 1),
+        ("video.queued", 1),
+        ("video.in_progress", 2),
+        ("video.cancelled", 2),
+    ]
+    with transaction.atomic():  # a terminal event stays once per job, whatever the attempt
+        again = notification_create(user_id=user.pk, job_id=job.pk, event="video.cancelled", payload={}, attempt=3)
+    assert again is None

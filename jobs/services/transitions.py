@@ -70,7 +70,9 @@ def transition(job: Job, to: str, *, reason: str, actor: str, **fields: object) 
         credits.settle(job)
     event = _event_for(from_state, to)
     if event:
-        notification_create(user_id=job.user_id, job_id=job.pk, event=event, payload=video_object(job))
+        notification_create(
+            user_id=job.user_id, job_id=job.pk, event=event, payload=video_object(job), attempt=job.attempt
+        )
     return job
 
 
