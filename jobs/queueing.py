@@ -37,6 +37,16 @@ def cpu_message(func: str, *args: object) -> OrmQ:
     return OrmQ(key=CPU, payload=held.pack, lock=timezone.now())
 
 
+def oldest_waiting_cpu_message():
+    """When the oldest cpu message still waiting for a worker was enqueued (None: the queue is empty).
+
+    django-q2's ORM broker stamps `lock` with the enqueue time, and moves it RETRY seconds ahead when a
+    worker takes the message: a message whose lock is in the past is waiting. Served by ormq_key_lock_idx."""
+    return (
+        OrmQ.objects.filter(key=CPU, lock__lte=timezone.now()).order_by("lock").values_list("lock", flat=True).first()
+    )
+
+
 def enqueue_runner(func: str, *args: object, queue: str) -> None:
     """Work addressed to one runner: each gpu cluster consumes its own queue (videogen.settings)."""
     async_task(func, *args, cluster=queue)

@@ -107,6 +107,31 @@ def test_stalled_moderation_stages_are_sent_again(make_job, settings):
     assert (pending.state, pending.error_code) == (State.FAILED, "moderation_unavailable")
 
 
+def test_a_cpu_backlog_is_waited_out_not_failed(make_job, settings):
+    """Defect 4: a cpu backlog longer than a few STAGE_RESEND_SECONDS failed healthy jobs as
+    moderation_unavailable. While a message older than the job's send still waits, the job is left alone."""
+    from django_q.models import OrmQ
+
+    from jobs import queueing
+
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "STAGE_RESEND_SECONDS": 60, "STAGE_MAX_SENDS": 2}
+    job = make_job("pending")
+    sends = job.stage_sends
+    queueing.enqueue_cpu("jobs.tasks.moderate_input", job.pk)  # its message, still waiting: the backlog
+    hour_ago = services.db_now_plus(-3600)
+    OrmQ.objects.update(lock=hour_ago)  # enqueued an hour ago and never taken
+    for _ in range(5):  # many resend periods pass
+        Job.objects.filter(pk=job.pk).update(stage_enqueued_at=hour_ago)
+        assert services.resend_stalled_stages() == 0
+    job.refresh_from_db()
+    assert (job.state, job.stage_sends) == (State.PENDING, sends) and OrmQ.objects.count() == 1
+    # The message is gone without the stage having run (lost): now it is sent again, and counted.
+    OrmQ.objects.all().delete()
+    assert services.resend_stalled_stages() == 1
+    job.refresh_from_db()
+    assert job.stage_sends == sends + 1 and OrmQ.objects.count() == 1
+
+
 def test_long_gone_runners_are_forgotten_with_their_queues(make_job):
     services.runner_heartbeat(name="old", slots=1, model_names=["wan-tiny"], queue="gpu.old")
     assert services.dispatch_once() == 0

@@ -263,12 +263,21 @@ def expire_deadlines(batch: int = 100) -> int:
     )
 
 
+# Seconds of clock difference allowed between the hosts that enqueue cpu messages and the database.
+BROKER_CLOCK_SKEW = 60
+
+
 def resend_stalled_stages(batch: int = 100) -> int:
     """Re-send the cpu task of jobs stuck in pending/reviewing: a failed or lost message must not strand a job.
 
     The tasks are idempotent, so a stage that was merely slow and then runs twice does no harm. A stage
     that still has not run after STAGE_MAX_SENDS sends fails the job with `moderation_unavailable`.
+
+    A backlog is not a loss: while the cpu queue still holds a message that waits since no later than a job's
+    last send (its own, or one before it), the workers have not reached that job yet; it is neither re-sent
+    (that would only lengthen the queue) nor counted towards failing it.
     """
+    oldest_waiting = queueing.oldest_waiting_cpu_message()
 
     def resend(job: Job) -> None:
         if job.stage_sends >= cfg("STAGE_MAX_SENDS"):
@@ -286,6 +295,9 @@ def resend_stalled_stages(batch: int = 100) -> int:
     stalled = Job.objects.filter(
         state__in=tuple(STAGE_TASKS), stage_enqueued_at__lt=db_now_plus(-cfg("STAGE_RESEND_SECONDS"))
     )
+    if oldest_waiting is not None:
+        # The broker stamps a message with its host's clock, the job with the database's: allow for skew.
+        stalled = stalled.filter(stage_enqueued_at__lt=oldest_waiting - dt.timedelta(seconds=BROKER_CLOCK_SKEW))
     return _each_locked(stalled, resend, batch)
 
 
