@@ -6,7 +6,7 @@ gpu queue. On the ORM broker the enqueue is a row in the caller's transaction: i
 
 from __future__ import annotations
 
-from django.utils import timezone
+from django.db.models.functions import Now
 from django_q.brokers.orm import ORM
 from django_q.models import OrmQ
 from django_q.tasks import async_task
@@ -34,17 +34,15 @@ def cpu_message(func: str, *args: object) -> OrmQ:
     """The broker row enqueue_cpu would insert, unsaved, for the caller to write with its other rows."""
     held = _Held(CPU)
     async_task(func, *args, cluster=CPU, broker=held)
-    return OrmQ(key=CPU, payload=held.pack, lock=timezone.now())
+    return OrmQ(key=CPU, payload=held.pack, lock=Now())  # visible from now, on the database's clock (jobs.broker)
 
 
 def oldest_waiting_cpu_message():
     """When the oldest cpu message still waiting for a worker was enqueued (None: the queue is empty).
 
-    django-q2's ORM broker stamps `lock` with the enqueue time, and moves it RETRY seconds ahead when a
+    The broker (jobs.broker) stamps `lock` with the enqueue time, and moves it RETRY seconds ahead when a
     worker takes the message: a message whose lock is in the past is waiting. Served by ormq_key_lock_idx."""
-    return (
-        OrmQ.objects.filter(key=CPU, lock__lte=timezone.now()).order_by("lock").values_list("lock", flat=True).first()
-    )
+    return OrmQ.objects.filter(key=CPU, lock__lte=Now()).order_by("lock").values_list("lock", flat=True).first()
 
 
 def enqueue_runner(func: str, *args: object, queue: str) -> None:

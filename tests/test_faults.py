@@ -173,3 +173,29 @@ def test_retries_of_different_requests_or_after_the_window_create(api, user, set
     settings.VIDEOGEN = {**settings.VIDEOGEN, "CREATE_RETRY_WINDOW_SECONDS": 0}
     off = api.post("/v1/videos", {"prompt": "a stormy lake"}, format="json", HTTP_X_STAINLESS_RETRY_COUNT="1")
     assert off.status_code == 201 and Job.objects.count() == 4
+
+
+# --- defect 12: broker visibility on one clock -------------------------------------------------------------
+
+
+def test_a_message_from_a_host_whose_clock_runs_ahead_is_visible_at_once(monkeypatch):
+    """Defect 12: the ORM broker stamped visibility with the sender's clock and compared it with the
+    receiver's; a sender a minute ahead hid every message for that minute. Now both are the database's."""
+    from django.utils import timezone as tz
+    from django_q.brokers import get_broker
+    from django_q.conf import Conf
+
+    real_now = tz.now
+    ahead = lambda: real_now() + dt.timedelta(minutes=10)  # noqa: E731 - the sender host's clock
+    broker = get_broker("gpu.skewed")
+    monkeypatch.setattr(tz, "now", ahead)
+    first = broker.enqueue("first")
+    second = broker.enqueue("second")
+    monkeypatch.setattr(tz, "now", real_now)  # the receiver's clock is right
+    assert broker.dequeue() == [(first, "first")]  # at once, and in the order sent
+    assert broker.dequeue() == [(second, "second")]
+    assert broker.queue_size() == 0 and broker.lock_size() == 2  # taken: hidden for RETRY
+    from django_q.models import OrmQ
+
+    hidden_until = OrmQ.objects.get(pk=first).lock
+    assert dt.timedelta(seconds=Conf.RETRY - 60) < hidden_until - real_now() <= dt.timedelta(seconds=Conf.RETRY + 1)

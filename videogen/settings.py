@@ -300,6 +300,7 @@ GPU_TASK_TIMEOUT = env_int("GPU_TASK_TIMEOUT", 3600)
 Q_CLUSTER = {
     "name": "cpu",
     "orm": "default",  # the enqueue commits or rolls back with the transaction that made it
+    "broker_class": "jobs.broker.DatabaseClockBroker",  # the ORM broker on the database's clock
     "workers": env_int("CPU_WORKERS", 2),
     "timeout": env_int("CPU_TASK_TIMEOUT", 300),
     # retry must stay far above timeout + queue wait, or a task can run twice (DESIGN §8).

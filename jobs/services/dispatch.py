@@ -263,8 +263,9 @@ def expire_deadlines(batch: int = 100) -> int:
     )
 
 
-# Seconds of clock difference allowed between the hosts that enqueue cpu messages and the database.
-BROKER_CLOCK_SKEW = 60
+# Messages and jobs are both stamped by the database's clock (jobs.broker): a second covers the statements
+# between a job's send and its message's.
+BROKER_CLOCK_SKEW = 1
 
 
 def resend_stalled_stages(batch: int = 100) -> int:
@@ -296,7 +297,6 @@ def resend_stalled_stages(batch: int = 100) -> int:
         state__in=tuple(STAGE_TASKS), stage_enqueued_at__lt=db_now_plus(-cfg("STAGE_RESEND_SECONDS"))
     )
     if oldest_waiting is not None:
-        # The broker stamps a message with its host's clock, the job with the database's: allow for skew.
         stalled = stalled.filter(stage_enqueued_at__lt=oldest_waiting - dt.timedelta(seconds=BROKER_CLOCK_SKEW))
     return _each_locked(stalled, resend, batch)
 
