@@ -121,6 +121,7 @@ def test_weak_passwords_are_refused(user):
 # --- defect 14: a create retried without an Idempotency-Key ---------------------------------------------------
 
 
+@pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")  # the SDK's own notice on videos.create
 def test_an_sdk_retry_of_a_create_whose_answer_was_lost_makes_one_video(wsgi_app, user, monkeypatch):
     """Defect 14: the SDK retries a failed create (twice by default) without an Idempotency-Key. Here the
     first try reaches the server and creates the video, and its answer is lost on the way back."""
