@@ -8,8 +8,10 @@ milliseconds. It stops doing so when drained, told to stop, or after half the ta
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from django.conf import settings
@@ -72,9 +74,11 @@ class LeaseKeeper:
     heartbeat finds the job gone, which aborts generation between steps (cancel within one heartbeat).
     """
 
-    def __init__(self, job_id: int, attempt: int) -> None:
+    def __init__(self, job_id: int, attempt: int, on_stall: Callable[[], None] | None = None) -> None:
         self.job_id, self.attempt = job_id, attempt
-        self.progress = 0
+        self._progress = 0
+        self.progressed_at = time.monotonic()
+        self.on_stall = on_stall or _end_this_worker
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
@@ -96,7 +100,19 @@ class LeaseKeeper:
         finally:
             connection.close()  # this thread's own connection
 
+    @property
+    def progress(self) -> int:
+        return self._progress
+
+    @progress.setter
+    def progress(self, value: int) -> None:
+        self._progress = value
+        self.progressed_at = time.monotonic()
+
     def beat(self) -> bool:
+        stall = settings.VIDEOGEN["GENERATION_STALL_SECONDS"]
+        if stall > 0 and time.monotonic() - self.progressed_at > stall:
+            return self._stalled(stall)
         try:
             alive = services.job_heartbeat(job_id=self.job_id, attempt=self.attempt, progress=self.progress)
         except Exception:
@@ -109,14 +125,38 @@ class LeaseKeeper:
             self.lost.set()
         return alive
 
+    def _stalled(self, stall: float) -> bool:
+        """No step and no phase for `stall` seconds: the thread is alive but generation is not (a hung kernel,
+        a deadlock). The attempt is given back now (retried elsewhere, counted), and this worker process ends
+        so that its cluster starts a fresh one: a hung generation cannot be interrupted from here, and its
+        GPU memory is freed only with the process."""
+        self.lost.set()
+        log.error("job %s attempt %s made no progress for %.0f s; giving it back", self.job_id, self.attempt, stall)
+        try:
+            services.job_fail_attempt(
+                job_id=self.job_id,
+                attempt=self.attempt,
+                error_code="generation_stalled",
+                message=GENERATION_ERROR,
+                retryable=True,
+                detail=f"no progress for {stall:.0f} s (at {self._progress}%)",
+            )
+        finally:
+            self.on_stall()
+        return False
+
     def on_step(self, step: int, total: int) -> None:
         # Denoising is ~70% of the bar; VAE decoding (often the longest part on small models), encoding
         # and storing fill the rest.
-        self.progress = min(STEPS_SHARE, int(step * STEPS_SHARE / max(total, 1)))
+        self.progress = min(STEPS_SHARE, int(step * STEPS_SHARE / max(total, 1)))  # and the time of it
         if self.lost.is_set():
             raise JobLost()
         if worker.stopping.is_set():
             raise Stopping()
+
+
+def _end_this_worker() -> None:
+    os._exit(75)  # the cluster's sentinel replaces a worker that died
 
 
 def run_job(job_id: int) -> str:

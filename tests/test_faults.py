@@ -200,3 +200,33 @@ def test_a_message_from_a_host_whose_clock_runs_ahead_is_visible_at_once(monkeyp
 
     hidden_until = OrmQ.objects.get(pk=first).lock
     assert dt.timedelta(seconds=Conf.RETRY - 60) < hidden_until - real_now() <= dt.timedelta(seconds=Conf.RETRY + 1)
+
+
+# --- defect 3: progress, not liveness -------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_generation_that_stops_progressing_gives_its_attempt_back_and_ends_its_worker(make_job, settings):
+    """Defect 3: a hung generation kept its lease until GPU_TASK_TIMEOUT (an hour): the heartbeat proved the
+    thread alive, not generation moving."""
+    from gpu_runner.tasks import JobLost
+    from jobs.models import Job
+
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "GENERATION_STALL_SECONDS": 1.0}
+    job = make_job("running", attempt=1, runner_id="r1")
+    ended: list[bool] = []
+    keeper = LeaseKeeper(job.pk, attempt=1, on_stall=lambda: ended.append(True))
+    keeper.on_step(1, 10)
+    assert keeper.beat() is True  # moving: renewed
+    time.sleep(0.6)
+    keeper.on_step(2, 10)
+    time.sleep(0.6)
+    assert keeper.beat() is True and not ended  # running 1.2 s, but a step 0.6 s ago
+    time.sleep(1.1)  # then nothing
+    assert keeper.beat() is False
+    assert ended == [True] and keeper.lost.is_set()
+    job = Job.objects.get(pk=job.pk)
+    assert (job.state, job.error_code) == ("queued", "generation_stalled")  # retried elsewhere, attempt counted
+    assert job.events.filter(reason__contains="no progress for").exists()
+    with pytest.raises(JobLost):  # should it ever wake up, it stops at its next step
+        keeper.on_step(3, 10)

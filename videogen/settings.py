@@ -239,6 +239,9 @@ VIDEOGEN = {
     "LEASE_SECONDS": env_float("JOB_LEASE_SECONDS", 30.0),
     "DISPATCH_TIMEOUT_SECONDS": env_float("JOB_DISPATCH_TIMEOUT_SECONDS", 60.0),
     "HEARTBEAT_SECONDS": env_float("JOB_HEARTBEAT_SECONDS", 2.0),
+    # A running generation with no step and no phase for this long is hung: its attempt is given back and the
+    # worker process replaced (gpu_runner.tasks.LeaseKeeper). Above the longest step, model load or VAE decode; 0: off.
+    "GENERATION_STALL_SECONDS": env_float("GENERATION_STALL_SECONDS", 600.0),
     "RUNNER_HEARTBEAT_SECONDS": env_float("RUNNER_HEARTBEAT_SECONDS", 2.0),
     "RUNNER_TTL_SECONDS": env_float("RUNNER_TTL_SECONDS", 10.0),
     "DISPATCH_INTERVAL_SECONDS": env_float("DISPATCH_INTERVAL_SECONDS", 0.2),
