@@ -46,10 +46,18 @@ def ensure_user(*, username: str, tier: str | None = None, password: str | None 
     return user, created
 
 
-def api_key_create(*, user_id: int, name: str = "") -> str:
-    """Store only the hash; the raw key is returned once."""
+def issue_key(key: ApiKey) -> str:
+    """Give an unsaved ApiKey a fresh secret (only its hash and prefix are kept); returns the raw key, which
+    is shown once."""
     raw = generate_key()
-    ApiKey.objects.create(user_id=user_id, prefix=raw[:10], key_hash=hash_key(raw), name=name)
+    key.prefix, key.key_hash = raw[:10], hash_key(raw)
+    return raw
+
+
+def api_key_create(*, user_id: int, name: str = "") -> str:
+    key = ApiKey(user_id=user_id, name=name)
+    raw = issue_key(key)
+    key.save()
     return raw
 
 

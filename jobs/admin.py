@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from jobs import services
-from jobs.accounts import generate_key, hash_key
+from jobs.accounts import issue_key
 from jobs.models import Account, ApiKey, CreditEntry, Job, JobEvent, Runner
 from jobs.services import credits
 from jobs.services.transitions import cfg
@@ -117,8 +117,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        raw = generate_key()
-        obj.prefix, obj.key_hash = raw[:10], hash_key(raw)
+        raw = issue_key(obj)
         super().save_model(request, obj, form, change)
         self.message_user(
             request, f"New key for {obj.user}: {raw} (copy it now: it is not shown again).", messages.WARNING

@@ -6,6 +6,8 @@ gpu queue. On the ORM broker the enqueue is a row in the caller's transaction: i
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.db.models.functions import Now
 from django_q.brokers.orm import ORM
 from django_q.models import OrmQ
@@ -37,7 +39,7 @@ def cpu_message(func: str, *args: object) -> OrmQ:
     return OrmQ(key=CPU, payload=held.pack, lock=Now())  # visible from now, on the database's clock (jobs.broker)
 
 
-def oldest_waiting_cpu_message():
+def oldest_waiting_cpu_message() -> dt.datetime | None:
     """When the oldest cpu message still waiting for a worker was enqueued (None: the queue is empty).
 
     The broker (jobs.broker) stamps `lock` with the enqueue time, and moves it RETRY seconds ahead when a

@@ -13,17 +13,13 @@ import time
 
 from django.conf import settings
 
+from jobs.api.ratelimit import redis_client  # the per-process Redis client the rate limiter keeps
+
 STALE_RESYNCS = 3
 KEY = "ws:sockets:{}"
 
 _local: dict[int, set[str]] = {}
 _lock = threading.Lock()
-
-
-def _redis():
-    from jobs.api.ratelimit import redis_client  # the per-process client the rate limiter keeps
-
-    return redis_client()
 
 
 def _stale_after() -> float:
@@ -33,7 +29,7 @@ def _stale_after() -> float:
 def admit(user_id: int, name: str) -> bool:
     """Count a new socket; False (and not counted) when the user already has WS_MAX_SOCKETS_PER_USER."""
     cap = settings.VIDEOGEN["WS_MAX_SOCKETS_PER_USER"]
-    found = _redis()
+    found = redis_client()
     if found is None:
         with _lock:
             names = _local.setdefault(user_id, set())
@@ -56,7 +52,7 @@ def admit(user_id: int, name: str) -> bool:
 
 
 def refresh(user_id: int, name: str) -> None:
-    found = _redis()
+    found = redis_client()
     if found is not None:
         client, prefix = found
         key = f"{prefix}:{KEY.format(user_id)}"
@@ -67,7 +63,7 @@ def refresh(user_id: int, name: str) -> None:
 
 
 def release(user_id: int, name: str) -> None:
-    found = _redis()
+    found = redis_client()
     if found is None:
         with _lock:
             _local.get(user_id, set()).discard(name)

@@ -435,18 +435,15 @@ EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 128 128\nnewpath 0 0 moveto 
 
 
 @pytest.mark.parametrize("fmt", ["BMP", "TIFF", "ICO", "PPM", "GIF", "EPS"])
-def test_reference_images_in_other_formats_are_refused_unparsed(api, fmt):
+def test_reference_images_in_other_formats_are_refused_unparsed(api, fmt, monkeypatch):
     """Defect 8: BMP, TIFF, ICO and PPM were accepted, and EPS went to Pillow's PostScript parser."""
     from PIL import EpsImagePlugin
 
     calls: list[bytes] = []
     real = EpsImagePlugin.EpsImageFile._open
-    EpsImagePlugin.EpsImageFile._open = lambda self: calls.append(b"eps") or real(self)  # records, then parses
-    try:
-        data = EPS if fmt == "EPS" else png(fmt=fmt)
-        resp = api.post("/v1/videos", {"prompt": "p", "input_reference": io.BytesIO(data)}, format="multipart")
-    finally:
-        EpsImagePlugin.EpsImageFile._open = real
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: calls.append(b"eps") or real(self))
+    data = EPS if fmt == "EPS" else png(fmt=fmt)
+    resp = api.post("/v1/videos", {"prompt": "p", "input_reference": io.BytesIO(data)}, format="multipart")
     assert resp.status_code == 400 and error_of(resp)["code"] == "invalid_image", resp.content
     assert "PNG, JPEG or WebP" in error_of(resp)["message"]
     assert calls == []  # never handed to the PostScript parser

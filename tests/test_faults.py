@@ -75,9 +75,6 @@ def _settings_in_a_process(**env: str) -> subprocess.CompletedProcess:
         "'SECURE_HSTS_SECONDS', 'SECURE_SSL_REDIRECT', 'SECURE_PROXY_SSL_HEADER')}))"
     )
     full = {**os.environ, "DJANGO_SETTINGS_MODULE": "videogen.settings", **env}
-    for name, value in env.items():
-        if value is None:
-            full.pop(name)
     return subprocess.run([sys.executable, "-c", code], env=full, capture_output=True, text=True, cwd=ROOT)
 
 

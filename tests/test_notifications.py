@@ -204,11 +204,12 @@ def test_a_reconnect_replays_only_the_newest_notifications_after_a_gap(user, api
 @pytest.mark.django_db(transaction=True)
 def test_a_user_holds_a_bounded_number_of_sockets(user, api_key, settings):
     """Defect 9: no cap on sockets per user (counted over every web process, through Redis)."""
+    from jobs.api.ratelimit import redis_client
     from notifications import sockets
     from videogen.asgi import application
 
     settings.VIDEOGEN = {**settings.VIDEOGEN, "WS_MAX_SOCKETS_PER_USER": 2}
-    found = sockets._redis()
+    found = redis_client()
     if found is not None:  # user ids repeat across test databases
         found[0].delete(f"{found[1]}:{sockets.KEY.format(user.pk)}")
     headers = [HOST, (b"authorization", f"Bearer {api_key}".encode())]

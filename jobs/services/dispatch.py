@@ -263,9 +263,9 @@ def expire_deadlines(batch: int = 100) -> int:
     )
 
 
-# Messages and jobs are both stamped by the database's clock (jobs.broker): a second covers the statements
+# Messages and jobs are both stamped by the database's clock (jobs.broker); a second covers the statements
 # between a job's send and its message's.
-BROKER_CLOCK_SKEW = 1
+SEND_MARGIN_SECONDS = 1
 
 
 def resend_stalled_stages(batch: int = 100) -> int:
@@ -297,7 +297,7 @@ def resend_stalled_stages(batch: int = 100) -> int:
         state__in=tuple(STAGE_TASKS), stage_enqueued_at__lt=db_now_plus(-cfg("STAGE_RESEND_SECONDS"))
     )
     if oldest_waiting is not None:
-        stalled = stalled.filter(stage_enqueued_at__lt=oldest_waiting - dt.timedelta(seconds=BROKER_CLOCK_SKEW))
+        stalled = stalled.filter(stage_enqueued_at__lt=oldest_waiting - dt.timedelta(seconds=SEND_MARGIN_SECONDS))
     return _each_locked(stalled, resend, batch)
 
 
