@@ -152,6 +152,8 @@ class Job(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # When the job's stored files were removed (jobs.services.retention); its keys are blank from then on.
+    files_purged_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -182,6 +184,14 @@ class Job(models.Model):
                 fields=["start_deadline_at"],
                 name="job_waiting_deadline_idx",
                 condition=models.Q(state__in=["pending", "queued"], start_deadline_at__isnull=False),
+            ),
+            # Retention: finished jobs whose files are still stored, oldest end first per state.
+            models.Index(
+                fields=["state", "completed_at"],
+                name="job_files_due_idx",
+                condition=models.Q(
+                    state__in=["succeeded", "failed", "rejected", "cancelled"], files_purged_at__isnull=True
+                ),
             ),
         ]
         constraints = [

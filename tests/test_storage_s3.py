@@ -17,6 +17,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from openai import OpenAI
 
+from jobs import services
 from jobs.accounts import api_key_create, ensure_user
 from jobs.models import Job, State
 from tests.platform import free_port
@@ -138,3 +139,19 @@ def test_runner_uploads_to_s3_and_the_sdk_downloads_through_the_redirect(platfor
     stored = s3_client(s3_server).get_object(Bucket=BUCKET, Key=job.video_key)["Body"].read()
     data = client.videos.download_content(video.id).read()  # 302 from the web role, then the bytes from S3
     assert data == stored and probe_mp4(data)["frames"] == 17
+
+
+@pytest.mark.django_db
+def test_retention_removes_a_jobs_objects_from_s3_leftovers_included(make_job, s3_storage, settings):
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "DISCARDED_RETENTION_SECONDS": 0}
+    job = make_job("failed", completed_at=timezone.now())
+    other = make_job("succeeded", completed_at=timezone.now())
+    keys = [default_storage.save(f"videos/{job.public_id}/attempt-{n}.mp4", ContentFile(b"x")) for n in (1, 2)]
+    keys.append(default_storage.save(f"references/{job.public_id}.png", ContentFile(b"p")))
+    Job.objects.filter(pk=job.pk).update(reference_key=keys[-1])
+    kept = default_storage.save(f"videos/{other.public_id}/attempt-1.mp4", ContentFile(b"y"))
+
+    assert services.purge_expired_files() == 1
+    listed = {o["Key"] for o in s3_client(s3_storage).list_objects_v2(Bucket=BUCKET).get("Contents", [])}
+    assert not listed & set(keys)
+    assert kept in listed

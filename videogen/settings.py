@@ -249,7 +249,14 @@ VIDEOGEN = {
     "STAGE_MAX_SENDS": env_int("STAGE_MAX_SENDS", 5),
     # A job dispatched this many times without any runner claiming it fails with `no_runner`.
     "MAX_DISPATCHES": env_int("JOB_MAX_DISPATCHES", 5),
+    # Retention of stored files after a job ends (jobs.services.retention): a completed video and its
+    # thumbnail; a rejected job's clip (for moderators and appeals); a failed or cancelled job's partial output.
+    # A job's reference image and its attempts' leftovers go with the rest. The dispatcher sweeps every
+    # RETENTION_SWEEP_SECONDS (0: never).
     "VIDEO_RETENTION_SECONDS": env_int("VIDEO_RETENTION_SECONDS", 7 * 24 * 3600),
+    "REJECTED_RETENTION_SECONDS": env_int("REJECTED_RETENTION_SECONDS", 7 * 24 * 3600),
+    "DISCARDED_RETENTION_SECONDS": env_int("DISCARDED_RETENTION_SECONDS", 3600),
+    "RETENTION_SWEEP_SECONDS": env_float("RETENTION_SWEEP_SECONDS", 60.0),
     "POLL_AFTER_MS": env_int("POLL_AFTER_MS", 500),
     "NOTIFY_POLL_SECONDS": env_float("NOTIFY_POLL_SECONDS", 0.2),
     "NOTIFY_RESYNC_SECONDS": env_float("NOTIFY_RESYNC_SECONDS", 15.0),

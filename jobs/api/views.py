@@ -198,7 +198,7 @@ class VideoContentView(RateLimitedAPIView):
                 code="video_not_ready",
                 status_code=404,
             )
-        if job.expires_at < timezone.now():
+        if job.expires_at < timezone.now() or job.files_purged_at is not None:
             raise ApiError(f"Video {job.public_id} has expired.", code="video_expired", status_code=404)
         key = getattr(job, VARIANTS[variant])
         return downloads.serve(

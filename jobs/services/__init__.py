@@ -3,7 +3,7 @@
 
 - transitions: the one place states change, fencing, retry/fail
 - submission, admission, credits, costs: taking a job in
-- stages: moderation stages; actions: user and staff cancel/delete
+- stages: moderation stages; actions: user and staff cancel/delete; retention: removing finished jobs' files
 - runners: claim, heartbeat, complete, release; runner registration and drain
 - dispatch, fairness, policy: who goes next, the reaper, deadlines, published queue positions
 """
@@ -22,6 +22,7 @@ from jobs.services.dispatch import (
     reap_expired,
     resend_stalled_stages,
 )
+from jobs.services.retention import RETENTION_BATCH, purge_expired_files, purge_job_files
 from jobs.services.runners import (
     job_claim,
     job_complete,
@@ -47,6 +48,7 @@ from jobs.services.transitions import LostJob, TransitionError, db_now_plus, loc
 
 __all__ = [
     "DISPATCH_LOCK_KEY",
+    "RETENTION_BATCH",
     "STAGE_TASKS",
     "IdempotencyMismatch",
     "IdempotentVideoDeleted",
@@ -75,6 +77,8 @@ __all__ = [
     "live_slots",
     "locked",
     "publish_queue_summary",
+    "purge_expired_files",
+    "purge_job_files",
     "reap_expired",
     "resend_stalled_stages",
     "runner_drain",

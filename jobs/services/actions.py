@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from django.core.files.storage import default_storage
 from django.db import transaction
 from django.db.models.functions import Now
 
 from jobs.models import Job
+from jobs.services import retention
 from jobs.services.transitions import locked, transition
 
 
@@ -33,7 +33,7 @@ def job_cancel(*, job_id: int, actor: str) -> Job:
 
 
 def job_delete(*, job_id: int) -> Job:
-    """Hide a finished job and remove its files. Not a state change: the audit trail stays."""
+    """Hide a finished job, remove its files and erase its prompt. Not a state change: the audit trail stays."""
     with transaction.atomic():
         job = locked(job_id)
         if job is None or job.deleted_at is not None:
@@ -41,7 +41,5 @@ def job_delete(*, job_id: int) -> Job:
         if not job.is_terminal:
             raise NotTerminal()
         Job.objects.filter(pk=job.pk).update(deleted_at=Now())
-    for key in (job.video_key, job.thumbnail_key, job.reference_key):
-        if key:
-            default_storage.delete(key)
+    retention.purge_job_files(job, erase_prompt=True)
     return job

@@ -1,5 +1,6 @@
 """The dispatcher role: reap expired leases, re-send stalled stages, cancel jobs past their start deadline,
-bind queued jobs to free slots by the fair-share policy, publish queue positions and waits; repeat.
+bind queued jobs to free slots by the fair-share policy, publish queue positions and waits, and remove the
+files of finished jobs past their retention; repeat.
 
 Several dispatchers may run (on several hosts): each dispatch pass takes a transaction-scoped advisory
 lock, and the reaper's row locks and conditional updates make its passes safe to overlap.
@@ -36,13 +37,19 @@ class Command(BaseCommand):
             expired = services.expire_deadlines()
             dispatched = services.dispatch_once()
             services.publish_queue_summary()
-            self.stdout.write(f"reaped {reaped}, resent {resent}, expired {expired}, dispatched {dispatched}")
+            purged = services.purge_expired_files()
+            self.stdout.write(
+                f"reaped {reaped}, resent {resent}, expired {expired}, dispatched {dispatched}, files purged {purged}"
+            )
             return
         interval = settings.VIDEOGEN["DISPATCH_INTERVAL_SECONDS"]
         self.stdout.write(f"dispatcher running (every {interval}s)")
         # Publishing reads the whole queue (1.8 s at 1M queued): its own thread and connection, so it never
         # holds up a dispatch pass.
         threading.Thread(target=self._publish_loop, name="queue-publisher", daemon=True).start()
+        # Removing files waits on storage round trips: its own thread too.
+        if settings.VIDEOGEN["RETENTION_SWEEP_SECONDS"] > 0:
+            threading.Thread(target=self._retention_loop, name="retention", daemon=True).start()
         passes = 0
         while self.running:
             try:
@@ -73,6 +80,22 @@ class Command(BaseCommand):
                 connection.close()
             # A huge queue makes publishing slower: space it out so it never takes over 10% of the time.
             time.sleep(max(every, 10 * took))
+        connection.close()
+
+    def _retention_loop(self) -> None:
+        every = settings.VIDEOGEN["RETENTION_SWEEP_SECONDS"]
+        while self.running:
+            purged = 0
+            try:
+                close_old_connections()
+                purged = services.purge_expired_files()
+                if purged:
+                    log.info("removed the files of %s finished jobs", purged)
+            except Exception:
+                log.exception("the retention sweep failed; retrying")
+                connection.close()
+            if purged < services.RETENTION_BATCH:  # a full batch means more is due: go on at once
+                time.sleep(every)
         connection.close()
 
     def _stop(self, *args: object) -> None:
