@@ -24,8 +24,9 @@ install: $(VENV)/.installed
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput -v 0
 	$(PY) manage.py setup_demo
+	@mkdir -p var
 	@echo "videogen: open http://$(HOST):$(PORT)/  (API base http://$(HOST):$(PORT)/v1, admin /admin/). Ctrl-C stops everything."
-	$(VENV)/bin/honcho -f Procfile start
+	$(VENV)/bin/supervisord -c supervisord.conf
 
 browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \

@@ -164,10 +164,14 @@ def run_job(job_id: int) -> str:
     deadline = time.monotonic() + settings.GPU_TASK_TIMEOUT / 2
     first: str | None = None
     todo: int | Job | None = job_id
-    while todo is not None:
-        take_next = not worker.draining.is_set() and time.monotonic() < deadline
-        outcome, todo = _run_one(todo, take_next=take_next)
-        first = first or outcome
+    worker.in_hand.set()
+    try:
+        while todo is not None:
+            take_next = not worker.draining.is_set() and time.monotonic() < deadline
+            outcome, todo = _run_one(todo, take_next=take_next)
+            first = first or outcome
+    finally:
+        worker.in_hand.clear()
     return first or "not claimed"
 
 

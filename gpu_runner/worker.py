@@ -26,6 +26,11 @@ log = logging.getLogger(__name__)
 # Set in this worker when it must take no new work: drained by staff, or told to stop.
 draining = threading.Event()
 stopping = threading.Event()
+# Set while a job is in hand (gpu_runner.tasks.run_job).
+in_hand = threading.Event()
+# The sentinel that forked this worker: when it is gone, this worker is an orphan (videogen.lineage).
+_sentinel: int | None = None
+ORPHAN_EXIT_SECONDS = 60.0  # the most an orphan waits for its job in hand to be given back
 
 
 def runner_name() -> str:
@@ -40,6 +45,8 @@ def on_worker_spawn(sender, proc_name: str = "", **kwargs) -> None:
     """Runs in the worker before it takes its first task. Warm here, synchronously: importing torch and
     loading weights hold the GIL for seconds, which would starve the lease heartbeat of a job claimed
     meanwhile. Only then is the slot offered."""
+    global _sentinel
+    _sentinel = os.getppid()
     signal.signal(signal.SIGTERM, _on_sigterm)
     models = []
     for model in sorted(registry.served()):
@@ -59,6 +66,18 @@ def _on_sigterm(signum, frame) -> None:
     stopping.set()
     draining.set()
     log.info("runner %s stopping: taking no new work, releasing the job in hand", runner_name())
+    if os.getppid() != _sentinel:
+        # Its cluster is gone (videogen.lineage sent this): nobody will hand it work or stop it. Leave once the
+        # job in hand is given back.
+        threading.Thread(target=_leave_when_idle, name="orphan-exit", daemon=True).start()
+
+
+def _leave_when_idle() -> None:
+    deadline = time.monotonic() + ORPHAN_EXIT_SECONDS
+    while in_hand.is_set() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log.info("runner %s: its cluster is gone; exiting", runner_name())
+    os._exit(0)
 
 
 def _advertise(models: list[str]) -> None:
@@ -84,4 +103,9 @@ def _advertise(models: list[str]) -> None:
         except Exception:
             log.warning("runner heartbeat failed", exc_info=True)
             connection.close()
-        time.sleep(interval)
+        stopping.wait(interval)
+    try:
+        close_old_connections()
+        services.runner_withdraw(name=name)
+    except Exception:  # its registration then times out (RUNNER_TTL_SECONDS)
+        log.warning("runner %s could not withdraw", name, exc_info=True)

@@ -15,8 +15,12 @@ class JobsConfig(AppConfig):
         # django-q2 forks its workers: children of a process holding a connection pool would share its
         # sockets and corrupt each other's queries. Pools are for the web role only.
         pooled = "pool" in settings.DATABASES["default"].get("OPTIONS", {})
-        if pooled and sys.argv[1:2] == ["qcluster"]:
-            raise ImproperlyConfigured("qcluster must not run with VIDEOGEN_ROLE=web (a pooled connection)")
+        if sys.argv[1:2] == ["qcluster"]:
+            if pooled:
+                raise ImproperlyConfigured("qcluster must not run with VIDEOGEN_ROLE=web (a pooled connection)")
+            from videogen import lineage
+
+            lineage.install()  # no orphaned sentinel or worker outlives its qcluster
         from jobs.api.auth import connect_signals
 
         connect_signals()

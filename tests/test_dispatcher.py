@@ -32,6 +32,16 @@ def test_dispatch_binds_only_as_many_jobs_as_free_slots(make_job):
     assert services.dispatch_once() == 0  # both slots busy now
 
 
+def test_a_runner_that_withdraws_offers_nothing_at_once(make_job):
+    make_job("queued")
+    services.runner_heartbeat(name="gpu-a", slots=1, model_names=["wan-tiny"], queue="gpu-a")
+    services.runner_heartbeat(name="gpu-b", slots=1, model_names=["wan-tiny"], queue="gpu-b")
+    services.runner_withdraw(name="gpu-a")  # stopping: not after RUNNER_TTL_SECONDS, now
+    assert services.live_slots() == 1
+    assert services.dispatch_once() == 1
+    assert list(OrmQ.objects.values_list("key", flat=True)) == ["gpu-b"]
+
+
 def test_stale_runners_offer_no_capacity(make_job):
     make_job("queued")
     services.runner_heartbeat(name="gpu-a", slots=2, model_names=["wan-tiny"])

@@ -74,6 +74,7 @@ def test_work_reaches_only_a_free_runner_of_its_model_and_sigterm_releases(platf
     # SIGTERM to the long job's cluster: the job goes back to the queue at once (no lease to wait out) and
     # finishes on the other runner.
     plat.signal(long_job.queue, signal.SIGTERM)
+    stopping = plat.procs.pop(long_job.queue)
     released = _wait(
         lambda: JobEvent.objects.filter(job_id=long_job.pk, reason__startswith="released").first(), 15, plat, "release"
     )
@@ -81,6 +82,8 @@ def test_work_reaches_only_a_free_runner_of_its_model_and_sigterm_releases(platf
     done = _wait(lambda: Job.objects.filter(pk=long_job.pk, state=State.SUCCEEDED).first(), 120, plat, "rerun")
     assert done.queue != long_job.queue and done.attempt == 2
     assert not JobEvent.objects.filter(job_id=long_job.pk, actor="reaper").exists()  # no lease waited out
+    # And the cluster stopped in order (a SIGTERM to its whole group used to deadlock it: videogen.lineage).
+    assert stopping.wait(timeout=30) == 0
 
 
 def test_runner_takes_its_next_job_as_it_finishes(platform_factory):

@@ -34,6 +34,7 @@ from jobs.services.runners import (
     runner_drain,
     runner_heartbeat,
     runner_is_draining,
+    runner_withdraw,
     runners_forget_stale,
 )
 from jobs.services.stages import STAGE_TASKS, job_moderate_input, job_review_output
@@ -84,6 +85,7 @@ __all__ = [
     "runner_drain",
     "runner_heartbeat",
     "runner_is_draining",
+    "runner_withdraw",
     "runners_forget_stale",
     "transition",
 ]

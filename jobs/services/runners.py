@@ -206,6 +206,13 @@ def runner_heartbeat(
     return bool(Runner.objects.filter(name=name).values_list("draining", flat=True).first())
 
 
+def runner_withdraw(*, name: str) -> int:
+    """A runner that stops: it offers no capacity from now on, rather than until its registration times out."""
+    return Runner.objects.filter(name=name).update(
+        draining=True, last_seen_at=db_now_plus(-cfg("RUNNER_TTL_SECONDS") - 1)
+    )
+
+
 def runner_drain(*, name: str, draining: bool = True) -> int:
     """Staff: stop handing work to a runner (it finishes what it has), or take it back into service."""
     return Runner.objects.filter(name=name).update(draining=draining)
