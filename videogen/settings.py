@@ -32,6 +32,8 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",  # the docs page's Redoc, served from here (no CDN)
     "channels",
     "django_q",
     "jobs",
@@ -213,6 +215,30 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "jobs.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+# The OpenAPI description (/v1/openapi.json) and its docs page (/v1/docs), readable without a key.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "videogen API",
+    "DESCRIPTION": "OpenAI Videos-compatible video generation (the official `openai` SDK is a client), plus "
+    "notifications, credits and models. Errors use the OpenAI envelope.",
+    "VERSION": "1",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
+    "SERVE_AUTHENTICATION": [],
+    "REDOC_DIST": "SIDECAR",
+    # Each object's `object` field is a constant: one named enum per constant.
+    "ENUM_NAME_OVERRIDES": {
+        f"{name.title().replace('.', '').replace('_', '')}ObjectEnum": [value]
+        for name, value in (
+            ("video", "video"),
+            ("list", "list"),
+            ("video.deleted", "video.deleted"),
+            ("model", "model"),
+            ("notification", "notification"),
+            ("credit_entry", "credit_entry"),
+            ("credits", "credits"),
+        )
+    },
 }
 # Each web process remembers a bearer key's user this long. A revoked key, a deactivated user or a changed tier
 # is seen at the next rate-limited request (a marker in Redis, jobs.api.auth); this is the bound elsewhere.

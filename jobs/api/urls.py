@@ -1,4 +1,6 @@
 from django.urls import path
+from drf_spectacular.utils import extend_schema
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView
 
 from jobs.api import views
 
@@ -10,4 +12,6 @@ urlpatterns = [
     path("models", views.ModelsView.as_view()),
     path("notifications", views.NotificationsView.as_view()),
     path("credits", views.CreditsView.as_view()),
+    path("openapi.json", extend_schema(exclude=True)(SpectacularJSONAPIView).as_view(), name="openapi"),
+    path("docs", SpectacularRedocView.as_view(url_name="openapi"), name="api-docs"),
 ]

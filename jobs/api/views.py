@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from jobs import accounts, selectors, services
-from jobs.api import downloads
+from jobs.api import downloads, schema
 from jobs.api.errors import ApiError, not_found
 from jobs.api.ratelimit import RateLimitedAPIView
 from jobs.api.validation import parse_create
@@ -75,6 +75,7 @@ def refused(refusal) -> ApiError:
 class VideosView(RateLimitedAPIView):
     submit_methods = frozenset({"POST"})  # also counts against the tier's SUBMIT_RATE_PER_MINUTE
 
+    @schema.create_videos
     def post(self, request: Request) -> Response:
         submit = parse_create(request.data, request.FILES)
         key = request.headers.get("Idempotency-Key") or None
@@ -103,6 +104,7 @@ class VideosView(RateLimitedAPIView):
         headers = {"Idempotent-Replayed": "true"} if not created else {}
         return Response(video_object(job), status=201 if created else 200, headers=headers | _poll_headers(job))
 
+    @schema.list_videos
     def get(self, request: Request) -> Response:
         order = request.query_params.get("order", "desc")
         if order not in ("asc", "desc"):
@@ -135,11 +137,13 @@ def _is_sdk_retry(request: Request) -> bool:
 
 
 class VideoDetailView(RateLimitedAPIView):
+    @schema.retrieve_video
     def get(self, request: Request, video_id: str) -> Response:
         job = _get_job(request, video_id)
         position, start = selectors.queue_estimate(job)
         return Response(video_object(job, position, start), headers=_poll_headers(job, start))
 
+    @schema.delete_video
     def delete(self, request: Request, video_id: str) -> Response:
         job = _get_job(request, video_id)
         try:
@@ -157,6 +161,7 @@ class VideoDetailView(RateLimitedAPIView):
 
 
 class VideoCancelView(RateLimitedAPIView):
+    @schema.cancel_video
     def post(self, request: Request, video_id: str) -> Response:
         job = _get_job(request, video_id)
         try:
@@ -187,6 +192,7 @@ class AnyAccept(BaseContentNegotiation):
 class VideoContentView(RateLimitedAPIView):
     content_negotiation_class = AnyAccept
 
+    @schema.video_content
     def get(self, request: Request, video_id: str):
         variant = request.query_params.get("variant", "video")
         if variant not in VARIANTS:
@@ -210,6 +216,7 @@ class VideoContentView(RateLimitedAPIView):
 
 
 class ModelsView(RateLimitedAPIView):
+    @schema.list_models
     def get(self, request: Request) -> Response:
         data = [
             {
@@ -227,6 +234,7 @@ class ModelsView(RateLimitedAPIView):
 
 
 class NotificationsView(RateLimitedAPIView):
+    @schema.list_notifications
     def get(self, request: Request) -> Response:
         after_seq = _int_param(request, "after_seq", 0, low=0, high=2**62)
         limit = _int_param(request, "limit", 100, low=1, high=MAX_PAGE)
@@ -245,6 +253,7 @@ class NotificationsView(RateLimitedAPIView):
 class CreditsView(RateLimitedAPIView):
     """GET /v1/credits: balance, today's allowance and usage, and the ledger (newest first, cursor `after`)."""
 
+    @schema.get_credits
     def get(self, request: Request) -> Response:
         limit = _int_param(request, "limit", 20, low=1, high=MAX_PAGE)
         after = _int_param(request, "after", 0, low=0, high=2**62) or None

@@ -1,0 +1,298 @@
+"""The API's OpenAPI description (drf-spectacular): what /v1/openapi.json and /v1/docs serve.
+
+The views parse and present by hand (jobs.api.validation, jobs.presenters); the serializers here only describe
+those shapes for the schema, and the schemathesis run in tests/test_openapi.py holds every response to them.
+"""
+
+from __future__ import annotations
+
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers
+
+from jobs.api.validation import MAX_START_DEADLINE_SECONDS
+from jobs.catalog import CATALOG
+
+PUBLIC_STATUSES = ["queued", "in_progress", "completed", "failed", "cancelled"]
+ALL_SIZES = sorted({size for spec in CATALOG.values() for size in spec.sizes})
+ALL_SECONDS = sorted({str(s) for spec in CATALOG.values() for s in spec.seconds}, key=int)
+
+
+class BearerKey(OpenApiAuthenticationExtension):
+    target_class = "jobs.api.auth.ApiKeyAuthentication"
+    name = "apiKey"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "description": "An API key: `Authorization: Bearer vg-…`"}
+
+
+class ErrorBody(serializers.Serializer):
+    message = serializers.CharField()
+    type = serializers.CharField()
+    param = serializers.CharField(allow_null=True)
+    code = serializers.CharField(allow_null=True)
+
+
+class Error(serializers.Serializer):
+    error = ErrorBody()
+
+
+class VideoError(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+
+
+class Video(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.ChoiceField(["video"])
+    model = serializers.CharField()
+    status = serializers.ChoiceField(PUBLIC_STATUSES)
+    progress = serializers.IntegerField(min_value=0, max_value=100)
+    created_at = serializers.IntegerField()
+    completed_at = serializers.IntegerField(allow_null=True)
+    expires_at = serializers.IntegerField(allow_null=True)
+    seconds = serializers.CharField()
+    size = serializers.CharField()
+    prompt = serializers.CharField(allow_blank=True)
+    remixed_from_video_id = serializers.CharField(allow_null=True)
+    error = VideoError(allow_null=True)
+    queue_position = serializers.IntegerField(allow_null=True, help_text="extension: place in the queue")
+    estimated_start_at = serializers.IntegerField(allow_null=True, help_text="extension")
+    start_deadline_at = serializers.IntegerField(allow_null=True, help_text="extension")
+    credits = serializers.IntegerField(help_text="extension: the price reserved or charged")
+    attempt = serializers.IntegerField(help_text="extension: runner attempts so far")
+
+
+class VideoList(serializers.Serializer):
+    object = serializers.ChoiceField(["list"])
+    data = Video(many=True)
+    first_id = serializers.CharField(allow_null=True)
+    last_id = serializers.CharField(allow_null=True)
+    has_more = serializers.BooleanField()
+
+
+class VideoDeleted(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.ChoiceField(["video.deleted"])
+    deleted = serializers.BooleanField()
+
+
+class Model(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.ChoiceField(["model"])
+    owned_by = serializers.CharField()
+    sizes = serializers.ListField(child=serializers.CharField())
+    seconds = serializers.ListField(child=serializers.CharField())
+    default_size = serializers.CharField()
+    default_seconds = serializers.CharField()
+
+
+class ModelList(serializers.Serializer):
+    object = serializers.ChoiceField(["list"])
+    data = Model(many=True)
+
+
+class Notification(serializers.Serializer):
+    object = serializers.ChoiceField(["notification"])
+    seq = serializers.IntegerField()
+    event = serializers.CharField()
+    created_at = serializers.IntegerField()
+    data = Video()
+
+
+class NotificationList(serializers.Serializer):
+    object = serializers.ChoiceField(["list"])
+    data = Notification(many=True)
+    last_seq = serializers.IntegerField()
+    has_more = serializers.BooleanField()
+
+
+class CreditEntry(serializers.Serializer):
+    id = serializers.IntegerField()
+    object = serializers.ChoiceField(["credit_entry"])
+    kind = serializers.CharField()
+    amount = serializers.IntegerField()
+    allowance_amount = serializers.IntegerField()
+    balance_after = serializers.IntegerField()
+    video_id = serializers.CharField(allow_null=True)
+    note = serializers.CharField(allow_blank=True)
+    actor = serializers.CharField(allow_null=True)
+    created_at = serializers.IntegerField()
+
+
+class Credits(serializers.Serializer):
+    object = serializers.ChoiceField(["credits"])
+    tier = serializers.CharField()
+    metered = serializers.BooleanField()
+    balance = serializers.IntegerField()
+    daily_allowance = serializers.IntegerField(allow_null=True)
+    allowance_remaining = serializers.IntegerField(allow_null=True)
+    available = serializers.IntegerField(allow_null=True)
+    jobs_today = serializers.IntegerField()
+    data = CreditEntry(many=True)
+    has_more = serializers.BooleanField()
+    last_id = serializers.IntegerField(allow_null=True)
+
+
+_CREATE_PROPERTIES = {
+    "prompt": {"type": "string", "minLength": 1, "description": "What the video shows."},
+    "model": {"type": "string", "enum": sorted(CATALOG), "description": "GET /v1/models lists each model's options."},
+    "seconds": {"type": "string", "enum": ALL_SECONDS, "description": "Clip length; per model, see /v1/models."},
+    "size": {"type": "string", "enum": ALL_SIZES, "description": "WIDTHxHEIGHT; per model, see /v1/models."},
+    "start_deadline_seconds": {
+        "type": "integer",
+        "minimum": 1,
+        "maximum": MAX_START_DEADLINE_SECONDS,
+        "description": "extension: a job not started within this many seconds ends cancelled",
+    },
+}
+CREATE_REQUEST = {
+    "application/json": {
+        "type": "object",
+        "properties": {
+            **_CREATE_PROPERTIES,
+            "input_reference": {"type": "string", "description": "A reference image as a data: URL (PNG, JPEG, WebP)."},
+        },
+        "required": ["prompt"],
+        "additionalProperties": False,
+    },
+    "multipart/form-data": {
+        "type": "object",
+        "properties": {
+            **_CREATE_PROPERTIES,
+            "input_reference": {"type": "string", "format": "binary", "description": "PNG, JPEG or WebP"},
+        },
+        "required": ["prompt"],
+        "additionalProperties": False,
+    },
+}
+
+ERRORS = {
+    code: OpenApiResponse(Error, description=description)
+    for code, description in {
+        400: "invalid request (the error names its `param`)",
+        401: "no or an invalid API key",
+        402: "not enough credits",
+        404: "no such video (or not yours)",
+        405: "method not allowed",
+        409: "the video's state does not allow this",
+        413: "body too large",
+        415: "unsupported content type",
+        416: "range not satisfiable",
+        422: "Idempotency-Key reused with a different body",
+        429: "rate, concurrency, queue or daily limit (with Retry-After)",
+        503: "the tier's queue is too long now (with Retry-After)",
+    }.items()
+}
+
+
+def errors(*codes: int) -> dict:
+    return {code: ERRORS[code] for code in (400, 401, 405, 429, *codes)}
+
+
+EXAMPLE_VIDEO_ID = "video_6f1d2c3b4a5e6f708192a3b4"
+_ID = OpenApiParameter(
+    "video_id",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="a video's id",
+    examples=[OpenApiExample("a video", value=EXAMPLE_VIDEO_ID)],
+)
+
+create_videos = extend_schema(
+    operation_id="createVideo",
+    summary="Create a video",
+    description="JSON or multipart (the SDK sends multipart). Answers at once with the queued video.",
+    request=CREATE_REQUEST,
+    parameters=[
+        OpenApiParameter(
+            "Idempotency-Key",
+            OpenApiTypes.STR,
+            OpenApiParameter.HEADER,
+            description="the same key and body return the same video; at most 255 characters",
+        )
+    ],
+    responses={
+        201: Video,
+        200: OpenApiResponse(Video, description="an idempotent replay"),
+        **errors(402, 413, 415, 422, 503),
+    },
+)
+list_videos = extend_schema(
+    operation_id="listVideos",
+    summary="List your videos",
+    description="Newest first by default; page with `after` = the previous page's `last_id`.",
+    parameters=[
+        OpenApiParameter("after", OpenApiTypes.STR, description="the last id of the previous page"),
+        OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 100 (default 20)"),
+        OpenApiParameter("order", OpenApiTypes.STR, enum=["asc", "desc"], description="by creation (default desc)"),
+    ],
+    responses={200: VideoList, **errors(404)},
+)
+retrieve_video = extend_schema(
+    operation_id="retrieveVideo",
+    parameters=[_ID],
+    summary="A video's status",
+    description="Poll this (or use the websocket); `openai-poll-after-ms` says when to ask again.",
+    responses={200: Video, **errors(404)},
+)
+delete_video = extend_schema(
+    operation_id="deleteVideo",
+    parameters=[_ID],
+    summary="Delete a finished video",
+    description="Removes its files and erases its prompt at once; unfinished videos must be cancelled first.",
+    responses={200: VideoDeleted, **errors(404, 409)},
+)
+cancel_video = extend_schema(
+    operation_id="cancelVideo",
+    parameters=[_ID],
+    summary="Cancel an unfinished video",
+    description="Any unfinished video; a running generation stops at its next heartbeat.",
+    request=None,
+    responses={200: Video, **errors(404, 409)},
+)
+video_content = extend_schema(
+    operation_id="downloadVideoContent",
+    summary="The finished clip or its thumbnail",
+    description="From object storage: a redirect to a presigned URL. From local files: the bytes, with Range.",
+    parameters=[
+        _ID,
+        OpenApiParameter("variant", OpenApiTypes.STR, enum=["video", "thumbnail"], description="default video"),
+        OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER, description="bytes=START-END"),
+    ],
+    responses={
+        (200, "video/mp4"): OpenApiTypes.BINARY,
+        (200, "image/webp"): OpenApiTypes.BINARY,
+        (206, "video/mp4"): OpenApiTypes.BINARY,
+        (206, "image/webp"): OpenApiTypes.BINARY,
+        302: OpenApiResponse(description="to a short-lived presigned URL (object storage)"),
+        **errors(404, 416),
+    },
+)
+list_models = extend_schema(
+    operation_id="listModels",
+    summary="Models and their options",
+    description="Each model's sizes and clip lengths.",
+    responses={200: ModelList, **errors()},
+)
+list_notifications = extend_schema(
+    operation_id="listNotifications",
+    summary="Your notification log, from a sequence number",
+    description="What the websocket pushes, by `seq`: resume from the last one you have.",
+    parameters=[
+        OpenApiParameter("after_seq", OpenApiTypes.INT, description="the last seq you have (default 0)"),
+        OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 100 (default 100)"),
+    ],
+    responses={200: NotificationList, **errors()},
+)
+get_credits = extend_schema(
+    operation_id="getCredits",
+    summary="Balance, today's allowance and the ledger",
+    description="Credits are reserved at submission and settled once when a video ends.",
+    parameters=[
+        OpenApiParameter("after", OpenApiTypes.INT, description="the last id of the previous page"),
+        OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 100 (default 20)"),
+    ],
+    responses={200: Credits, **errors()},
+)
