@@ -1,4 +1,5 @@
-"""The diffusers backend: resident pipelines, one generation at a time per worker."""
+"""The diffusers backend: resident pipelines, one generation at a time per worker. With GPU_BACKEND=simulated
+the worker runs the SIMULATED generation instead (gpu_runner.simulated; load and fault runs only)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
+from django.conf import settings
 from django.core.files.storage import default_storage
 from PIL import Image
 
@@ -28,12 +30,21 @@ def _pipeline(model: str):
     return load_pipeline(str(entry.path))  # cached per process, behind a lock (warming may race a first job)
 
 
+def _simulated() -> bool:
+    return settings.GPU_BACKEND == "simulated"
+
+
 def warm(model: str) -> None:
-    _pipeline(model)
+    if not _simulated():
+        _pipeline(model)
 
 
 def generate(job: Job, on_step: Callable[[int, int], None]) -> tuple[np.ndarray, int]:
     """Frames (F, H, W, 3) uint8 and the clip's fps."""
+    if _simulated():
+        from gpu_runner.simulated import simulated_generate
+
+        return simulated_generate(job, on_step)
     from gpu_runner.pipeline import generate as run_pipeline
 
     spec = get_spec(job.model)

@@ -14,6 +14,9 @@ duration drawn from a configurable distribution:
   it polls `Job` rows in state `dispatched` on its queue, which is equivalent, since the message carries
   nothing but the job id and the claim is the guard. While it has a backlog it never polls: like the real
   runner it takes its next job in the transaction that completes the previous one.
+- `simulated_generate`: what a real gpu worker runs with GPU_BACKEND=simulated (`make chaos`): the whole real
+  runner path (claim, lease, steps, encode, store, complete) around a SIMULATED generation that sleeps a drawn
+  duration in steps and returns a tiny placeholder clip; a prompt with the poison marker fails every attempt.
 - `SimulatedCpuStage`: the cpu stages, simulated: real input moderation (`job_moderate_input`), and an output
   review that passes (there are no frames to look at) through the same `_apply_decision` as the real stage.
 
@@ -72,6 +75,31 @@ class SimulatedDurations:
         duration = rng.lognormvariate(math.log(self.p50), self.sigma) * self.time_factor
         fails_after = duration * rng.random() if self.fail_rate and rng.random() < self.fail_rate else None
         return duration, fails_after
+
+
+class SimulatedPoison(Exception):
+    """A SIMULATED generation failure: the poison job of a fault run."""
+
+
+SIMULATED_STEPS = 8
+
+
+def simulated_generate(job, on_step: Callable[[int, int], None]):
+    """SIMULATED generation for a real gpu worker: (frames, fps) of a 16x16 placeholder after a drawn delay."""
+    import numpy as np
+
+    cfg = settings.SIMULATED_GENERATION
+    durations = SimulatedDurations(p50=cfg["P50_SECONDS"], p99=cfg["P99_SECONDS"], time_factor=cfg["TIME_FACTOR"])
+    duration, _ = durations.sample(random.Random(f"{job.public_id}:{job.attempt}"))
+    poison = cfg["POISON_MARKER"] and cfg["POISON_MARKER"] in job.prompt
+    for step in range(1, SIMULATED_STEPS + 1):
+        time.sleep(duration / SIMULATED_STEPS)
+        if poison and step == SIMULATED_STEPS // 2:
+            raise SimulatedPoison("simulated poison job: this generation always fails")
+        on_step(step, SIMULATED_STEPS)  # raises when the lease is lost or the runner stops
+    frames = np.zeros((5, 16, 16, 3), dtype=np.uint8)
+    frames[:, :, :, 0] = job.seed % 256
+    return frames, 8
 
 
 @dataclass

@@ -165,3 +165,16 @@ def test_unclaimed_dispatch_expires_back_to_queued_without_counting_an_attempt(m
         assert services.reap_expired() == 1
     job.refresh_from_db()
     assert (job.state, job.error_code, job.attempt) == (State.FAILED, "no_runner", 0)
+
+
+def test_a_job_whose_runner_vanished_is_runnable_again_at_once(make_job, settings):
+    """A lease that expired is the runner's loss, not the job's failure: no backoff before the next slot."""
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "MAX_ATTEMPTS": 3, "RETRY_BACKOFF_SECONDS": 30}
+    job = make_job("dispatched")
+    services.job_claim(job_id=job.pk, runner="r")
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=services.db_now_plus(-1))
+    assert services.reap_expired() == 1
+    job.refresh_from_db()
+    assert (job.state, job.error_code, job.not_before) == (State.QUEUED, "lease_expired", None)
+    services.runner_heartbeat(name="r2", slots=1, model_names=["wan-tiny"])
+    assert services.dispatch_once() == 1

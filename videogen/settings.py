@@ -371,6 +371,17 @@ RUNNER_POOL = env_str("RUNNER_POOL", "default")
 # The models this runner loads and offers (comma separated); empty: every model in the registry.
 RUNNER_MODELS = env_list("RUNNER_MODELS", "")
 RUNNER_VERSION = env_str("RUNNER_VERSION", "")
+# What a gpu worker generates with: "diffusers" (the real pipeline), or "simulated" for load and fault runs
+# (`make chaos`): a SIMULATED generation that sleeps a lognormal duration (median SIMULATED_P50_SECONDS, 99th
+# percentile SIMULATED_P99_SECONDS, times SIMULATED_TIME_FACTOR) through the real runner path and stores a
+# tiny placeholder clip; a prompt containing SIMULATED_POISON_MARKER fails every attempt.
+GPU_BACKEND = env_str("GPU_BACKEND", "diffusers")
+SIMULATED_GENERATION = {
+    "P50_SECONDS": env_float("SIMULATED_P50_SECONDS", 30.0),
+    "P99_SECONDS": env_float("SIMULATED_P99_SECONDS", 300.0),
+    "TIME_FACTOR": env_float("SIMULATED_TIME_FACTOR", 0.02),
+    "POISON_MARKER": env_str("SIMULATED_POISON_MARKER", "[simulated-poison]"),
+}
 
 LOGGING = {
     "version": 1,

@@ -241,6 +241,7 @@ def reap_expired(batch: int = 100) -> int:
             message="the runner stopped reporting (lease expired)",
             retryable=True,
             actor="reaper",
+            backoff=False,  # the runner vanished, the job did nothing wrong: the next free slot takes it
         ),
         batch,
     )

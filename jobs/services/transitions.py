@@ -94,8 +94,11 @@ def fail(job: Job, *, reason: str, actor: str, code: str, message: str) -> None:
     )
 
 
-def retry_or_fail(job: Job, *, error_code: str, message: str, retryable: bool, actor: str, detail: str = "") -> None:
-    """`message` is the user's; the audit event's reason also carries `detail` (for staff only)."""
+def retry_or_fail(
+    job: Job, *, error_code: str, message: str, retryable: bool, actor: str, detail: str = "", backoff: bool = True
+) -> None:
+    """`message` is the user's; the audit event's reason also carries `detail` (for staff only). `backoff=False`
+    requeues at once: the attempt did not fail, its runner vanished (a lease that expired)."""
     why = f"{message} [{detail}]" if detail else message
     if job.state == S.DISPATCHED:
         # Never claimed: the message was lost or no worker took it. Attempts count at claim, so requeue,
@@ -108,14 +111,14 @@ def retry_or_fail(job: Job, *, error_code: str, message: str, retryable: bool, a
             transition(job, S.QUEUED, reason="dispatch expired unclaimed", actor=actor, lease_expires_at=None, queue="")
         return
     if retryable and job.attempt < cfg("MAX_ATTEMPTS"):
-        backoff = cfg("RETRY_BACKOFF_SECONDS") * (2 ** (job.attempt - 1))
+        delay = cfg("RETRY_BACKOFF_SECONDS") * (2 ** (job.attempt - 1)) if backoff else 0.0
         transition(
             job,
             S.QUEUED,
-            reason=f"attempt {job.attempt} failed ({error_code}): {why}; retry in {backoff:.0f}s",
+            reason=f"attempt {job.attempt} failed ({error_code}): {why}; retry in {delay:.0f}s",
             actor=actor,
             lease_expires_at=None,
-            not_before=db_now_plus(backoff),
+            not_before=db_now_plus(delay) if delay else None,
             progress=0,
             queue="",
             error_code=error_code,  # the last error stays visible while it waits
