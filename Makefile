@@ -9,7 +9,7 @@ export PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/videogen
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test install lint format browser wrk bench simulate bench-dispatch clean
+.PHONY: run test install lint format browser wrk bench simulate bench-dispatch chaos clean
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -59,6 +59,12 @@ simulate: $(VENV)/.installed
 # The dispatcher's decision cost at 1k, 10k, 100k and 1M queued jobs (BENCH_DISPATCH_ARGS: see --help).
 bench-dispatch: $(VENV)/.installed
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/dispatch_scale.py $(BENCH_DISPATCH_ARGS)
+
+# Faults without losses: the real roles (SIMULATED gpu backend) under injected faults, a few thousand jobs, then
+# the invariant table and the recovery figures; exit 1 on any violation. Restarts the local Postgres and Redis.
+# CHAOS_ARGS: see benchmarks/chaos.py --help. A short run is part of `make test` (tests/test_chaos.py).
+chaos: $(VENV)/.installed
+	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/chaos.py --postgres-restart $(CHAOS_ARGS)
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .

@@ -58,7 +58,33 @@ def on_worker_spawn(sender, proc_name: str = "", **kwargs) -> None:
     if not models:
         log.error("no model could be loaded: this worker offers no slot")
         return
+    _give_back_jobs_of_dead_runners()
     threading.Thread(target=_advertise, args=(models,), name="runner-heartbeat", daemon=True).start()
+
+
+def _give_back_jobs_of_dead_runners() -> None:
+    """A worker starting on a host where a gpu worker died (the sentinel replacing it, or the supervisor restarting
+    its cluster) gives the dead one's job back at once, instead of leaving it until its lease expires. Only a
+    process that no longer exists here is dead; a reused pid just leaves the job to its lease."""
+    try:
+        for name in services.runners_holding_jobs(host=socket.gethostname()):
+            pid = int(name.rsplit(":", 1)[1])
+            if pid != os.getpid() and not _alive(pid):
+                given = services.runner_gone(name=name, successor=runner_name())
+                log.info("runner %s: gave back %s job(s) of dead runner %s", runner_name(), given, name)
+    except Exception:  # the leases still cover it
+        log.warning("could not give back the jobs of dead runners", exc_info=True)
+        connection.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _on_sigterm(signum, frame) -> None:

@@ -8,6 +8,8 @@ import threading
 import time
 
 import pytest
+import redis
+from django import db
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django_q.models import OrmQ
@@ -502,3 +504,30 @@ def test_expired_and_missing_content_are_404s(api, completed, settings):
     default_storage.delete(job.video_key)
     resp = api.get(url)
     assert resp.status_code == 404 and error_of(resp)["code"] == "content_gone"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        db.OperationalError("terminating connection due to administrator command"),
+        db.InterfaceError("connection already closed"),
+        redis.exceptions.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused."),
+    ],
+)
+def test_a_store_going_away_mid_request_is_a_503_to_retry_not_a_500(api, monkeypatch, fault):
+    """A restart or failover of Postgres or Redis under a request (fault injected at the selector's seam: the
+    real one is `make chaos`'s pg_terminate_backend and Redis restart)."""
+
+    def gone(**kwargs):
+        raise fault
+
+    monkeypatch.setattr(selectors, "video_list", gone)
+    resp = api.get("/v1/videos")
+    assert resp.status_code == 503 and resp["Retry-After"] == "1"
+    assert error_of(resp) == {
+        "message": "The service is briefly unavailable; please retry.",
+        "type": "server_error",
+        "param": None,
+        "code": "unavailable",
+    }
+    assert "administrator" not in resp.content.decode() and "6379" not in resp.content.decode()

@@ -300,3 +300,30 @@ def test_a_completion_teaches_the_cost_model(make_job):
     services.job_complete(job_id=job.pk, attempt=claimed.attempt, video_key="v", thumbnail_key="t", gpu_seconds=3.5)
     costs.forget_cache()
     assert costs.estimate("wan-tiny", 256, 144, 8) == pytest.approx(3.5)
+
+
+def test_a_worker_starting_on_a_host_gives_back_the_jobs_of_its_dead_runners_at_once(make_job, settings):
+    """The sentinel replacing a killed gpu worker (or a restarted cluster) does not leave the dead one's job to
+    its lease: a process that no longer exists here is dead. A live one's job stays where it is."""
+    import os
+    import socket
+    import subprocess
+
+    from gpu_runner import worker
+
+    settings.VIDEOGEN = {**settings.VIDEOGEN, "RETRY_BACKOFF_SECONDS": 30}
+    host = socket.gethostname()
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that existed and is gone
+    dead = make_job("running", runner_id=f"{host}:{gone.pid}", attempt=1, lease_expires_at=services.db_now_plus(30))
+    live = make_job("running", runner_id=f"{host}:{os.getpid()}", attempt=1, lease_expires_at=services.db_now_plus(30))
+    elsewhere = make_job("running", runner_id=f"other-host:{gone.pid}", attempt=1)
+    services.runner_heartbeat(name=f"{host}:{gone.pid}", slots=1, model_names=["wan-tiny"])
+
+    worker._give_back_jobs_of_dead_runners()
+
+    dead.refresh_from_db()
+    assert (dead.state, dead.error_code, dead.not_before, dead.attempt) == (State.QUEUED, "runner_died", None, 1)
+    assert Job.objects.get(pk=live.pk).state == State.RUNNING
+    assert Job.objects.get(pk=elsewhere.pk).state == State.RUNNING  # another host's pids mean nothing here
+    assert services.live_slots() == 0  # the dead runner's slot is withdrawn too

@@ -360,6 +360,8 @@ _GPU_CLUSTER = {
     "queue_limit": 1,
     "bulk": 1,
     "poll": env_float("GPU_POLL_SECONDS", 0.05),  # an idle GPU should not wait 200 ms
+    # How soon the sentinel replaces a worker that died (the GPU's slot is out until then); default 0.5.
+    "guard_cycle": env_float("GPU_GUARD_CYCLE_SECONDS", 0.2),
 }
 RUNNER_QUEUE = env_str("Q_CLUSTER_NAME")
 if RUNNER_QUEUE == "gpu":

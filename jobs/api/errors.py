@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import redis
+from django import db
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import Http404, JsonResponse
@@ -11,6 +13,9 @@ from rest_framework import exceptions, status
 from rest_framework.response import Response
 
 log = logging.getLogger(__name__)
+
+# A store that is down or a connection cut: transient, answered 503 with Retry-After (never a 500).
+UNAVAILABLE = (db.OperationalError, db.InterfaceError, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class ApiError(exceptions.APIException):
@@ -90,6 +95,18 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     elif isinstance(exc, exceptions.APIException):
         body = envelope(str(exc.detail), type="invalid_request_error", code=exc.default_code)
         code = exc.status_code
+    elif isinstance(exc, UNAVAILABLE):
+        # The database or Redis went away under this request (a restart, a failover, a terminated connection):
+        # nothing was committed, and a retry a moment later will do. The SDK retries a 503 by itself.
+        log.warning(
+            "%s %s: a store is unavailable (%s: %s)",
+            context["request"].method,
+            context["request"].path,
+            type(exc).__name__,
+            exc,
+        )
+        body = envelope("The service is briefly unavailable; please retry.", type="server_error", code="unavailable")
+        code, headers = 503, {"Retry-After": "1", "retry-after-ms": "1000"}
     else:
         return None  # unexpected: Django's 500 handler answers (also in the envelope, see videogen.urls)
     set_rollback()

@@ -182,13 +182,13 @@ ERRORS = {
         416: "range not satisfiable",
         422: "Idempotency-Key reused with a different body",
         429: "rate, concurrency, queue or daily limit (with Retry-After)",
-        503: "the tier's queue is too long now (with Retry-After)",
+        503: "the tier's queue is too long now, or a store is briefly unavailable (with Retry-After)",
     }.items()
 }
 
 
 def errors(*codes: int) -> dict:
-    return {code: ERRORS[code] for code in (400, 401, 405, 429, *codes)}
+    return {code: ERRORS[code] for code in (400, 401, 405, 429, 503, *codes)}
 
 
 EXAMPLE_VIDEO_ID = "video_6f1d2c3b4a5e6f708192a3b4"

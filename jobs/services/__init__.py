@@ -32,10 +32,12 @@ from jobs.services.runners import (
     job_holds_clip,
     job_release,
     runner_drain,
+    runner_gone,
     runner_heartbeat,
     runner_is_draining,
     runner_withdraw,
     runners_forget_stale,
+    runners_holding_jobs,
 )
 from jobs.services.stages import STAGE_TASKS, job_moderate_input, job_review_output
 from jobs.services.submission import (
@@ -83,9 +85,11 @@ __all__ = [
     "reap_expired",
     "resend_stalled_stages",
     "runner_drain",
+    "runner_gone",
     "runner_heartbeat",
     "runner_is_draining",
     "runner_withdraw",
     "runners_forget_stale",
+    "runners_holding_jobs",
     "transition",
 ]

@@ -206,6 +206,35 @@ def runner_heartbeat(
     return bool(Runner.objects.filter(name=name).values_list("draining", flat=True).first())
 
 
+def runners_holding_jobs(*, host: str) -> set[str]:
+    """The runners of a host that hold a running job (their names are host:pid)."""
+    return set(
+        Job.objects.filter(state=S.RUNNING, runner_id__startswith=f"{host}:").values_list("runner_id", flat=True)
+    )
+
+
+def runner_gone(*, name: str, successor: str) -> int:
+    """A runner known dead (its process is gone, as a worker starting on its host saw): its running job goes back
+    to the queue now, as the reaper would once its lease expired. Fenced like every runner write."""
+    given_back = 0
+    for job_id, attempt in Job.objects.filter(state=S.RUNNING, runner_id=name).values_list("pk", "attempt"):
+        with transaction.atomic():
+            job = locked(job_id)
+            if job is None or (job.state, job.attempt, job.runner_id) != (S.RUNNING, attempt, name):
+                continue
+            retry_or_fail(
+                job,
+                error_code="runner_died",
+                message="the runner stopped (its process died)",
+                retryable=True,
+                actor=f"runner:{successor}",
+                backoff=False,
+            )
+            given_back += 1
+    runner_withdraw(name=name)
+    return given_back
+
+
 def runner_withdraw(*, name: str) -> int:
     """A runner that stops: it offers no capacity from now on, rather than until its registration times out."""
     return Runner.objects.filter(name=name).update(
