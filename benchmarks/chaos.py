@@ -203,7 +203,8 @@ class Fleet:
         self.plat = plat
         self.gpus = [f"gpu.chaos.{i}" for i in range(n_gpus)]
         self.faults: list[tuple[float, str, str]] = []  # (time, fault, detail)
-        self.kills: list[tuple[float, int, int]] = []  # a busy runner's death: (time, job id, attempt then)
+        # A busy runner's death: (time, job id, attempt then, "worker" or "cluster").
+        self.kills: list[tuple[float, int, int, str]] = []
 
     def start(self) -> None:
         py = sys.executable
@@ -258,7 +259,7 @@ class Fleet:
         except ProcessLookupError:
             return False
         if job is not None:
-            self.kills.append((time.time(), job, attempt))
+            self.kills.append((time.time(), job, attempt, "worker"))
         self.note("SIGKILL gpu worker", f"{cluster} pid {pid} " + (f"mid-job {job}" if job else "idle"))
         return True
 
@@ -269,7 +270,7 @@ class Fleet:
         cluster, _pid, job, attempt = random.choice(choices)
         os.killpg(self.plat.procs[cluster].pid, signal.SIGKILL)
         if job is not None:
-            self.kills.append((time.time(), job, attempt))
+            self.kills.append((time.time(), job, attempt, "cluster"))
         self.note("SIGKILL gpu cluster", f"{cluster} " + (f"mid-job {job}" if job else "idle"))
         time.sleep(0.5)
         self.restart(cluster)
@@ -322,8 +323,9 @@ class Fleet:
 
         with connection.cursor() as cur:
             if duplicate:
-                cur.execute(
-                    "INSERT INTO django_q_ormq (key, payload, lock) SELECT key, payload, lock FROM django_q_ormq"
+                cur.execute(  # the newest messages, each twice more (taken ones too: a redelivery after its lock)
+                    "INSERT INTO django_q_ormq (key, payload, lock) SELECT key, payload, lock FROM "
+                    "(SELECT * FROM django_q_ormq ORDER BY id DESC LIMIT 50) newest, generate_series(1, 2)"
                 )
             else:  # every message not yet taken is lost
                 cur.execute("DELETE FROM django_q_ormq WHERE lock IS NULL OR lock < now()")
@@ -471,12 +473,13 @@ def check(intents: list[Intent], kills, fleet_faults, bound: float, max_attempts
         v["the poison job failed after the maximum attempts"].append(f"{pj and (pj.state, pj.attempt, pj.error_code)}")
 
     # Recovery: a busy runner's death to its job running again (its next claim).
-    recoveries, unrecovered = [], []
-    for t_kill, job_id, attempt in kills:
+    recoveries: dict[str, list[float]] = {"worker": [], "cluster": []}
+    unrecovered = []
+    for t_kill, job_id, attempt, kind in kills:
         evs, job = events[job_id], jobs[job_id]
         again = next((e for e in evs if e["to_state"] == "running" and e["attempt"] > attempt), None)
         if again is not None:
-            recoveries.append(max(0.0, again["created_at"].timestamp() - t_kill))
+            recoveries[kind].append(max(0.0, again["created_at"].timestamp() - t_kill))
         elif job.state == "cancelled" or (job.state == "failed" and job.attempt >= max_attempts):
             continue  # cancelled meanwhile, or that was its last attempt
         elif any(e["attempt"] == attempt and e["from_state"] == "running" for e in evs):
@@ -725,6 +728,10 @@ INVARIANTS = [
 ]
 
 
+def _r(values: list[float], f) -> float | None:
+    return round(f(values), 3) if values else None
+
+
 def report(args, result, clients, fleet, baseline, under_kills, recoveries, unrecovered, target, took) -> None:
     v = result["violations"]
     faults = Counter(f for _, f, _ in fleet.faults if not f.startswith(" "))
@@ -746,14 +753,20 @@ def report(args, result, clients, fleet, baseline, under_kills, recoveries, unre
         found = v.get(name, [])
         print(f"{name:<{width}}  {len(found)}" + (f"   e.g. {found[:3]}" if found else ""))
     print()
-    p50 = statistics.median(recoveries) if recoveries else float("nan")
-    worst = max(recoveries) if recoveries else float("nan")
+    everything = recoveries["worker"] + recoveries["cluster"]
+    p50 = statistics.median(everything) if everything else float("nan")
+    worst = max(everything) if everything else float("nan")
     ratio = under_kills / baseline if baseline else float("nan")
     print(
-        f"recovery, a busy runner's death to its job running again: p50 {p50:.2f}s, max {worst:.2f}s over "
-        f"{len(recoveries)} kills ({unrecovered} never ran again); target <= {target:.2f}s "
-        "(2 x heartbeat + dispatch interval)"
+        "recovery, a busy runner's death to its job running again "
+        f"(target <= {target:.2f}s = 2 x heartbeat + dispatch interval):"
     )
+    for kind, how in (("worker", "its cluster replaces it"), ("cluster", "restarted by its supervisor")):
+        got = recoveries[kind]
+        if got:
+            mid = statistics.median(got)
+            print(f"  {kind} SIGKILL ({how}): p50 {mid:.2f}s, max {max(got):.2f}s over {len(got)} kills")
+    print(f"  all: p50 {p50:.2f}s, max {worst:.2f}s; {unrecovered} killed runners' jobs never ran again")
     print(
         f"throughput: {baseline:.2f} jobs/s without faults, {under_kills:.2f} jobs/s with a runner killed every "
         f"{args.kill_every:.1f}s: {ratio:.1%} (target >= 90%)"
@@ -767,6 +780,8 @@ def report(args, result, clients, fleet, baseline, under_kills, recoveries, unre
                 "recovery_p50_s": round(p50, 3),
                 "recovery_max_s": round(worst, 3),
                 "recovery_target_s": target,
+                "recovery_worker_p50_s": _r(recoveries["worker"], statistics.median),
+                "recovery_cluster_p50_s": _r(recoveries["cluster"], statistics.median),
                 "unrecovered": unrecovered,
                 "throughput_baseline": round(baseline, 3),
                 "throughput_under_kills": round(under_kills, 3),
