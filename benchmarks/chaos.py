@@ -321,16 +321,29 @@ class Fleet:
     def broker_messages(self, *, duplicate: bool) -> int:
         from django.db import connection
 
-        with connection.cursor() as cur:
-            if duplicate:
+        if duplicate:
+            with connection.cursor() as cur:
                 cur.execute(  # the newest messages, each twice more (taken ones too: a redelivery after its lock)
                     "INSERT INTO django_q_ormq (key, payload, lock) SELECT key, payload, lock FROM "
                     "(SELECT * FROM django_q_ormq ORDER BY id DESC LIMIT 50) newest, generate_series(1, 2)"
                 )
-            else:  # every message not yet taken is lost
+                n = cur.rowcount
+            self.note("broker messages duplicated", f"{n}")
+            return n
+        # Messages are taken within milliseconds: hold the consumers of the cpu queue and of one gpu queue still
+        # (less than a lease), so messages pile up, and lose every one not yet taken.
+        held = [self.plat.procs["cpu"].pid, self.plat.procs[random.choice(self.gpus)].pid]
+        for group in held:
+            os.killpg(group, signal.SIGSTOP)
+        try:
+            time.sleep(0.8)
+            with connection.cursor() as cur:
                 cur.execute("DELETE FROM django_q_ormq WHERE lock IS NULL OR lock < now()")
-            n = cur.rowcount
-        self.note("broker messages " + ("duplicated" if duplicate else "dropped"), f"{n}")
+                n = cur.rowcount
+        finally:
+            for group in held:
+                os.killpg(group, signal.SIGCONT)
+        self.note("broker messages dropped", f"{n} (cpu and one gpu queue held still for 0.8 s)")
         return n
 
     def restart_redis(self, redis_url: str) -> None:
