@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import secrets
+
 from django.conf import settings
 from django.db import models
 
@@ -49,3 +52,105 @@ class NotificationCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.last_seq}"
+
+
+def new_endpoint_id() -> str:
+    return "we_" + secrets.token_hex(12)
+
+
+def new_signing_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def new_event_id() -> str:
+    return "evt_" + secrets.token_hex(12)
+
+
+class WebhookEndpoint(models.Model):
+    """A user's webhook receiver (OpenAI-compatible `/v1/webhook_endpoints`). The signing secret is kept as is:
+    Standard Webhooks signs with it (HMAC), so it cannot be stored hashed; it is shown only on create and rotate."""
+
+    public_id = models.CharField(max_length=40, default=new_endpoint_id, unique=True, editable=False)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="webhook_endpoints", db_index=False
+    )
+    name = models.CharField(max_length=200)
+    url = models.URLField(max_length=2000)
+    event_types = models.JSONField(default=list)
+    secret = models.CharField(max_length=100, default=new_signing_secret)
+    # After a rotation the old secret signs too until this time, so receivers can switch without a gap.
+    previous_secret = models.CharField(max_length=100, blank=True)
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
+    # Failing deliveries since (reset by a success); disabled after a 410 or WEBHOOK_DISABLE_AFTER_SECONDS of it.
+    failing_since = models.DateTimeField(null=True, blank=True)
+    disabled_at = models.DateTimeField(null=True, blank=True)
+    disabled_reason = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "id"], name="webhook_endpoint_user_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.public_id} {self.url}"
+
+
+class WebhookDelivery(models.Model):
+    """One event to one endpoint: the outbox row, written in the transaction of the change it reports, and the
+    delivery state of that (event, channel) pair. `event_id` is the webhook-id of every attempt."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"  # waiting for its first or next attempt
+        DELIVERED = "delivered"
+        DEAD = "dead"  # every attempt failed, or the endpoint was disabled or deleted
+
+    # (endpoint, id) and (notification, endpoint) below index both keys.
+    endpoint = models.ForeignKey(WebhookEndpoint, on_delete=models.CASCADE, related_name="deliveries", db_index=False)
+    notification = models.ForeignKey(
+        Notification, on_delete=models.CASCADE, null=True, blank=True, related_name="+", db_index=False
+    )
+    event_id = models.CharField(max_length=40, default=new_event_id, unique=True)
+    event_type = models.CharField(max_length=64)
+    body = models.TextField()  # the exact JSON sent (and signed) every attempt
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            # One delivery per (event, endpoint): a retried task or a duplicate message never makes a second one.
+            models.UniqueConstraint(
+                fields=["notification", "endpoint"],
+                condition=models.Q(notification__isnull=False),
+                name="webhook_delivery_once",
+            )
+        ]
+        indexes = [
+            models.Index(fields=["endpoint", "id"], name="webhook_delivery_endpoint_idx"),
+            models.Index(
+                fields=["next_attempt_at"], name="webhook_delivery_due_idx", condition=models.Q(status="pending")
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.event_type} -> {self.endpoint_id} [{self.status}]"
+
+
+class WebhookAttempt(models.Model):
+    """Every try of a delivery: what the receiver answered, how fast, or why nothing was sent."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
+    number = models.PositiveIntegerField()
+    started_at = models.DateTimeField(auto_now_add=True)
+    status_code = models.PositiveSmallIntegerField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    response_excerpt = models.TextField(blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id}#{self.number} {self.status_code or self.error}"

@@ -12,6 +12,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
+from notifications import webhooks
 from notifications.models import TERMINAL_EVENTS, Notification, NotificationCounter
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ def notification_create(
     note = Notification.objects.create(
         user_id=user_id, seq=seq, job_id=job_id, event=event, payload=payload, attempt=attempt
     )
+    webhooks.outbox_for(note)  # the webhook deliveries it causes, in the same transaction
     transaction.on_commit(lambda: push_hint(user_id=user_id, seq=seq))
     return note
 

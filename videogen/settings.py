@@ -237,7 +237,16 @@ SPECTACULAR_SETTINGS = {
             ("notification", "notification"),
             ("credit_entry", "credit_entry"),
             ("credits", "credits"),
+            ("webhook_endpoint", "webhook_endpoint"),
+            ("webhook_endpoint.deleted", "webhook_endpoint.deleted"),
+            ("webhook_endpoint.test", "webhook_endpoint.test"),
+            ("webhook_delivery", "webhook_delivery"),
         )
+    }
+    | {
+        "VideoStatusEnum": ["queued", "in_progress", "completed", "failed", "cancelled"],
+        "WebhookEndpointStatusEnum": ["enabled", "disabled"],
+        "WebhookDeliveryStatusEnum": ["pending", "delivered", "dead"],
     },
 }
 # Each web process remembers a bearer key's user this long. A revoked key, a deactivated user or a changed tier
@@ -300,6 +309,25 @@ VIDEOGEN = {
     # An SDK retry of a create sent without an Idempotency-Key returns the video its first try made within
     # this time (the SDK's own timeout is 10 minutes); 0: every try creates.
     "CREATE_RETRY_WINDOW_SECONDS": env_int("CREATE_RETRY_WINDOW_SECONDS", 900),
+}
+
+# --- webhooks (notifications.webhooks) ------------------------------------------------------------------
+WEBHOOKS = {
+    # Receivers on private, loopback or link-local addresses are refused unless inside one of these CIDRs
+    # (e.g. "10.0.0.0/8" for self-hosted receivers); empty: public addresses only.
+    "ALLOWED_NETWORKS": env_list("WEBHOOK_ALLOWED_NETWORKS", ""),
+    # Seconds before each retry (jitter ±20%); after the last the delivery is dead. The default spans ~25 h.
+    "RETRY_SCHEDULE": [
+        float(x) for x in env_list("WEBHOOK_RETRY_SCHEDULE", "5,30,120,600,1800,3600,7200,14400,28800,28800")
+    ],
+    "CONNECT_TIMEOUT_SECONDS": env_float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", 3.0),
+    "READ_TIMEOUT_SECONDS": env_float("WEBHOOK_READ_TIMEOUT_SECONDS", 10.0),
+    "RESPONSE_EXCERPT_BYTES": env_int("WEBHOOK_RESPONSE_EXCERPT_BYTES", 2048),
+    # After a rotation the old secret still signs (a second signature) for this long.
+    "SECRET_GRACE_SECONDS": env_int("WEBHOOK_SECRET_GRACE_SECONDS", 24 * 3600),
+    # An endpoint failing every delivery for this long is disabled (a 410 disables it at once).
+    "DISABLE_AFTER_SECONDS": env_int("WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 24 * 3600),
+    "MAX_ENDPOINTS_PER_USER": env_int("WEBHOOK_MAX_ENDPOINTS_PER_USER", 10),
 }
 
 # --- tiers: who goes next, and how much each user may ask for ----------------------------------------

@@ -13,6 +13,7 @@ from rest_framework import serializers
 
 from jobs.api.validation import MAX_START_DEADLINE_SECONDS
 from jobs.catalog import CATALOG
+from notifications.events import WEBHOOK_EVENT_TYPES
 
 PUBLIC_STATUSES = ["queued", "in_progress", "completed", "failed", "cancelled"]
 ALL_SIZES = sorted({size for spec in CATALOG.values() for size in spec.sizes})
@@ -295,4 +296,192 @@ get_credits = extend_schema(
         OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 100 (default 20)"),
     ],
     responses={200: Credits, **errors()},
+)
+
+
+# --- webhooks ----------------------------------------------------------------------------------------------
+
+EXAMPLE_ENDPOINT_ID = "we_6f1d2c3b4a5e6f708192a3b4"
+_EP_ID = OpenApiParameter(
+    "endpoint_id",
+    OpenApiTypes.STR,
+    OpenApiParameter.PATH,
+    description="a webhook endpoint's id",
+    examples=[OpenApiExample("an endpoint", value=EXAMPLE_ENDPOINT_ID)],
+)
+
+
+class WebhookEndpoint(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.ChoiceField(["webhook_endpoint"])
+    created_at = serializers.IntegerField()
+    updated_at = serializers.IntegerField(allow_null=True)
+    name = serializers.CharField()
+    url = serializers.CharField()
+    event_types = serializers.ListField(child=serializers.CharField())
+    signing_secret_hint = serializers.CharField()
+    status = serializers.ChoiceField(["enabled", "disabled"], help_text="extension")
+    disabled_reason = serializers.CharField(allow_null=True, help_text="extension")
+
+
+class WebhookEndpointWithSecret(WebhookEndpoint):
+    signing_secret = serializers.CharField(help_text="whsec_…: shown only on create and rotation")
+
+
+class WebhookEndpointList(serializers.Serializer):
+    object = serializers.ChoiceField(["list"])
+    data = WebhookEndpoint(many=True)
+    first_id = serializers.CharField(allow_null=True)
+    last_id = serializers.CharField(allow_null=True)
+    has_more = serializers.BooleanField()
+
+
+class WebhookEndpointDeleted(serializers.Serializer):
+    id = serializers.CharField()
+    object = serializers.ChoiceField(["webhook_endpoint.deleted"])
+    deleted = serializers.BooleanField()
+
+
+class WebhookTestResult(serializers.Serializer):
+    object = serializers.ChoiceField(["webhook_endpoint.test"])
+    webhook_endpoint_id = serializers.CharField()
+    event_type = serializers.CharField()
+    status_code = serializers.IntegerField(help_text="the receiver's answer; 0: none (refused, unreachable)")
+    success = serializers.BooleanField()
+    delivery_id = serializers.CharField(help_text="extension: the test in the endpoint's delivery log")
+
+
+class WebhookEventTypeList(serializers.Serializer):
+    object = serializers.ChoiceField(["list"])
+    data = serializers.ListField(child=serializers.CharField())
+    descriptions = serializers.DictField(child=serializers.CharField(), help_text="extension")
+
+
+class WebhookAttempt(serializers.Serializer):
+    number = serializers.IntegerField()
+    started_at = serializers.IntegerField()
+    status_code = serializers.IntegerField(allow_null=True)
+    latency_ms = serializers.IntegerField()
+    response_excerpt = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_null=True)
+
+
+class WebhookDelivery(serializers.Serializer):
+    id = serializers.CharField(help_text="the event's id: the webhook-id of every attempt")
+    object = serializers.ChoiceField(["webhook_delivery"])
+    event_type = serializers.CharField()
+    status = serializers.ChoiceField(["pending", "delivered", "dead"])
+    attempts = WebhookAttempt(many=True)
+    next_attempt_at = serializers.IntegerField(allow_null=True)
+    created_at = serializers.IntegerField()
+    delivered_at = serializers.IntegerField(allow_null=True)
+
+
+class WebhookDeliveryList(serializers.Serializer):
+    object = serializers.ChoiceField(["list"])
+    data = WebhookDelivery(many=True)
+    first_id = serializers.CharField(allow_null=True)
+    last_id = serializers.CharField(allow_null=True)
+    has_more = serializers.BooleanField()
+
+
+_ENDPOINT_FIELDS = {
+    "name": {"type": "string", "minLength": 1, "maxLength": 200},
+    "url": {"type": "string", "maxLength": 2000, "description": "http(s); private addresses are refused"},
+    "event_types": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": list(WEBHOOK_EVENT_TYPES)}},
+}
+_PAGE = [
+    OpenApiParameter("after", OpenApiTypes.STR, description="the last id of the previous page"),
+    OpenApiParameter("limit", OpenApiTypes.INT, description="1 to 100 (default 20)"),
+]
+
+list_endpoints = extend_schema(
+    operation_id="listWebhookEndpoints",
+    summary="Your webhook endpoints",
+    description="Newest first, by cursor.",
+    parameters=_PAGE,
+    responses={200: WebhookEndpointList, **errors(404)},
+)
+create_endpoint = extend_schema(
+    operation_id="createWebhookEndpoint",
+    summary="Create a webhook endpoint",
+    description="Its `signing_secret` is in this answer only (and after a rotation).",
+    request={
+        "application/json": {
+            "type": "object",
+            "properties": _ENDPOINT_FIELDS,
+            "required": ["name", "url", "event_types"],
+            "additionalProperties": False,
+        }
+    },
+    responses={200: WebhookEndpointWithSecret, **errors()},
+)
+retrieve_endpoint = extend_schema(
+    operation_id="retrieveWebhookEndpoint",
+    summary="A webhook endpoint",
+    description="Without its secret.",
+    parameters=[_EP_ID],
+    responses={200: WebhookEndpoint, **errors(404)},
+)
+update_endpoint = extend_schema(
+    operation_id="updateWebhookEndpoint",
+    summary="Change a webhook endpoint",
+    description="Any of its name, URL and event types; a disabled endpoint is enabled again.",
+    parameters=[_EP_ID],
+    request={"application/json": {"type": "object", "properties": _ENDPOINT_FIELDS, "additionalProperties": False}},
+    responses={200: WebhookEndpoint, **errors(404)},
+)
+delete_endpoint = extend_schema(
+    operation_id="deleteWebhookEndpoint",
+    summary="Delete a webhook endpoint",
+    description="Its deliveries and their log go with it.",
+    parameters=[_EP_ID],
+    responses={200: WebhookEndpointDeleted, **errors(404)},
+)
+rotate_secret = extend_schema(
+    operation_id="rotateWebhookSecret",
+    summary="Rotate the signing secret",
+    description="The old secret keeps signing (a second signature) for WEBHOOK_SECRET_GRACE_SECONDS.",
+    parameters=[_EP_ID],
+    request=None,
+    responses={200: WebhookEndpointWithSecret, **errors(404)},
+)
+test_endpoint = extend_schema(
+    operation_id="testWebhookEndpoint",
+    summary="Send a sample event now",
+    description="Answers with the receiver's status code; the test is in the endpoint's delivery log.",
+    parameters=[_EP_ID],
+    request={
+        "application/json": {
+            "type": "object",
+            "properties": {"event_type": _ENDPOINT_FIELDS["event_types"]["items"]},
+            "required": ["event_type"],
+            "additionalProperties": False,
+        }
+    },
+    responses={200: WebhookTestResult, **errors(404)},
+)
+list_event_types = extend_schema(
+    operation_id="listWebhookEventTypes",
+    summary="Event types an endpoint can subscribe to",
+    description="With a description of each.",
+    responses={200: WebhookEventTypeList, **errors()},
+)
+list_deliveries = extend_schema(
+    operation_id="listWebhookDeliveries",
+    summary="An endpoint's deliveries and their attempts",
+    description="Newest first: status, every attempt's status code, latency and response excerpt.",
+    parameters=[_EP_ID, *_PAGE],
+    responses={200: WebhookDeliveryList, **errors(404)},
+)
+replay_delivery = extend_schema(
+    operation_id="replayWebhookDelivery",
+    summary="Send a delivery again",
+    description="The same event (same webhook-id), whatever became of it.",
+    parameters=[
+        _EP_ID,
+        OpenApiParameter("event_id", OpenApiTypes.STR, OpenApiParameter.PATH, description="the delivery's event id"),
+    ],
+    request=None,
+    responses={200: WebhookDelivery, **errors(404, 409)},
 )

@@ -2,7 +2,7 @@ from django.urls import path
 from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView
 
-from jobs.api import views
+from jobs.api import views, webhooks
 
 urlpatterns = [
     path("videos", views.VideosView.as_view()),
@@ -12,6 +12,13 @@ urlpatterns = [
     path("models", views.ModelsView.as_view()),
     path("notifications", views.NotificationsView.as_view()),
     path("credits", views.CreditsView.as_view()),
+    path("webhook_endpoints", webhooks.WebhookEndpointsView.as_view()),
+    path("webhook_endpoints/<str:endpoint_id>", webhooks.WebhookEndpointDetailView.as_view()),
+    path("webhook_endpoints/<str:endpoint_id>/rotate_secret", webhooks.WebhookRotateSecretView.as_view()),
+    path("webhook_endpoints/<str:endpoint_id>/test", webhooks.WebhookTestView.as_view()),
+    path("webhook_endpoints/<str:endpoint_id>/deliveries", webhooks.WebhookDeliveriesView.as_view()),
+    path("webhook_endpoints/<str:endpoint_id>/deliveries/<str:event_id>/replay", webhooks.WebhookReplayView.as_view()),
+    path("webhook_event_types", webhooks.WebhookEventTypesView.as_view()),
     path("openapi.json", extend_schema(exclude=True)(SpectacularJSONAPIView).as_view(), name="openapi"),
     path("docs", SpectacularRedocView.as_view(url_name="openapi"), name="api-docs"),
 ]

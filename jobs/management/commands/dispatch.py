@@ -18,6 +18,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connection
 
 from jobs import services
+from notifications import webhooks
 
 log = logging.getLogger("jobs.dispatcher")
 
@@ -61,6 +62,7 @@ class Command(BaseCommand):
                 resent = services.resend_stalled_stages()
                 expired = services.expire_deadlines()
                 dispatched = services.dispatch_once()
+                webhooks.enqueue_due()  # retries that are due, and deliveries whose task was lost
                 if reaped or resent or expired or dispatched:
                     log.info("reaped %s, resent %s, expired %s, dispatched %s", reaped, resent, expired, dispatched)
             except Exception:

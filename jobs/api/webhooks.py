@@ -1,0 +1,228 @@
+"""`/v1/webhook_endpoints` and `/v1/webhook_event_types`, as the official SDK's `client.webhooks` calls them,
+plus each endpoint's delivery log and replay. Thin: notifications.webhooks does the work."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from jobs.api import schema
+from jobs.api.errors import ApiError, not_found
+from jobs.api.ratelimit import RateLimitedAPIView
+from notifications import webhooks
+from notifications.events import EVENT_TYPES, WEBHOOK_EVENT_TYPES
+from notifications.models import WebhookDelivery, WebhookEndpoint
+
+MAX_PAGE = 100
+
+
+def _ts(value) -> int | None:
+    return int(value.timestamp()) if value else None
+
+
+def endpoint_object(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> dict:
+    body = {
+        "id": endpoint.public_id,
+        "object": "webhook_endpoint",
+        "created_at": _ts(endpoint.created_at),
+        "updated_at": _ts(endpoint.updated_at),
+        "name": endpoint.name,
+        "url": endpoint.url,
+        "event_types": endpoint.event_types,
+        "signing_secret_hint": f"whsec_…{endpoint.secret[-4:]}",
+        # Extensions.
+        "status": "disabled" if endpoint.disabled_at else "enabled",
+        "disabled_reason": endpoint.disabled_reason or None,
+    }
+    if with_secret:
+        body["signing_secret"] = endpoint.secret
+    return body
+
+
+def delivery_object(delivery: WebhookDelivery) -> dict:
+    return {
+        "id": delivery.event_id,
+        "object": "webhook_delivery",
+        "event_type": delivery.event_type,
+        "status": delivery.status,
+        "attempts": [
+            {
+                "number": a.number,
+                "started_at": _ts(a.started_at),
+                "status_code": a.status_code,
+                "latency_ms": a.latency_ms,
+                "response_excerpt": a.response_excerpt,
+                "error": a.error or None,
+            }
+            for a in delivery.attempt_log.all()
+        ],
+        "next_attempt_at": _ts(delivery.next_attempt_at) if delivery.status == "pending" else None,
+        "created_at": _ts(delivery.created_at),
+        "delivered_at": _ts(delivery.delivered_at),
+    }
+
+
+def _endpoint(request: Request, endpoint_id: str) -> WebhookEndpoint:
+    endpoint = WebhookEndpoint.objects.filter(user_id=request.user.pk, public_id=endpoint_id).first()
+    if endpoint is None:
+        raise not_found("webhook endpoint")
+    return endpoint
+
+
+def _body(request: Request) -> dict:
+    if not hasattr(request.data, "keys"):
+        raise ApiError("The request body must be a JSON object.", code="invalid_body")
+    return request.data
+
+
+def _no_unknown(data: dict) -> None:
+    unknown = sorted(set(data) - {"name", "url", "event_types"})
+    if unknown:
+        raise ApiError(f"Unknown parameter: '{unknown[0]}'.", param=unknown[0], code="unknown_parameter")
+
+
+def _invalid(exc: webhooks.Invalid) -> ApiError:
+    return ApiError(str(exc), param=exc.param, code="invalid_value")
+
+
+def _limit(request: Request, default: int = 20) -> int:
+    raw = request.query_params.get("limit") or str(default)
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise ApiError(f"'limit' must be an integer between 1 and {MAX_PAGE}.", param="limit", code="invalid_value")
+    return int(raw)
+
+
+def _page(rows: list, limit: int, present) -> Response:
+    data = [present(r) for r in rows[:limit]]
+    return Response(
+        {
+            "object": "list",
+            "data": data,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+            "has_more": len(rows) > limit,
+        }
+    )
+
+
+class WebhookEndpointsView(RateLimitedAPIView):
+    @schema.list_endpoints
+    def get(self, request: Request) -> Response:
+        limit = _limit(request)
+        rows = WebhookEndpoint.objects.filter(user_id=request.user.pk).order_by("-id")
+        after = request.query_params.get("after")
+        if after:
+            cursor = WebhookEndpoint.objects.filter(user_id=request.user.pk, public_id=after).first()
+            if cursor is None:
+                raise not_found("webhook endpoint", param="after")
+            rows = rows.filter(id__lt=cursor.pk)
+        return _page(list(rows[: limit + 1]), limit, endpoint_object)
+
+    @schema.create_endpoint
+    def post(self, request: Request) -> Response:
+        data = _body(request)
+        _no_unknown(data)
+        try:
+            endpoint = webhooks.endpoint_create(
+                user_id=request.user.pk, name=data.get("name"), url=data.get("url"), event_types=data.get("event_types")
+            )
+        except webhooks.Invalid as exc:
+            raise _invalid(exc) from None
+        return Response(endpoint_object(endpoint, with_secret=True), status=200)
+
+
+class WebhookEndpointDetailView(RateLimitedAPIView):
+    @schema.retrieve_endpoint
+    def get(self, request: Request, endpoint_id: str) -> Response:
+        return Response(endpoint_object(_endpoint(request, endpoint_id)))
+
+    @schema.update_endpoint
+    def post(self, request: Request, endpoint_id: str) -> Response:
+        endpoint, data = _endpoint(request, endpoint_id), _body(request)
+        _no_unknown(data)
+        try:
+            webhooks.endpoint_update(
+                endpoint=endpoint, name=data.get("name"), url=data.get("url"), event_types=data.get("event_types")
+            )
+        except webhooks.Invalid as exc:
+            raise _invalid(exc) from None
+        return Response(endpoint_object(endpoint))
+
+    @schema.delete_endpoint
+    def delete(self, request: Request, endpoint_id: str) -> Response:
+        endpoint = _endpoint(request, endpoint_id)
+        webhooks.endpoint_delete(endpoint=endpoint)
+        return Response({"id": endpoint.public_id, "object": "webhook_endpoint.deleted", "deleted": True})
+
+
+class WebhookRotateSecretView(RateLimitedAPIView):
+    @schema.rotate_secret
+    def post(self, request: Request, endpoint_id: str) -> Response:
+        endpoint = webhooks.endpoint_rotate_secret(endpoint=_endpoint(request, endpoint_id))
+        return Response(endpoint_object(endpoint, with_secret=True))
+
+
+class WebhookTestView(RateLimitedAPIView):
+    @schema.test_endpoint
+    def post(self, request: Request, endpoint_id: str) -> Response:
+        endpoint, data = _endpoint(request, endpoint_id), _body(request)
+        event_type = data.get("event_type")
+        if event_type not in WEBHOOK_EVENT_TYPES:
+            raise ApiError(
+                "'event_type' must be one of GET /v1/webhook_event_types.", param="event_type", code="invalid_value"
+            )
+        code, delivery = webhooks.send_test(endpoint=endpoint, event_type=event_type)
+        return Response(
+            {
+                "object": "webhook_endpoint.test",
+                "webhook_endpoint_id": endpoint.public_id,
+                "event_type": event_type,
+                "status_code": code or 0,
+                "success": code is not None and 200 <= code < 300,
+                "delivery_id": delivery.event_id,
+            }
+        )
+
+
+class WebhookEventTypesView(RateLimitedAPIView):
+    @schema.list_event_types
+    def get(self, request: Request) -> Response:
+        return Response(
+            {
+                "object": "list",
+                "data": list(WEBHOOK_EVENT_TYPES),
+                "descriptions": {name: EVENT_TYPES[name] for name in WEBHOOK_EVENT_TYPES},
+            }
+        )
+
+
+class WebhookDeliveriesView(RateLimitedAPIView):
+    """An endpoint's deliveries, newest first, each with every attempt (status, latency, response excerpt)."""
+
+    @schema.list_deliveries
+    def get(self, request: Request, endpoint_id: str) -> Response:
+        endpoint, limit = _endpoint(request, endpoint_id), _limit(request)
+        rows = endpoint.deliveries.order_by("-id").prefetch_related("attempt_log")
+        after = request.query_params.get("after")
+        if after:
+            cursor = endpoint.deliveries.filter(event_id=after).first()
+            if cursor is None:
+                raise not_found("delivery", param="after")
+            rows = rows.filter(id__lt=cursor.pk)
+        return _page(list(rows[: limit + 1]), limit, delivery_object)
+
+
+class WebhookReplayView(RateLimitedAPIView):
+    @schema.replay_delivery
+    def post(self, request: Request, endpoint_id: str, event_id: str) -> Response:
+        endpoint = _endpoint(request, endpoint_id)
+        delivery = endpoint.deliveries.filter(event_id=event_id).first()
+        if delivery is None:
+            raise not_found("delivery")
+        if endpoint.disabled_at is not None:
+            raise ApiError(
+                "This endpoint is disabled; update it (POST /v1/webhook_endpoints/{id}) to enable it again.",
+                code="endpoint_disabled",
+                status_code=409,
+            )
+        return Response(delivery_object(webhooks.replay(delivery=delivery)))
