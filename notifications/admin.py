@@ -1,6 +1,7 @@
 from django.contrib import admin
 
-from notifications.models import Notification
+from notifications import webhooks
+from notifications.models import Notification, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 
 
 @admin.register(Notification)
@@ -12,3 +13,59 @@ class NotificationAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False  # written by the state machine only
+
+
+class AttemptInline(admin.TabularInline):
+    model = WebhookAttempt
+    extra = 0
+    can_delete = False
+    readonly_fields = ("number", "started_at", "status_code", "latency_ms", "error", "response_excerpt")
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_view_permission(self, request, obj=None) -> bool:
+        return request.user.has_perm("notifications.view_webhookdelivery")  # the log is part of the delivery
+
+
+@admin.register(WebhookEndpoint)
+class WebhookEndpointAdmin(admin.ModelAdmin):
+    list_display = ("public_id", "user", "name", "url", "disabled_at", "failing_since", "created_at")
+    list_filter = (("disabled_at", admin.EmptyFieldListFilter),)
+    search_fields = ("public_id", "user__username", "url")
+    # The secret signs deliveries: staff never see it (the owner rotates it through the API).
+    exclude = ("secret", "previous_secret")
+    readonly_fields = ("public_id", "user", "failing_since", "disabled_reason", "previous_secret_expires_at")
+
+    def has_add_permission(self, request) -> bool:
+        return False  # owners create endpoints through the API (their secret is shown to them only)
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    list_display = ("event_id", "event_type", "endpoint", "status", "attempts", "next_attempt_at", "created_at")
+    list_filter = ("status", "event_type")
+    search_fields = ("event_id", "endpoint__public_id", "endpoint__user__username")
+    readonly_fields = (
+        "event_id",
+        "event_type",
+        "endpoint",
+        "notification",
+        "body",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "created_at",
+        "delivered_at",
+    )
+    inlines = [AttemptInline]
+    actions = ["replay"]
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    @admin.action(description="Send again (same webhook-id)", permissions=["change"])
+    def replay(self, request, queryset) -> None:
+        for delivery in queryset:
+            webhooks.replay(delivery=delivery)
+        self.message_user(request, f"{queryset.count()} deliveries queued again.")

@@ -314,3 +314,35 @@ def test_real_roles_deliver_a_completion_through_five_failures_under_one_webhook
         assert log[0]["status"] == "delivered"
     finally:
         rx.close()
+
+
+def test_staff_see_deliveries_and_their_attempts_replay_them_and_never_see_a_secret(client, make_user, receiver):
+    from django.contrib.auth.models import Permission
+
+    owner = make_user("hook-owner")
+    rx = receiver([500])
+    endpoint = webhooks.endpoint_create(user_id=owner.pk, name="n", url=rx.url, event_types=["video.failed"])
+    _notify(owner, "video.failed")
+    assert _run_tasks() == ["retrying"]
+    delivery = WebhookDelivery.objects.get()
+
+    viewer = make_user("hook-viewer")
+    viewer.is_staff = True
+    viewer.save()
+    viewer.user_permissions.add(
+        *Permission.objects.filter(codename__in=["view_webhookdelivery", "view_webhookendpoint"])
+    )
+    client.force_login(viewer)
+    page = client.get(f"/admin/notifications/webhookdelivery/{delivery.pk}/change/")
+    assert page.status_code == 200 and b"500" in page.content and delivery.event_id.encode() in page.content
+    ep_page = client.get(f"/admin/notifications/webhookendpoint/{endpoint.pk}/change/")
+    assert ep_page.status_code == 200 and endpoint.secret.encode() not in ep_page.content
+    # Viewing is not replaying.
+    resp = client.post("/admin/notifications/webhookdelivery/", {"action": "replay", "_selected_action": [delivery.pk]})
+    assert not OrmQ.objects.exists() and resp.status_code in (200, 302)
+
+    viewer.user_permissions.add(Permission.objects.get(codename="change_webhookdelivery"))
+    client.force_login(viewer)
+    client.post("/admin/notifications/webhookdelivery/", {"action": "replay", "_selected_action": [delivery.pk]})
+    assert _run_tasks() == ["delivered"]
+    assert len(rx.requests) == 2

@@ -51,7 +51,7 @@ class Migration(migrations.Migration):
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('public_id', models.CharField(default=notifications.models.new_endpoint_id, editable=False, max_length=40, unique=True)),
                 ('name', models.CharField(max_length=200)),
-                ('url', models.URLField(max_length=2000)),
+                ('url', models.CharField(max_length=2000)),
                 ('event_types', models.JSONField(default=list)),
                 ('secret', models.CharField(default=notifications.models.new_signing_secret, max_length=100)),
                 ('previous_secret', models.CharField(blank=True, max_length=100)),
