@@ -4,7 +4,8 @@ HTTP runs on Django's WSGI handler in a thread pool (a2wsgi), not on Django's AS
 runs every sync view on one shared thread per process, so a process serves one request at a time, and it
 spools the whole body before the view runs. Under a2wsgi each process serves WEB_THREADS requests at once
 (their database waits overlap) and the body streams to the view only as it is read. Websockets stay on
-Channels' async consumers. `manage.py web` runs WEB_WORKERS such processes on one socket (README: Serving).
+Channels' async consumers, and so does `GET /v1/events` (Server-Sent Events). `manage.py web` runs WEB_WORKERS
+such processes on one socket (README: Serving).
 """
 
 from __future__ import annotations
@@ -27,12 +28,24 @@ from django.urls import path  # noqa: E402
 
 from jobs.api.auth import ApiKeyAuthMiddleware  # noqa: E402
 from notifications.consumers import BrowserOriginValidator, EventsConsumer  # noqa: E402
+from notifications.streams import EventStreamConsumer  # noqa: E402
 from videogen.bodylimit import BodyLimitMiddleware  # noqa: E402
+
+# Static files (admin CSS, the page's JS) are served by the web role itself: no extra server to run.
+wsgi_http = BodyLimitMiddleware(WSGIMiddleware(StaticFilesHandler(django_wsgi), workers=settings.WEB_THREADS))
+# Server-Sent Events are long-lived: an async consumer, never a thread of the pool.
+event_stream = AuthMiddlewareStack(ApiKeyAuthMiddleware(EventStreamConsumer.as_asgi()))
+
+
+async def http(scope, receive, send):
+    if scope["path"] == "/v1/events":
+        return await event_stream(scope, receive, send)
+    return await wsgi_http(scope, receive, send)
+
 
 application = ProtocolTypeRouter(
     {
-        # Static files (admin CSS, the page's JS) are served by the web role itself: no extra server to run.
-        "http": BodyLimitMiddleware(WSGIMiddleware(StaticFilesHandler(django_wsgi), workers=settings.WEB_THREADS)),
+        "http": http,
         "websocket": BrowserOriginValidator(
             AuthMiddlewareStack(ApiKeyAuthMiddleware(URLRouter([path("ws/events", EventsConsumer.as_asgi())])))
         ),

@@ -298,6 +298,8 @@ VIDEOGEN = {
     # A (re)connecting socket gets at most this many notifications, the newest (a gap message says so).
     "NOTIFY_REPLAY_MAX": env_int("NOTIFY_REPLAY_MAX", 100),
     "WS_MAX_SOCKETS_PER_USER": env_int("WS_MAX_SOCKETS_PER_USER", 20),
+    # An event stream (GET /v1/events) sends a comment this often, so proxies and clients keep it open.
+    "SSE_KEEPALIVE_SECONDS": env_float("SSE_KEEPALIVE_SECONDS", 15.0),
     # Cost model: a new (model, size, seconds) shape is priced by this prior until runs are observed.
     "COST_PRIOR_BASE_SECONDS": env_float("COST_PRIOR_BASE_SECONDS", 0.5),
     "COST_PRIOR_SECONDS_PER_MEGAPIXEL_FRAME": env_float("COST_PRIOR_SECONDS_PER_MEGAPIXEL_FRAME", 0.5),
