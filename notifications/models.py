@@ -154,3 +154,51 @@ class WebhookAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery_id}#{self.number} {self.status_code or self.error}"
+
+
+class NotificationPreference(models.Model):
+    """A user's choice for one channel and event type; without a row the channel's default holds (in-app is
+    always on: the log is the truth every channel reads)."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+", db_index=False)
+    channel = models.CharField(max_length=16, choices=Channel.choices)
+    event_type = models.CharField(max_length=64)
+    enabled = models.BooleanField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "channel", "event_type"], name="notification_preference_uniq")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user_id} {self.channel} {self.event_type}: {'on' if self.enabled else 'off'}"
+
+
+class EmailDelivery(models.Model):
+    """The email one notification causes: at most one per notification, so one per (job, terminal event)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        SENT = "sent"
+        FAILED = "failed"  # every attempt failed
+
+    notification = models.OneToOneField(Notification, on_delete=models.CASCADE, related_name="email")
+    to = models.CharField(max_length=254)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"], name="email_delivery_due_idx", condition=models.Q(status="pending")
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.notification_id} -> {self.to} [{self.status}]"

@@ -12,7 +12,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 
-from notifications import webhooks
+from notifications import emails, webhooks
 from notifications.models import TERMINAL_EVENTS, Notification, NotificationCounter
 
 log = logging.getLogger(__name__)
@@ -51,7 +51,8 @@ def notification_create(
     note = Notification.objects.create(
         user_id=user_id, seq=seq, job_id=job_id, event=event, payload=payload, attempt=attempt
     )
-    webhooks.outbox_for(note)  # the webhook deliveries it causes, in the same transaction
+    webhooks.outbox_for(note)  # the webhook deliveries and the email it causes, in the same transaction
+    emails.outbox_for(note)
     transaction.on_commit(lambda: push_hint(user_id=user_id, seq=seq))
     return note
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from notifications import webhooks
+from notifications import emails, webhooks
 
 
 def deliver_webhook(delivery_id: int, attempts: int) -> str:
     return webhooks.deliver(delivery_id=delivery_id, attempts=attempts)
+
+
+def send_email(delivery_id: int, attempts: int) -> str:
+    return emails.send(delivery_id=delivery_id, attempts=attempts)

@@ -241,6 +241,7 @@ SPECTACULAR_SETTINGS = {
             ("webhook_endpoint.deleted", "webhook_endpoint.deleted"),
             ("webhook_endpoint.test", "webhook_endpoint.test"),
             ("webhook_delivery", "webhook_delivery"),
+            ("notification_preferences", "notification_preferences"),
         )
     }
     | {
@@ -311,6 +312,27 @@ VIDEOGEN = {
     # An SDK retry of a create sent without an Idempotency-Key returns the video its first try made within
     # this time (the SDK's own timeout is 10 minutes); 0: every try creates.
     "CREATE_RETRY_WINDOW_SECONDS": env_int("CREATE_RETRY_WINDOW_SECONDS", 900),
+}
+
+# --- email (notifications.emails) -------------------------------------------------------------------------
+# Printed to the role's output unless an SMTP host is set.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "videogen <videogen@localhost>")
+EMAILS = {
+    # Where the links in emails point (the page, as users reach it).
+    "PUBLIC_BASE_URL": env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
+    # Event types emailed unless the user turned them off (notification_preferences).
+    "DEFAULT_EVENTS": env_list("EMAIL_DEFAULT_EVENTS", "video.completed,video.failed"),
+    "RETRY_SCHEDULE": [float(x) for x in env_list("EMAIL_RETRY_SCHEDULE", "60,300,900,3600,10800")],
 }
 
 # --- webhooks (notifications.webhooks) ------------------------------------------------------------------

@@ -485,3 +485,38 @@ replay_delivery = extend_schema(
     request=None,
     responses={200: WebhookDelivery, **errors(404, 409)},
 )
+
+
+_EMAILABLE = ["video.completed", "video.failed", "video.cancelled", "video.moderation_blocked", "video.held_for_review"]
+
+
+class NotificationPreferences(serializers.Serializer):
+    object = serializers.ChoiceField(["notification_preferences"])
+    email = serializers.DictField(child=serializers.BooleanField(), help_text="event type: emailed or not")
+
+
+get_preferences = extend_schema(
+    operation_id="getNotificationPreferences",
+    summary="Which events you get by email",
+    description="In-app notifications are always on; webhooks follow each endpoint's event types.",
+    responses={200: NotificationPreferences, **errors()},
+)
+set_preferences = extend_schema(
+    operation_id="setNotificationPreferences",
+    summary="Choose which events you get by email",
+    description="Only the event types given change.",
+    request={
+        "application/json": {
+            "type": "object",
+            "properties": {
+                "email": {
+                    "type": "object",
+                    "properties": {event: {"type": "boolean"} for event in _EMAILABLE},
+                    "additionalProperties": False,
+                }
+            },
+            "additionalProperties": False,
+        }
+    },
+    responses={200: NotificationPreferences, **errors()},
+)

@@ -12,6 +12,7 @@ urlpatterns = [
     path("models", views.ModelsView.as_view()),
     path("notifications", views.NotificationsView.as_view()),
     path("credits", views.CreditsView.as_view()),
+    path("notification_preferences", views.NotificationPreferencesView.as_view()),
     path("webhook_endpoints", webhooks.WebhookEndpointsView.as_view()),
     path("webhook_endpoints/<str:endpoint_id>", webhooks.WebhookEndpointDetailView.as_view()),
     path("webhook_endpoints/<str:endpoint_id>/rotate_secret", webhooks.WebhookRotateSecretView.as_view()),

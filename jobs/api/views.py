@@ -18,6 +18,7 @@ from jobs.api.validation import parse_create
 from jobs.catalog import CATALOG
 from jobs.models import Job, State
 from jobs.presenters import credit_entry, credit_summary, video_object
+from notifications import emails
 from notifications.selectors import notification_dict, notifications_after
 
 MAX_PAGE = 100
@@ -264,3 +265,25 @@ class CreditsView(RateLimitedAPIView):
         body["has_more"] = has_more
         body["last_id"] = rows[-1].pk if rows else None
         return Response(body)
+
+
+class NotificationPreferencesView(RateLimitedAPIView):
+    """Which events reach the user by email (in-app is always on; webhooks follow each endpoint's event_types)."""
+
+    @schema.get_preferences
+    def get(self, request: Request) -> Response:
+        return Response({"object": "notification_preferences", "email": emails.preferences(request.user.pk)})
+
+    @schema.set_preferences
+    def post(self, request: Request) -> Response:
+        data = request.data if hasattr(request.data, "keys") else None
+        if data is None or set(data) - {"email"} or not isinstance(data.get("email", {}), dict):
+            raise ApiError('The body must be {"email": {"<event type>": true | false, ...}}.', code="invalid_body")
+        choices = data.get("email", {})
+        for event, enabled in choices.items():
+            if event not in emails.EMAILABLE:
+                raise ApiError(f"Event type {event!r} cannot be emailed.", param="email", code="invalid_value")
+            if not isinstance(enabled, bool):
+                raise ApiError(f"'{event}' must be true or false.", param="email", code="invalid_type")
+        prefs = emails.set_preferences(user_id=request.user.pk, choices=choices)
+        return Response({"object": "notification_preferences", "email": prefs})

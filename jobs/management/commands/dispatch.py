@@ -18,9 +18,10 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connection
 
 from jobs import services
-from notifications import webhooks
+from notifications import emails, webhooks
 
 log = logging.getLogger("jobs.dispatcher")
+SWEEP_EVERY_PASSES = 5  # the webhook and email retry sweeps: about once a second
 
 
 class Command(BaseCommand):
@@ -62,7 +63,9 @@ class Command(BaseCommand):
                 resent = services.resend_stalled_stages()
                 expired = services.expire_deadlines()
                 dispatched = services.dispatch_once()
-                webhooks.enqueue_due()  # retries that are due, and deliveries whose task was lost
+                if passes % SWEEP_EVERY_PASSES == 0:  # retries that are due, and deliveries whose task was lost
+                    webhooks.enqueue_due()
+                    emails.enqueue_due()
                 if reaped or resent or expired or dispatched:
                     log.info("reaped %s, resent %s, expired %s, dispatched %s", reaped, resent, expired, dispatched)
             except Exception:

@@ -1,0 +1,136 @@
+"""Email: a video's end, told to its owner through Django's email backend (console unless SMTP is set).
+
+Which events are emailed is the user's preference (notification_preferences), by default EMAIL_DEFAULT_EVENTS.
+The EmailDelivery row is written in the transaction of the notification, with a cpu task; it exists once per
+notification, so once per (job, terminal event), and its task sends only while the row is pending under its
+lock: a duplicate or retried task sends nothing more. A send that fails is retried on EMAIL_RETRY_SCHEDULE by
+the dispatcher's sweep. (A worker killed between the SMTP server's acceptance and the row's update would send
+it again: at-least-once.)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.mail import EmailMessage
+from django.db import transaction
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from notifications.events import EVENT_TYPES
+from notifications.models import EmailDelivery, Notification, NotificationPreference
+
+log = logging.getLogger(__name__)
+Status = EmailDelivery.Status
+EMAIL = NotificationPreference.Channel.EMAIL
+IN_FLIGHT_SECONDS = 120
+# What can be emailed: a video's outcome, and the moderation events once they exist.
+EMAILABLE = ("video.completed", "video.failed", "video.cancelled", "video.moderation_blocked", "video.held_for_review")
+SUBJECTS = {
+    "video.completed": "Your video is ready",
+    "video.failed": "Your video could not be made",
+    "video.cancelled": "Your video was cancelled",
+    "video.moderation_blocked": "Your video was blocked by moderation",
+    "video.held_for_review": "Your video is waiting for a moderator",
+}
+
+
+def preferences(user_id: int) -> dict[str, bool]:
+    """Each emailable event type: whether this user gets it by email."""
+    chosen = dict(
+        NotificationPreference.objects.filter(user_id=user_id, channel=EMAIL).values_list("event_type", "enabled")
+    )
+    default = set(settings.EMAILS["DEFAULT_EVENTS"])
+    return {event: chosen.get(event, event in default) for event in EMAILABLE}
+
+
+def set_preferences(*, user_id: int, choices: dict[str, bool]) -> dict[str, bool]:
+    for event, enabled in choices.items():
+        NotificationPreference.objects.update_or_create(
+            user_id=user_id, channel=EMAIL, event_type=event, defaults={"enabled": enabled}
+        )
+    return preferences(user_id)
+
+
+def outbox_for(note: Notification) -> bool:
+    """Called in the transaction that wrote `note`: its email, if the owner gets this event by email."""
+    if note.event not in EMAILABLE:
+        return False
+    to = get_user_model().objects.filter(pk=note.user_id).values_list("email", flat=True).first()
+    if not to or not preferences(note.user_id)[note.event]:
+        return False
+    delivery = EmailDelivery.objects.create(
+        notification=note, to=to, next_attempt_at=timezone.now() + dt.timedelta(seconds=IN_FLIGHT_SECONDS)
+    )
+    async_task("notifications.tasks.send_email", delivery.pk, 0, cluster="cpu")
+    return True
+
+
+def message(delivery: EmailDelivery) -> EmailMessage:
+    note = delivery.notification
+    video = note.payload or {}
+    link = f"{settings.EMAILS['PUBLIC_BASE_URL'].rstrip('/')}/#{video.get('id', '')}"
+    lines = [f"{SUBJECTS[note.event]}.", "", f"Prompt: {video.get('prompt', '')}", f"Video: {video.get('id', '')}"]
+    if video.get("error"):
+        lines.append(f"Why: {video['error'].get('message', '')}")
+    lines += [
+        "",
+        f"Open it: {link}",
+        "",
+        f"({EVENT_TYPES[note.event]} You can turn these emails off in your settings.)",
+    ]
+    return EmailMessage(
+        subject=f"{SUBJECTS[note.event]}: {video.get('prompt', '')[:60]}",
+        body="\n".join(lines),
+        to=[delivery.to],
+        # The same Message-ID on every attempt: a receiving server that saw it already may drop the copy.
+        headers={"Message-ID": f"<notification-{note.pk}@videogen>"},
+    )
+
+
+def send(*, delivery_id: int, attempts: int) -> str:
+    with transaction.atomic():
+        delivery = (
+            EmailDelivery.objects.select_for_update().select_related("notification").filter(pk=delivery_id).first()
+        )
+        if delivery is None or delivery.status != Status.PENDING or delivery.attempts != attempts:
+            return "skipped"
+        number = attempts + 1
+        EmailDelivery.objects.filter(pk=delivery_id).update(
+            attempts=number, next_attempt_at=timezone.now() + dt.timedelta(seconds=IN_FLIGHT_SECONDS)
+        )
+    try:
+        message(delivery).send()
+    except Exception as exc:
+        schedule = settings.EMAILS["RETRY_SCHEDULE"]
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        log.warning("email %s attempt %s failed: %s", delivery_id, number, error)
+        if number > len(schedule):
+            EmailDelivery.objects.filter(pk=delivery_id).update(status=Status.FAILED, error=error, next_attempt_at=None)
+            return "failed"
+        retry_at = timezone.now() + dt.timedelta(seconds=schedule[number - 1])
+        EmailDelivery.objects.filter(pk=delivery_id).update(error=error, next_attempt_at=retry_at)
+        return "retrying"
+    EmailDelivery.objects.filter(pk=delivery_id).update(status=Status.SENT, sent_at=timezone.now(), error="")
+    return "sent"
+
+
+def enqueue_due(*, limit: int = 100) -> int:
+    """The dispatcher's sweep: emails whose retry is due, or whose task was lost."""
+    now = timezone.now()
+    sent = 0
+    with transaction.atomic():
+        due = (
+            EmailDelivery.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.PENDING, next_attempt_at__lte=now)
+            .order_by("next_attempt_at")
+            .values_list("pk", "attempts")[:limit]
+        )
+        for pk, attempts in due:
+            EmailDelivery.objects.filter(pk=pk).update(next_attempt_at=now + dt.timedelta(seconds=IN_FLIGHT_SECONDS))
+            async_task("notifications.tasks.send_email", pk, attempts, cluster="cpu")
+            sent += 1
+    return sent
