@@ -22,7 +22,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from notifications import sockets
-from notifications.selectors import notification_dict, notifications_after, replay_floor
+from notifications.selectors import notification_dict, notifications_after, read_state, replay_floor
 from notifications.services import user_group
 
 log = logging.getLogger(__name__)
@@ -96,6 +96,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             try:
                 await asyncio.to_thread(sockets.refresh, self.user_id, self.channel_name)
                 await self.send_backlog()
+                await self.send_read_state()
             except Exception:
                 log.warning("resync failed", exc_info=True)
 
@@ -122,6 +123,14 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def notify_hint(self, message: dict) -> None:
         if message.get("seq", 0) > self.last_seq:
             await self.send_backlog()
+
+    async def notify_read(self, message: dict) -> None:
+        await self.send_read_state()
+
+    async def send_read_state(self) -> None:
+        """Another tab marked notifications read (or a resync): the badge everywhere follows."""
+        read_seq, unread = await database_sync_to_async(read_state)(user_id=self.user_id)
+        await self.send_json({"type": "read", "read_seq": read_seq, "unread_count": unread})
 
     async def send_backlog(self, replay: bool = False) -> None:
         async with self.sending:  # one reader at a time, so rows go out once and in seq order

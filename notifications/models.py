@@ -11,6 +11,13 @@ from django.db import models
 # A job ends once: these are notified once per job. The others (queued, in progress) once per attempt: a job
 # that is retried is queued and in progress again, and its owner sees that.
 TERMINAL_EVENTS = ("video.completed", "video.failed", "video.cancelled")
+# What the notification centre counts as unread: what a user is told about, not every step of a video.
+NOTEWORTHY_EVENTS = (
+    *TERMINAL_EVENTS,
+    "video.moderation_blocked",
+    "video.held_for_review",
+    "webhook_endpoint.disabled",
+)
 
 
 class Notification(models.Model):
@@ -49,6 +56,8 @@ class NotificationCounter(models.Model):
 
     user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True)
     last_seq = models.PositiveBigIntegerField(default=0)
+    # Everything up to here the user has seen (the notification centre's "mark read").
+    read_seq = models.PositiveBigIntegerField(default=0)
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.last_seq}"

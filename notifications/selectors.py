@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from notifications.models import Notification
+from notifications.models import NOTEWORTHY_EVENTS, Notification, NotificationCounter
 
 
 def notifications_after(*, user_id: int, after_seq: int, limit: int = 100) -> list[Notification]:
@@ -22,3 +22,10 @@ def notification_dict(note: Notification) -> dict:
         "created_at": int(note.created_at.timestamp()),
         "data": note.payload,
     }
+
+
+def read_state(*, user_id: int) -> tuple[int, int]:
+    """(read seq, unread count): noteworthy notifications after the read seq (bounded by what is unread)."""
+    read = NotificationCounter.objects.filter(user_id=user_id).values_list("read_seq", flat=True).first() or 0
+    unread = Notification.objects.filter(user_id=user_id, seq__gt=read, event__in=NOTEWORTHY_EVENTS).count()
+    return read, unread

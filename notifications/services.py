@@ -79,20 +79,35 @@ def push_hint(*, user_id: int, seq: int) -> None:
     request) neither builds an event loop and a Redis connection per hint nor waits for the round trip. The
     in-memory layer (embedded profile) lives on the web process's own loop, so there it is sent from that loop.
     """
+    _push(user_id, {"type": "notify.hint", "seq": seq})
+
+
+def _push(user_id: int, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": "notify.hint", "seq": seq}
     if isinstance(layer, InMemoryChannelLayer):
         try:
             async_to_sync(layer.group_send)(user_group(user_id), message)
         except Exception:  # the log is the truth; a failed push must never fail the write that caused it
-            log.warning("push hint failed for user %s seq %s", user_id, seq, exc_info=True)
+            log.warning("push %s failed for user %s", message, user_id, exc_info=True)
         return
 
     def done(future) -> None:
         if future.exception() is not None:  # the log is the truth; a failed push only loses a hint
-            log.warning("push hint failed for user %s seq %s: %r", user_id, seq, future.exception())
+            log.warning("push %s failed for user %s: %r", message, user_id, future.exception())
 
     future = asyncio.run_coroutine_threadsafe(layer.group_send(user_group(user_id), message), _hint_loop())
     future.add_done_callback(done)
+
+
+def notifications_mark_read(*, user_id: int, up_to_seq: int) -> int:
+    """Everything up to `up_to_seq` (at most the last written) is read; returns the user's read seq. Every open
+    tab hears of it (a hint; tabs also re-read it when they resync)."""
+    with transaction.atomic():
+        counter, _ = NotificationCounter.objects.select_for_update().get_or_create(user_id=user_id)
+        read = max(counter.read_seq, min(up_to_seq, counter.last_seq))
+        if read != counter.read_seq:
+            NotificationCounter.objects.filter(user_id=user_id).update(read_seq=read)
+    transaction.on_commit(lambda: _push(user_id, {"type": "notify.read", "read_seq": read}))
+    return read

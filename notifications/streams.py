@@ -22,7 +22,7 @@ from django.conf import settings
 
 from notifications import sockets
 from notifications.consumers import ensure_db_poller
-from notifications.selectors import notification_dict, notifications_after, replay_floor
+from notifications.selectors import notification_dict, notifications_after, read_state, replay_floor
 from notifications.services import user_group
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,12 @@ class EventStreamConsumer(AsyncHttpConsumer):
     async def notify_hint(self, message: dict) -> None:
         if message.get("seq", 0) > self.last_seq:
             await self.send_backlog()
+
+    async def notify_read(self, message: dict) -> None:
+        read_seq, unread = await database_sync_to_async(read_state)(user_id=self.user_id)
+        await self.send_body(
+            sse("read", {"type": "read", "read_seq": read_seq, "unread_count": unread}), more_body=True
+        )
 
     async def send_backlog(self, replay: bool = False) -> None:
         async with self.sending:  # one reader at a time: rows go out once, in seq order

@@ -11,6 +11,71 @@
   const videos = new Map(); // id -> latest video object
   let lastSeq = window.VIDEOGEN.lastSeq || 0;
 
+  // The notification centre: outcomes (not every step), unread after the user's read seq, kept by the server so
+  // it survives reloads; marking read in one tab reaches the others through their sockets.
+  const NOTEWORTHY = ["video.completed", "video.failed", "video.cancelled", "video.moderation_blocked",
+    "video.held_for_review", "webhook_endpoint.disabled"];
+  const TITLES = {"video.completed": "Your video is ready", "video.failed": "Your video failed",
+    "video.cancelled": "Your video was cancelled", "video.moderation_blocked": "Moderation blocked your video",
+    "video.held_for_review": "Your video waits for a moderator", "webhook_endpoint.disabled": "A webhook endpoint was disabled"};
+  const bell = document.getElementById("bell");
+  const unreadBadge = document.getElementById("unread");
+  const inbox = document.getElementById("inbox");
+  const inboxList = document.getElementById("inbox-list");
+  const inboxEmpty = document.getElementById("inbox-empty");
+  const toasts = document.getElementById("toasts");
+  let readSeq = 0;
+  const shown = new Set(); // seqs in the inbox list
+
+  function setUnread(count) {
+    unreadBadge.textContent = String(count);
+    unreadBadge.classList.toggle("unread", count > 0);
+  }
+
+  function describe(note) {
+    const what = TITLES[note.event] || note.event;
+    const prompt = note.data && note.data.prompt ? `: ${note.data.prompt.slice(0, 60)}` : "";
+    return what + prompt;
+  }
+
+  function addToInbox(note) {
+    if (!NOTEWORTHY.includes(note.event) || shown.has(note.seq)) return;
+    shown.add(note.seq);
+    const item = el("li", {"data-seq": String(note.seq), class: note.seq > readSeq ? "unread" : ""}, describe(note));
+    inboxList.prepend(item);
+    inboxEmpty.hidden = true;
+  }
+
+  function toast(text) {
+    const t = el("div", {class: "toast", role: "status"}, text);
+    toasts.append(t);
+    setTimeout(() => t.remove(), 6000);
+  }
+
+  function applyRead(seq, count) {
+    readSeq = Math.max(readSeq, seq);
+    setUnread(count);
+    for (const item of inboxList.children) item.classList.toggle("unread", Number(item.dataset.seq) > readSeq);
+  }
+
+  async function loadInbox() {
+    const page = await api(`/notifications?after_seq=${Math.max(0, lastSeq - 100)}&limit=100`);
+    readSeq = page.read_seq;
+    page.data.forEach(addToInbox);
+    applyRead(page.read_seq, page.unread_count);
+  }
+
+  bell.addEventListener("click", () => {
+    inbox.hidden = !inbox.hidden;
+    bell.setAttribute("aria-expanded", String(!inbox.hidden));
+  });
+  document.getElementById("mark-read").addEventListener("click", async () => {
+    const state = await api("/notifications/read", {
+      method: "POST", body: JSON.stringify({up_to_seq: lastSeq}), headers: {"Content-Type": "application/json"},
+    });
+    applyRead(state.read_seq, state.unread_count);
+  });
+
   function csrf() {
     const m = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
     return m ? decodeURIComponent(m[1]) : "";
@@ -129,9 +194,15 @@
         loadAll();
         return;
       }
+      if (data.type === "read") { applyRead(data.read_seq, data.unread_count); return; } // another tab
       if (data.type !== "notification" || data.seq <= lastSeq) return; // dedupe by seq
       lastSeq = data.seq;
-      if (data.data && data.data.id) render(data.data);
+      if (data.data && data.data.object === "video") render(data.data);
+      if (NOTEWORTHY.includes(data.event)) {
+        addToInbox(data);
+        if (data.seq > readSeq) setUnread(Number(unreadBadge.textContent) + 1);
+        toast(describe(data));
+      }
       if (["video.completed", "video.failed", "video.cancelled"].includes(data.event)) loadCredits();
     };
     ws.onclose = () => {
@@ -167,5 +238,5 @@
   });
 
   loadCredits();
-  loadAll().then(connect);
+  Promise.all([loadAll(), loadInbox()]).then(connect);
 })();

@@ -82,7 +82,8 @@ def test_browser_page_submits_and_updates_live_to_a_playable_video(platform, tmp
     ]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
-        page = browser.new_page()
+        context = browser.new_context()  # two tabs of one signed-in browser, below
+        page = context.new_page()
         page.goto(platform.base_url + "/")
         assert "/accounts/login/" in page.url  # login required
         page.fill("input[name=username]", "browser-user")
@@ -101,6 +102,24 @@ def test_browser_page_submits_and_updates_live_to_a_playable_video(platform, tmp
         duration = page.evaluate("document.querySelector('li.video video').duration")
         assert duration > 3.5  # 17 frames at 4 fps
         page.screenshot(path=str(tmp_path / "page.png"), full_page=True)
+
+        # The notification centre: a toast when it ended, one unread, the same in a second tab; marking it read
+        # in one tab clears the other live, and a reload keeps it read.
+        expect(page.locator(".toast")).to_contain_text("Your video is ready", timeout=10_000)
+        expect(page.locator("#unread")).to_have_text("1")
+        other = context.new_page()
+        other.goto(platform.base_url + "/")
+        expect(other.locator("#live")).to_have_text("live", timeout=15_000)
+        expect(other.locator("#unread")).to_have_text("1")
+        page.click("#bell")
+        expect(page.locator("#inbox-list li.unread")).to_contain_text("a lighthouse in a storm")
+        page.click("#mark-read")
+        expect(page.locator("#unread")).to_have_text("0")
+        expect(other.locator("#unread")).to_have_text("0", timeout=10_000)
+        other.reload()
+        expect(other.locator("#live")).to_have_text("live", timeout=15_000)
+        expect(other.locator("#unread")).to_have_text("0")
+        other.close()
 
         # A bad submission shows the API's message and creates nothing.
         page.fill("textarea[name=prompt]", "   ")

@@ -250,3 +250,22 @@ def test_a_retried_job_shows_queued_and_in_progress_again_and_ends_once(make_job
     with transaction.atomic():  # a terminal event stays once per job, whatever the attempt
         again = notification_create(user_id=user.pk, job_id=job.pk, event="video.cancelled", payload={}, attempt=3)
     assert again is None
+
+
+def test_mark_read_counts_only_outcomes_and_never_goes_back(api, user, make_job):
+    from django.db import transaction
+
+    from notifications.services import notification_create
+
+    with transaction.atomic():
+        for event in ("video.in_progress", "video.completed", "video.in_progress", "video.failed"):
+            notification_create(user_id=user.pk, job_id=None, event=event, payload={"id": "video_x"})
+    page = api.get("/v1/notifications").json()
+    assert (page["read_seq"], page["unread_count"]) == (0, 2)  # the two outcomes, not each step
+    resp = api.post("/v1/notifications/read", {"up_to_seq": 2}, format="json").json()
+    assert (resp["read_seq"], resp["unread_count"]) == (2, 1)
+    assert api.post("/v1/notifications/read", {"up_to_seq": 1}, format="json").json()["read_seq"] == 2  # no going back
+    assert api.post("/v1/notifications/read", {"up_to_seq": 99}, format="json").json()["read_seq"] == 4  # capped
+    for bad in ({"up_to_seq": -1}, {"up_to_seq": "3"}, {"up_to_seq": True}, {}):
+        resp = api.post("/v1/notifications/read", bad, format="json")
+        assert resp.status_code == 400 and resp.json()["error"]["param"] == "up_to_seq"

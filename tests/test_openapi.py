@@ -109,6 +109,7 @@ def test_the_schema_and_its_docs_page_are_served_without_a_key(client):
         "/v1/webhook_endpoints/{endpoint_id}/deliveries/{event_id}/replay",
         "/v1/webhook_event_types",
         "/v1/notification_preferences",
+        "/v1/notifications/read",
     }
     assert spec["components"]["securitySchemes"]["apiKey"] == {
         "type": "http",

@@ -242,6 +242,7 @@ SPECTACULAR_SETTINGS = {
             ("webhook_endpoint.test", "webhook_endpoint.test"),
             ("webhook_delivery", "webhook_delivery"),
             ("notification_preferences", "notification_preferences"),
+            ("notification_read_state", "notification_read_state"),
         )
     }
     | {

@@ -99,7 +99,7 @@ class Notification(serializers.Serializer):
     seq = serializers.IntegerField()
     event = serializers.CharField()
     created_at = serializers.IntegerField()
-    data = Video()
+    data = serializers.DictField(help_text="the video object for video events")
 
 
 class NotificationList(serializers.Serializer):
@@ -107,6 +107,14 @@ class NotificationList(serializers.Serializer):
     data = Notification(many=True)
     last_seq = serializers.IntegerField()
     has_more = serializers.BooleanField()
+    read_seq = serializers.IntegerField(help_text="everything up to this seq is read")
+    unread_count = serializers.IntegerField(help_text="unread outcomes (not every step of a video)")
+
+
+class ReadState(serializers.Serializer):
+    object = serializers.ChoiceField(["notification_read_state"])
+    read_seq = serializers.IntegerField()
+    unread_count = serializers.IntegerField()
 
 
 class CreditEntry(serializers.Serializer):
@@ -519,4 +527,19 @@ set_preferences = extend_schema(
         }
     },
     responses={200: NotificationPreferences, **errors()},
+)
+
+mark_read = extend_schema(
+    operation_id="markNotificationsRead",
+    summary="Mark notifications read",
+    description="Everything up to `up_to_seq`; every open tab of the page hears of it.",
+    request={
+        "application/json": {
+            "type": "object",
+            "properties": {"up_to_seq": {"type": "integer", "minimum": 0}},
+            "required": ["up_to_seq"],
+            "additionalProperties": False,
+        }
+    },
+    responses={200: ReadState, **errors()},
 )

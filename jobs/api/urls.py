@@ -11,6 +11,7 @@ urlpatterns = [
     path("videos/<str:video_id>/content", views.VideoContentView.as_view()),
     path("models", views.ModelsView.as_view()),
     path("notifications", views.NotificationsView.as_view()),
+    path("notifications/read", views.NotificationsReadView.as_view()),
     path("credits", views.CreditsView.as_view()),
     path("notification_preferences", views.NotificationPreferencesView.as_view()),
     path("webhook_endpoints", webhooks.WebhookEndpointsView.as_view()),

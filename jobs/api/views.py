@@ -19,7 +19,8 @@ from jobs.catalog import CATALOG
 from jobs.models import Job, State
 from jobs.presenters import credit_entry, credit_summary, video_object
 from notifications import emails
-from notifications.selectors import notification_dict, notifications_after
+from notifications.selectors import notification_dict, notifications_after, read_state
+from notifications.services import notifications_mark_read
 
 MAX_PAGE = 100
 
@@ -241,14 +242,31 @@ class NotificationsView(RateLimitedAPIView):
         limit = _int_param(request, "limit", 100, low=1, high=MAX_PAGE)
         rows = notifications_after(user_id=request.user.pk, after_seq=after_seq, limit=limit + 1)
         data = [notification_dict(n) for n in rows[:limit]]
+        read_seq, unread = read_state(user_id=request.user.pk)
         return Response(
             {
                 "object": "list",
                 "data": data,
                 "last_seq": data[-1]["seq"] if data else after_seq,
                 "has_more": len(rows) > limit,
+                "read_seq": read_seq,
+                "unread_count": unread,
             }
         )
+
+
+class NotificationsReadView(RateLimitedAPIView):
+    """POST /v1/notifications/read {"up_to_seq": N}: the notification centre's "mark read", for every tab."""
+
+    @schema.mark_read
+    def post(self, request: Request) -> Response:
+        data = request.data if hasattr(request.data, "keys") else {}
+        raw = data.get("up_to_seq")
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+            raise ApiError("'up_to_seq' must be a notification seq (an integer >= 0).", param="up_to_seq")
+        notifications_mark_read(user_id=request.user.pk, up_to_seq=raw)
+        read_seq, unread = read_state(user_id=request.user.pk)
+        return Response({"object": "notification_read_state", "read_seq": read_seq, "unread_count": unread})
 
 
 class CreditsView(RateLimitedAPIView):
