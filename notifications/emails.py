@@ -20,7 +20,6 @@ from django.db import transaction
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from notifications.events import EVENT_TYPES
 from notifications.models import EmailDelivery, Notification, NotificationPreference
 
 log = logging.getLogger(__name__)
@@ -28,13 +27,21 @@ Status = EmailDelivery.Status
 EMAIL = NotificationPreference.Channel.EMAIL
 IN_FLIGHT_SECONDS = 120
 # What can be emailed: a video's outcome, and the moderation events once they exist.
-EMAILABLE = ("video.completed", "video.failed", "video.cancelled", "video.moderation_blocked", "video.held_for_review")
+EMAILABLE = (
+    "video.completed",
+    "video.failed",
+    "video.cancelled",
+    "video.moderation_blocked",
+    "video.held_for_review",
+    "webhook_endpoint.disabled",
+)
 SUBJECTS = {
     "video.completed": "Your video is ready",
     "video.failed": "Your video could not be made",
     "video.cancelled": "Your video was cancelled",
     "video.moderation_blocked": "Your video was blocked by moderation",
     "video.held_for_review": "Your video is waiting for a moderator",
+    "webhook_endpoint.disabled": "A webhook endpoint of yours was disabled",
 }
 
 
@@ -71,19 +78,25 @@ def outbox_for(note: Notification) -> bool:
 
 def message(delivery: EmailDelivery) -> EmailMessage:
     note = delivery.notification
-    video = note.payload or {}
-    link = f"{settings.EMAILS['PUBLIC_BASE_URL'].rstrip('/')}/#{video.get('id', '')}"
-    lines = [f"{SUBJECTS[note.event]}.", "", f"Prompt: {video.get('prompt', '')}", f"Video: {video.get('id', '')}"]
-    if video.get("error"):
-        lines.append(f"Why: {video['error'].get('message', '')}")
-    lines += [
-        "",
-        f"Open it: {link}",
-        "",
-        f"({EVENT_TYPES[note.event]} You can turn these emails off in your settings.)",
-    ]
+    data = note.payload or {}
+    if note.event == "webhook_endpoint.disabled":
+        about = data.get("url", "")
+        lines = [
+            f"{SUBJECTS[note.event]}: {about}",
+            "",
+            f"Why: {data.get('reason', '')}",
+            "",
+            "Update it (POST /v1/webhook_endpoints/{id}) to enable it again; its failed deliveries can be replayed.",
+        ]
+    else:
+        about = data.get("prompt", "")
+        lines = [f"{SUBJECTS[note.event]}.", "", f"Prompt: {about}", f"Video: {data.get('id', '')}"]
+        if data.get("error"):
+            lines.append(f"Why: {data['error'].get('message', '')}")
+        lines += ["", f"Open it: {settings.EMAILS['PUBLIC_BASE_URL'].rstrip('/')}/#{data.get('id', '')}"]
+    lines += ["", "(You can turn these emails off in your notification preferences.)"]
     return EmailMessage(
-        subject=f"{SUBJECTS[note.event]}: {video.get('prompt', '')[:60]}",
+        subject=f"{SUBJECTS[note.event]}: {about[:60]}",
         body="\n".join(lines),
         to=[delivery.to],
         # The same Message-ID on every attempt: a receiving server that saw it already may drop the copy.

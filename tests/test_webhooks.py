@@ -214,6 +214,12 @@ def test_the_last_failure_is_dead_and_can_be_replayed(api, user, receiver, setti
 
 
 def test_a_410_disables_the_endpoint_and_tells_its_owner(user, receiver):
+    from django.core import mail
+
+    from notifications import tasks
+
+    user.email = "owner@example.com"
+    user.save()
     rx = receiver([410])
     endpoint = webhooks.endpoint_create(user_id=user.pk, name="n", url=rx.url, event_types=["video.failed"])
     _notify(user, "video.failed")
@@ -222,6 +228,14 @@ def test_a_410_disables_the_endpoint_and_tells_its_owner(user, receiver):
     assert endpoint.disabled_at is not None and "410" in endpoint.disabled_reason
     told = Notification.objects.get(user=user, event="webhook_endpoint.disabled")
     assert told.payload["id"] == endpoint.public_id
+    (email_task,) = [r for r in OrmQ.objects.all()]
+    from django_q.signing import SignedPackage
+
+    assert tasks.send_email(*SignedPackage.loads(email_task.payload)["args"]) == "sent"  # by email too
+    email_task.delete()
+    assert (
+        mail.outbox[0].subject.startswith("A webhook endpoint of yours was disabled") and "410" in mail.outbox[0].body
+    )
     _notify(user, "video.failed")  # a disabled endpoint gets nothing new
     assert WebhookDelivery.objects.count() == 1
 

@@ -332,7 +332,7 @@ EMAILS = {
     # Where the links in emails point (the page, as users reach it).
     "PUBLIC_BASE_URL": env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
     # Event types emailed unless the user turned them off (notification_preferences).
-    "DEFAULT_EVENTS": env_list("EMAIL_DEFAULT_EVENTS", "video.completed,video.failed"),
+    "DEFAULT_EVENTS": env_list("EMAIL_DEFAULT_EVENTS", "video.completed,video.failed,webhook_endpoint.disabled"),
     "RETRY_SCHEDULE": [float(x) for x in env_list("EMAIL_RETRY_SCHEDULE", "60,300,900,3600,10800")],
 }
 

@@ -495,7 +495,14 @@ replay_delivery = extend_schema(
 )
 
 
-_EMAILABLE = ["video.completed", "video.failed", "video.cancelled", "video.moderation_blocked", "video.held_for_review"]
+_EMAILABLE = [
+    "video.completed",
+    "video.failed",
+    "video.cancelled",
+    "video.moderation_blocked",
+    "video.held_for_review",
+    "webhook_endpoint.disabled",
+]
 
 
 class NotificationPreferences(serializers.Serializer):
