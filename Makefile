@@ -9,7 +9,7 @@ export PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/videogen
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test install lint format browser wrk bench simulate bench-dispatch chaos clean
+.PHONY: run test install lint format browser wrk bench simulate bench-dispatch bench-notify chaos clean
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -59,6 +59,11 @@ simulate: $(VENV)/.installed
 # The dispatcher's decision cost at 1k, 10k, 100k and 1M queued jobs (BENCH_DISPATCH_ARGS: see --help).
 bench-dispatch: $(VENV)/.installed
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/dispatch_scale.py $(BENCH_DISPATCH_ARGS)
+
+# Live notifications at fan-out: 1,000 websocket (or SSE) clients, 200 notifications/s; last line JSON.
+# BENCH_NOTIFY_ARGS: see benchmarks/notify_fanout.py --help (--clients, --rate, --duration, --transport ws|sse).
+bench-notify: $(VENV)/.installed
+	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/notify_fanout.py $(BENCH_NOTIFY_ARGS)
 
 # Faults without losses: the real roles (SIMULATED gpu backend) under injected faults, a few thousand jobs, then
 # the invariant table and the recovery figures; exit 1 on any violation. Restarts the local Postgres and Redis.

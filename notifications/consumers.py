@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
@@ -91,14 +92,18 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def _resync_forever(self) -> None:
+        every = settings.VIDEOGEN["NOTIFY_RESYNC_SECONDS"]
+        # Spread over the period: sockets that connected together (a deploy, a reconnect wave) must not all
+        # read the log in the same instant.
+        await asyncio.sleep(random.uniform(0, every))
         while True:
-            await asyncio.sleep(settings.VIDEOGEN["NOTIFY_RESYNC_SECONDS"])
             try:
                 await asyncio.to_thread(sockets.refresh, self.user_id, self.channel_name)
                 await self.send_backlog()
                 await self.send_read_state()
             except Exception:
                 log.warning("resync failed", exc_info=True)
+            await asyncio.sleep(every)
 
     @classmethod
     async def decode_json(cls, text_data: str):

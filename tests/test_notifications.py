@@ -269,3 +269,14 @@ def test_mark_read_counts_only_outcomes_and_never_goes_back(api, user, make_job)
     for bad in ({"up_to_seq": -1}, {"up_to_seq": "3"}, {"up_to_seq": True}, {}):
         resp = api.post("/v1/notifications/read", bad, format="json")
         assert resp.status_code == 400 and resp.json()["error"]["param"] == "up_to_seq"
+
+
+def test_the_channel_layers_redis_pool_outlasts_its_blocking_receive_and_a_wave_of_sockets(settings):
+    """redis-py 8 times socket reads out after 5 s, the very time channels-redis blocks in BZPOPMIN: a busy web
+    process then lost every socket's consumer ("Timeout reading"). And redis-py's default pool of 100 refused a
+    wave of a thousand sockets joining or leaving their groups. Seen with `make bench-notify`."""
+    from channels_redis.core import RedisChannelLayer
+
+    (host,) = settings.CHANNEL_LAYERS["default"]["CONFIG"]["hosts"]
+    assert host["socket_timeout"] > 2 * RedisChannelLayer.brpop_timeout
+    assert host["max_connections"] >= 1000

@@ -129,7 +129,18 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- redis: channel layer and cache ---------------------------------------------------------------
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
-    CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}}
+    # Each web process's pool to Redis: every socket's join and leave of its user's group borrows a connection,
+    # so a wave of a thousand (a deploy, a network blip) needs many at once; redis-py's default (100) refuses them.
+    # And its socket timeout must outlast channels-redis's blocking receive (BZPOPMIN, 5 s): redis-py 8 defaults it
+    # to 5 s too, so a busy process lost the race and the socket's consumer died with "Timeout reading".
+    _channel_host = {
+        "address": REDIS_URL,
+        "max_connections": env_int("REDIS_CHANNEL_MAX_CONNECTIONS", 1000),
+        "socket_timeout": 30,
+    }
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [_channel_host]}}
+    }
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

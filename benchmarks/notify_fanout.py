@@ -1,0 +1,216 @@
+"""`make bench-notify`: live notifications at fan-out. N clients (websocket or SSE, one per user) stay connected
+to the web role as `make run` serves it (production profile: Postgres, channels-redis) while a writer commits
+state-change notifications at a fixed rate across their users. Reports commit → client latency p50/p99 and, per
+(user, seq) written, how many arrived missing or more than once (after seq dedupe a client shows each once).
+Targets: p99 <= 100 ms, 0 missing, 0 duplicated. The last line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import benchmarks  # noqa: E402,F401  (a throwaway SECRET_KEY)
+from benchmarks import fresh_db  # noqa: E402
+from benchmarks.front_door import stop, wait_http  # noqa: E402
+from tests.platform import free_port  # noqa: E402
+
+MAKE_USERS = """
+from jobs.accounts import api_key_create, ensure_user
+for i in range({n}):
+    user, _ = ensure_user(username=f"fan{{i}}")
+    print(user.pk, api_key_create(user_id=user.pk))
+"""
+
+
+async def ws_client(base: str, key: str, got: dict, ready: asyncio.Event, done: asyncio.Event) -> None:
+    from websockets.asyncio.client import connect
+
+    url = base.replace("http", "ws") + "/ws/events?last_seq=0"
+    async with connect(url, additional_headers={"Authorization": f"Bearer {key}"}, open_timeout=60) as ws:
+        ready.set()
+        while not done.is_set():
+            try:
+                raw = await asyncio.wait_for(ws.recv(), timeout=0.5)
+            except TimeoutError:
+                continue
+            msg = json.loads(raw)
+            if msg.get("type") == "notification":
+                got.setdefault(msg["seq"], []).append(time.time())
+
+
+async def sse_client(base: str, key: str, got: dict, ready: asyncio.Event, done: asyncio.Event) -> None:
+    import httpx
+
+    async with (
+        httpx.AsyncClient(timeout=httpx.Timeout(60, read=None)) as http,
+        http.stream("GET", base + "/v1/events", headers={"Authorization": f"Bearer {key}"}) as resp,
+    ):
+        ready.set()
+
+        async def read() -> None:
+            async for line in resp.aiter_lines():
+                if line.startswith("id: "):
+                    got.setdefault(int(line[4:]), []).append(time.time())
+
+        reader = asyncio.create_task(read())
+        await done.wait()
+        reader.cancel()
+
+
+async def run_clients(
+    args, base: str, keys: list[str], received: list[dict], start: threading.Event, done_flag: threading.Event
+) -> None:
+    done = asyncio.Event()
+    readies = [asyncio.Event() for _ in keys]
+    client = ws_client if args.transport == "ws" else sse_client
+    tasks = []
+    for i, key in enumerate(keys):
+        tasks.append(asyncio.create_task(client(base, key, received[i], readies[i], done)))
+        if i % 50 == 49:
+            await asyncio.sleep(0.05)  # connect in waves, as a fleet of browsers would
+    await asyncio.wait_for(asyncio.gather(*(r.wait() for r in readies)), timeout=120)
+    start.set()
+    while not done_flag.is_set():
+        await asyncio.sleep(0.1)
+    done.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--clients", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=200.0, help="notifications committed per second")
+    parser.add_argument("--duration", type=float, default=20.0)
+    parser.add_argument("--transport", choices=["ws", "sse"], default="ws")
+    parser.add_argument("--database", default="postgres://postgres@127.0.0.1:5432/videogen_fanout")
+    args = parser.parse_args()
+
+    env = {
+        **os.environ,
+        "DATABASE_URL": args.database,
+        "LOG_LEVEL": "ERROR",
+        "REDIS_URL": os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        "WS_MAX_SOCKETS_PER_USER": "5",
+        "TIER_FREE_RATE_PER_MINUTE": "0",
+    }
+    fresh_db.recreate(args.database, env=env)
+    out = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", MAKE_USERS.format(n=args.clients)],
+        cwd=ROOT,
+        env={**env, "VIDEOGEN_ROLE": "worker"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    users = [(int(a), b) for a, b in (line.split() for line in out.splitlines() if " vg-" in line)]
+    port = free_port()
+    web = subprocess.Popen(
+        [sys.executable, "manage.py", "web", "--port", str(port)], cwd=ROOT, env=env, start_new_session=True
+    )
+    base = f"http://127.0.0.1:{port}"
+    os.environ.update(env, VIDEOGEN_ROLE="worker", DJANGO_SETTINGS_MODULE="videogen.settings")
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.db import transaction
+
+    from notifications.services import notification_create
+
+    received: list[dict] = [{} for _ in users]
+    written: list[tuple[int, int, float]] = []  # (client index, seq, commit time)
+    start, done = threading.Event(), threading.Event()
+    try:
+        wait_http(base + "/healthz", web)
+        loop_thread = threading.Thread(
+            target=lambda: asyncio.run(run_clients(args, base, [k for _, k in users], received, start, done)),
+            daemon=True,
+        )
+        loop_thread.start()
+        if not start.wait(timeout=180):
+            raise TimeoutError("the clients did not all connect")
+        time.sleep(1.0)
+        rng = random.Random(7)
+        interval, t0 = 1.0 / args.rate, time.time()
+        n = 0
+        while time.time() < t0 + args.duration:
+            i = rng.randrange(len(users))
+            with transaction.atomic():
+                note = notification_create(
+                    user_id=users[i][0],
+                    job_id=None,
+                    event="video.completed",
+                    payload={"id": f"video_fan{n}", "object": "video"},
+                )
+            written.append((i, note.seq, time.time()))
+            n += 1
+            time.sleep(max(0.0, t0 + n * interval - time.time()))
+        took = time.time() - t0
+        time.sleep(settings.VIDEOGEN["NOTIFY_RESYNC_SECONDS"] + 2)  # what a lost hint would wait for
+    finally:
+        done.set()
+        stop(web)
+    latencies, missing, duplicated = [], 0, 0
+    for i, seq, committed in written:
+        arrivals = received[i].get(seq, [])
+        if not arrivals:
+            missing += 1
+            continue
+        duplicated += len(arrivals) > 1
+        latencies.append((arrivals[0] - committed) * 1000)
+    latencies.sort()
+    p50 = statistics.median(latencies) if latencies else float("nan")
+    p99 = latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan")
+    workers = subprocess.run(
+        [sys.executable, "-c", "import os; print(2 * (os.cpu_count() or 1))"], capture_output=True, text=True
+    ).stdout.strip()
+    print(
+        f"machine   {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()} · clients and "
+        "writer on the same cores"
+    )
+    print(
+        f"settings  {args.clients} {args.transport} clients (one per user) · {len(written)} notifications in "
+        f"{took:.1f}s ({len(written) / took:.0f}/s) · web: manage.py web, {os.environ.get('WEB_WORKERS', workers)} "
+        "processes · Postgres · channels-redis"
+    )
+    print(f"latency   commit -> client p50 {p50:.1f} ms, p99 {p99:.1f} ms (target <= 100 ms)")
+    print(
+        f"delivery  {missing} missing, {duplicated} delivered more than once (targets 0, 0); after seq dedupe "
+        "a client shows each once"
+    )
+    spread = Counter(len(r) for r in received)
+    print(f"clients   notifications per client: min {min(spread)}, max {max(spread)}")
+    print(
+        json.dumps(
+            {
+                "clients": args.clients,
+                "transport": args.transport,
+                "notifications": len(written),
+                "rate": round(len(written) / took, 1),
+                "p50_ms": round(p50, 1),
+                "p99_ms": round(p99, 1),
+                "missing": missing,
+                "duplicated": duplicated,
+                "targets_met": bool(p99 <= 100 and missing == 0 and duplicated == 0),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
