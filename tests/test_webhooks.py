@@ -360,3 +360,64 @@ def test_staff_see_deliveries_and_their_attempts_replay_them_and_never_see_a_sec
     client.post("/admin/notifications/webhookdelivery/", {"action": "replay", "_selected_action": [delivery.pk]})
     assert _run_tasks() == ["delivered"]
     assert len(rx.requests) == 2
+
+
+@pytest.mark.e2e
+def test_the_settings_page_manages_endpoints_shows_deliveries_replays_and_keeps_email_choices(platform_factory):
+    import shutil
+
+    from playwright.sync_api import expect, sync_playwright
+
+    from jobs.accounts import ensure_user
+    from tests.test_e2e import CHROMIUM
+
+    if not shutil.which(CHROMIUM):
+        pytest.skip("Debian's chromium is not installed (make test installs it)")
+    rx = Receiver([500])
+    try:
+        plat = platform_factory(gpu=False, WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32")
+        ensure_user(username="settings-user", password="pw-settings")
+        args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ]
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+            page = browser.new_page()
+            page.goto(plat.base_url + "/settings")
+            page.fill("input[name=username]", "settings-user")
+            page.fill("input[name=password]", "pw-settings")
+            page.click("button[type=submit]")
+            expect(page.locator("#prefs input[name='video.completed']")).to_be_checked(timeout=15_000)
+            page.uncheck("#prefs input[name='video.completed']")
+            expect(page.locator("#prefs-saved")).to_be_visible()
+
+            page.fill("#new-endpoint input[name=name]", "my receiver")
+            page.fill("#new-endpoint input[name=url]", rx.url)
+            page.click("#new-endpoint button[type=submit]")
+            expect(page.locator("#secret")).to_contain_text("whsec_")
+            endpoint = page.locator("li.endpoint").first
+            endpoint.get_by_text("Send test").click()  # the receiver answers 500 first
+            expect(endpoint.locator(".result")).to_contain_text("failed (500)")
+            expect(endpoint.locator(".delivery .status")).to_have_text("dead")
+            endpoint.get_by_text("Replay").click()  # the same event again; a cpu worker sends it
+            expect(endpoint.locator(".delivery .status")).to_have_text("pending")
+            deadline = timezone.now() + dt.timedelta(seconds=30)
+            while len(rx.requests) < 2 and timezone.now() < deadline:
+                threading.Event().wait(0.2)
+            endpoint.get_by_text("Deliveries").click()
+            expect(endpoint.locator(".delivery .status")).to_have_text("delivered", timeout=10_000)
+            assert len({h["webhook-id"] for h, _ in rx.requests}) == 1 and len(rx.requests) == 2
+
+            page.reload()
+            expect(page.locator("#prefs input[name='video.failed']")).to_be_checked(timeout=15_000)
+            expect(page.locator("#prefs input[name='video.completed']")).not_to_be_checked()
+            expect(page.locator("li.endpoint")).to_have_count(1)
+            browser.close()
+    finally:
+        rx.close()

@@ -6,6 +6,7 @@ from jobs import views
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("settings", views.settings_page, name="settings"),
     path("healthz", views.healthz, name="healthz"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
