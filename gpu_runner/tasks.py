@@ -74,9 +74,17 @@ class LeaseKeeper:
     heartbeat finds the job gone, which aborts generation between steps (cancel within one heartbeat).
     """
 
-    def __init__(self, job_id: int, attempt: int, on_stall: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        job_id: int,
+        attempt: int,
+        on_stall: Callable[[], None] | None = None,
+        owner: tuple[int, str] | None = None,
+    ) -> None:
         self.job_id, self.attempt = job_id, attempt
+        self.owner = owner  # (user id, video id): told of progress live (video.progress), when it moved
         self._progress = 0
+        self._announced = 0
         self.progressed_at = time.monotonic()
         self.on_stall = on_stall or _end_this_worker
         self.lost = threading.Event()
@@ -114,7 +122,12 @@ class LeaseKeeper:
         if stall > 0 and time.monotonic() - self.progressed_at > stall:
             return self._stalled(stall)
         try:
-            alive = services.job_heartbeat(job_id=self.job_id, attempt=self.attempt, progress=self.progress)
+            progress = self.progress
+            moved = self.owner if progress != self._announced else None
+            alive = services.job_heartbeat(
+                job_id=self.job_id, attempt=self.attempt, progress=progress, announce_to=moved
+            )
+            self._announced = progress
         except Exception:
             log.warning("heartbeat for job %s failed; will retry", self.job_id, exc_info=True)
             # This thread's connection may be dead (a restart, a failover): Django never replaces a broken
@@ -193,7 +206,7 @@ def _run_one(todo: int | Job, *, take_next: bool) -> tuple[str, Job | None]:
     job_id, attempt = job.pk, job.attempt
     keys: list[str] = []
     try:
-        with LeaseKeeper(job_id, attempt) as lease:
+        with LeaseKeeper(job_id, attempt, owner=(job.user_id, job.public_id)) as lease:
             started = time.monotonic()
             frames, fps = backend.generate(job, lease.on_step)
             took = time.monotonic() - started

@@ -58,6 +58,11 @@ def same_origin(origin: str, scope, headers) -> bool:
     return origin == f"{scheme}://{host}"
 
 
+def progress_event(message: dict) -> dict:
+    data = {"id": message["video_id"], "object": "video", "status": "in_progress", "progress": message["progress"]}
+    return {"type": "progress", "event": "video.progress", "data": data}
+
+
 class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -128,6 +133,10 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def notify_hint(self, message: dict) -> None:
         if message.get("seq", 0) > self.last_seq:
             await self.send_backlog()
+
+    async def notify_progress(self, message: dict) -> None:
+        """Ephemeral: no seq, not replayed; the video object (GET /v1/videos/{id}) stays the truth."""
+        await self.send_json(progress_event(message))
 
     async def notify_read(self, message: dict) -> None:
         await self.send_read_state()

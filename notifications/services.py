@@ -82,6 +82,11 @@ def push_hint(*, user_id: int, seq: int) -> None:
     _push(user_id, {"type": "notify.hint", "seq": seq})
 
 
+def push_progress(*, user_id: int, video_id: str, progress: int) -> None:
+    """video.progress to the owner's live streams: ephemeral (never in the log) and may be dropped."""
+    _push(user_id, {"type": "notify.progress", "video_id": video_id, "progress": progress})
+
+
 def _push(user_id: int, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:

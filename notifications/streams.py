@@ -21,7 +21,7 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from notifications import sockets
-from notifications.consumers import ensure_db_poller
+from notifications.consumers import ensure_db_poller, progress_event
 from notifications.selectors import notification_dict, notifications_after, read_state, replay_floor
 from notifications.services import user_group
 
@@ -104,6 +104,9 @@ class EventStreamConsumer(AsyncHttpConsumer):
     async def notify_hint(self, message: dict) -> None:
         if message.get("seq", 0) > self.last_seq:
             await self.send_backlog()
+
+    async def notify_progress(self, message: dict) -> None:
+        await self.send_body(sse("video.progress", progress_event(message)), more_body=True)  # no id: ephemeral
 
     async def notify_read(self, message: dict) -> None:
         read_seq, unread = await database_sync_to_async(read_state)(user_id=self.user_id)

@@ -195,6 +195,11 @@
         return;
       }
       if (data.type === "read") { applyRead(data.read_seq, data.unread_count); return; } // another tab
+      if (data.type === "progress") { // ephemeral: moves the bar; the video object stays the truth
+        const v = videos.get(data.data.id);
+        if (v && v.status === "in_progress") render(Object.assign({}, v, {progress: data.data.progress}));
+        return;
+      }
       if (data.type !== "notification" || data.seq <= lastSeq) return; // dedupe by seq
       lastSeq = data.seq;
       if (data.data && data.data.object === "video") render(data.data);

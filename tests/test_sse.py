@@ -120,3 +120,37 @@ def test_a_stream_resumed_across_a_killed_web_role_and_a_redis_restart_misses_no
         time.sleep(0.2)
     stop.set()
     assert seen == list(range(1, expected + 1)), seen  # every event once, in order, across both faults
+
+
+def test_progress_streams_live_as_ephemeral_events(platform_factory):
+    """video.progress: pushed with heartbeats while the GPU works, without an id (never replayed, not in the log)."""
+    plat = platform_factory()
+    user, _ = ensure_user(username="sse-progress-user")
+    key = api_key_create(user_id=user.pk)
+    warnings.simplefilter("ignore", DeprecationWarning)
+    client = OpenAI(base_url=plat.base_url + "/v1", api_key=key, max_retries=0)
+    plat.wait_for_runner()
+    with httpx.stream(
+        "GET", plat.base_url + "/v1/events", headers={"Authorization": f"Bearer {key}"}, timeout=90
+    ) as resp:
+        video = client.videos.create(prompt="a slow pan", size="480x832", seconds="4")  # seconds of GPU work
+        seen, current = [], {}
+        for line in resp.iter_lines():
+            if line.startswith(":"):
+                continue
+            if not line:
+                if "event" in current:
+                    seen.append(current)
+                    if current["event"] == "video.completed":
+                        break
+                current = {}
+                continue
+            field, _, value = line.partition(": ")
+            current[field] = value
+    progress = [json.loads(e["data"])["data"]["progress"] for e in seen if e["event"] == "video.progress"]
+    assert progress and progress == sorted(progress) and 0 < progress[-1] < 100, seen
+    assert all("id" not in e for e in seen if e["event"] == "video.progress")
+    assert all(json.loads(e["data"])["data"]["id"] == video.id for e in seen)
+    from notifications.models import Notification
+
+    assert not Notification.objects.filter(event="video.progress").exists()  # never in the log

@@ -12,6 +12,7 @@ from jobs.models import Job, Runner, State
 from jobs.services import costs, dispatch
 from jobs.services.stages import STAGE_TASKS
 from jobs.services.transitions import cfg, db_now_plus, locked, retry_or_fail, transition
+from notifications.services import push_progress
 
 S = State
 
@@ -42,12 +43,20 @@ def _claim(job: Job, *, runner: str) -> Job:
     )
 
 
-def job_heartbeat(*, job_id: int, attempt: int, progress: int | None = None) -> bool:
-    """Renew the lease (and record progress). False: the runner lost the job and must stop."""
+def job_heartbeat(
+    *, job_id: int, attempt: int, progress: int | None = None, announce_to: tuple[int, str] | None = None
+) -> bool:
+    """Renew the lease (and record progress). False: the runner lost the job and must stop.
+
+    `announce_to` (user id, video id): the progress moved, tell the owner's live streams (video.progress: ephemeral,
+    not in the log, at most once per heartbeat)."""
     fields: dict[str, object] = {"lease_expires_at": db_now_plus(cfg("LEASE_SECONDS"))}
     if progress is not None:
         fields["progress"] = max(0, min(99, progress))
-    return Job.objects.filter(pk=job_id, attempt=attempt, state=S.RUNNING).update(**fields) == 1
+    alive = Job.objects.filter(pk=job_id, attempt=attempt, state=S.RUNNING).update(**fields) == 1
+    if alive and announce_to is not None and progress is not None:
+        push_progress(user_id=announce_to[0], video_id=announce_to[1], progress=fields["progress"])
+    return alive
 
 
 def job_complete(
