@@ -211,6 +211,8 @@ def deliver(*, delivery_id: int, attempts: int) -> str:
         endpoint = delivery.endpoint
     code, latency, excerpt, error = _attempt(endpoint, event_id=delivery.event_id, body=delivery.body)
     with transaction.atomic():
+        if not WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).exists():
+            return "gone"  # its endpoint was deleted while this attempt was on the wire
         WebhookAttempt.objects.create(
             delivery_id=delivery_id,
             number=number,

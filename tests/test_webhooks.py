@@ -187,6 +187,43 @@ def test_an_endpoint_failing_five_times_gets_one_logical_delivery_in_six_attempt
     assert endpoint.failing_since is None  # the success reset it
 
 
+@pytest.mark.django_db(transaction=True)  # the owner's delete commits from another connection
+def test_an_endpoint_deleted_while_its_delivery_is_on_the_wire_ends_it_quietly(user, settings):
+    """The owner deletes the endpoint while the receiver is still answering: the attempt's answer has nowhere to go."""
+    holding = threading.Event()
+    release = threading.Event()
+
+    class Slow(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            holding.set()
+            release.wait(10)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Slow)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings.WEBHOOKS = {**settings.WEBHOOKS, "ALLOWED_NETWORKS": ["127.0.0.1/32"]}
+        url = f"http://127.0.0.1:{server.server_port}/"
+        endpoint = webhooks.endpoint_create(user_id=user.pk, name="n", url=url, event_types=["video.failed"])
+        _notify(user, "video.failed")
+        (delivery,) = WebhookDelivery.objects.all()
+        deleter = threading.Thread(
+            target=lambda: (holding.wait(10), WebhookEndpoint.objects.filter(pk=endpoint.pk).delete(), release.set())
+        )
+        deleter.start()
+        assert webhooks.deliver(delivery_id=delivery.pk, attempts=0) == "gone"
+        deleter.join()
+        assert not WebhookAttempt.objects.exists()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_a_duplicate_task_sends_nothing_more(user, receiver):
     rx = receiver()
     webhooks.endpoint_create(user_id=user.pk, name="n", url=rx.url, event_types=["video.failed"])
