@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from notifications.models import NOTEWORTHY_EVENTS, Notification, NotificationCounter
+from notifications.models import NOTEWORTHY_EVENTS, Notification, NotificationCounter, WebhookDelivery, WebhookEndpoint
 
 
 def notifications_after(*, user_id: int, after_seq: int, limit: int = 100) -> list[Notification]:
@@ -29,3 +29,35 @@ def read_state(*, user_id: int) -> tuple[int, int]:
     read = NotificationCounter.objects.filter(user_id=user_id).values_list("read_seq", flat=True).first() or 0
     unread = Notification.objects.filter(user_id=user_id, seq__gt=read, event__in=NOTEWORTHY_EVENTS).count()
     return read, unread
+
+
+def webhook_endpoint(*, user_id: int, public_id: str) -> WebhookEndpoint | None:
+    return WebhookEndpoint.objects.filter(user_id=user_id, public_id=public_id).first()
+
+
+def webhook_endpoints_page(*, user_id: int, after: str | None, limit: int) -> list[WebhookEndpoint] | None:
+    """Newest first, up to limit + 1 (the extra one says there is more); None: no such `after`."""
+    rows = WebhookEndpoint.objects.filter(user_id=user_id).order_by("-id")
+    if after:
+        cursor = webhook_endpoint(user_id=user_id, public_id=after)
+        if cursor is None:
+            return None
+        rows = rows.filter(id__lt=cursor.pk)
+    return list(rows[: limit + 1])
+
+
+def webhook_deliveries_page(
+    *, endpoint: WebhookEndpoint, after: str | None, limit: int
+) -> list[WebhookDelivery] | None:
+    """An endpoint's deliveries with their attempts, newest first, up to limit + 1; None: no such `after`."""
+    rows = endpoint.deliveries.order_by("-id").prefetch_related("attempt_log")
+    if after:
+        cursor = endpoint.deliveries.filter(event_id=after).first()
+        if cursor is None:
+            return None
+        rows = rows.filter(id__lt=cursor.pk)
+    return list(rows[: limit + 1])
+
+
+def webhook_delivery(*, endpoint: WebhookEndpoint, event_id: str) -> WebhookDelivery | None:
+    return endpoint.deliveries.filter(event_id=event_id).first()

@@ -9,7 +9,7 @@ from rest_framework.response import Response
 from jobs.api import schema
 from jobs.api.errors import ApiError, not_found
 from jobs.api.ratelimit import RateLimitedAPIView
-from notifications import webhooks
+from notifications import selectors, webhooks
 from notifications.events import EVENT_TYPES, WEBHOOK_EVENT_TYPES
 from notifications.models import WebhookDelivery, WebhookEndpoint
 
@@ -63,7 +63,7 @@ def delivery_object(delivery: WebhookDelivery) -> dict:
 
 
 def _endpoint(request: Request, endpoint_id: str) -> WebhookEndpoint:
-    endpoint = WebhookEndpoint.objects.filter(user_id=request.user.pk, public_id=endpoint_id).first()
+    endpoint = selectors.webhook_endpoint(user_id=request.user.pk, public_id=endpoint_id)
     if endpoint is None:
         raise not_found("webhook endpoint")
     return endpoint
@@ -109,14 +109,12 @@ class WebhookEndpointsView(RateLimitedAPIView):
     @schema.list_endpoints
     def get(self, request: Request) -> Response:
         limit = _limit(request)
-        rows = WebhookEndpoint.objects.filter(user_id=request.user.pk).order_by("-id")
-        after = request.query_params.get("after")
-        if after:
-            cursor = WebhookEndpoint.objects.filter(user_id=request.user.pk, public_id=after).first()
-            if cursor is None:
-                raise not_found("webhook endpoint", param="after")
-            rows = rows.filter(id__lt=cursor.pk)
-        return _page(list(rows[: limit + 1]), limit, endpoint_object)
+        rows = selectors.webhook_endpoints_page(
+            user_id=request.user.pk, after=request.query_params.get("after"), limit=limit
+        )
+        if rows is None:
+            raise not_found("webhook endpoint", param="after")
+        return _page(rows, limit, endpoint_object)
 
     @schema.create_endpoint
     def post(self, request: Request) -> Response:
@@ -202,21 +200,19 @@ class WebhookDeliveriesView(RateLimitedAPIView):
     @schema.list_deliveries
     def get(self, request: Request, endpoint_id: str) -> Response:
         endpoint, limit = _endpoint(request, endpoint_id), _limit(request)
-        rows = endpoint.deliveries.order_by("-id").prefetch_related("attempt_log")
-        after = request.query_params.get("after")
-        if after:
-            cursor = endpoint.deliveries.filter(event_id=after).first()
-            if cursor is None:
-                raise not_found("delivery", param="after")
-            rows = rows.filter(id__lt=cursor.pk)
-        return _page(list(rows[: limit + 1]), limit, delivery_object)
+        rows = selectors.webhook_deliveries_page(
+            endpoint=endpoint, after=request.query_params.get("after"), limit=limit
+        )
+        if rows is None:
+            raise not_found("delivery", param="after")
+        return _page(rows, limit, delivery_object)
 
 
 class WebhookReplayView(RateLimitedAPIView):
     @schema.replay_delivery
     def post(self, request: Request, endpoint_id: str, event_id: str) -> Response:
         endpoint = _endpoint(request, endpoint_id)
-        delivery = endpoint.deliveries.filter(event_id=event_id).first()
+        delivery = selectors.webhook_delivery(endpoint=endpoint, event_id=event_id)
         if delivery is None:
             raise not_found("delivery")
         if endpoint.disabled_at is not None:
