@@ -401,7 +401,7 @@ def _db_ago(seconds: float):
 # --- the check -------------------------------------------------------------------------------------------
 
 
-def check(intents: list[Intent], kills, fleet_faults, bound: float, max_attempts: int, notes_seen) -> dict:
+def check(intents: list[Intent], kills, bound: float, max_attempts: int, notes_seen) -> dict:
     from jobs.models import TERMINAL, CreditEntry, Job, JobEvent
     from notifications.models import Notification
 
@@ -691,7 +691,7 @@ def main() -> int:
             start_redis(args.redis_url.rsplit(":", 1)[1].split("/")[0])
 
     close_old_connections()
-    result = check(clients.intents, fleet.kills, fleet.faults, args.bound, int(env["JOB_MAX_ATTEMPTS"]), notes_seen)
+    result = check(clients.intents, fleet.kills, args.bound, int(env["JOB_MAX_ATTEMPTS"]), notes_seen)
     baseline = completions_between(b0, b1) / (b1 - b0)
     under_kills = completions_between(k0, k1) / (k1 - k0)
     recoveries, unrecovered = result["recoveries"], len(result["unrecovered"])

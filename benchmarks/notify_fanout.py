@@ -176,16 +176,13 @@ def main() -> None:
     latencies.sort()
     p50 = statistics.median(latencies) if latencies else float("nan")
     p99 = latencies[int(0.99 * (len(latencies) - 1))] if latencies else float("nan")
-    workers = subprocess.run(
-        [sys.executable, "-c", "import os; print(2 * (os.cpu_count() or 1))"], capture_output=True, text=True
-    ).stdout.strip()
     print(
         f"machine   {platform.node()} · {os.cpu_count()} cores · Python {platform.python_version()} · clients and "
         "writer on the same cores"
     )
     print(
         f"settings  {args.clients} {args.transport} clients (one per user) · {len(written)} notifications in "
-        f"{took:.1f}s ({len(written) / took:.0f}/s) · web: manage.py web, {os.environ.get('WEB_WORKERS', workers)} "
+        f"{took:.1f}s ({len(written) / took:.0f}/s) · web: manage.py web, {settings.WEB_WORKERS} "
         "processes · Postgres · channels-redis"
     )
     print(f"latency   commit -> client p50 {p50:.1f} ms, p99 {p99:.1f} ms (target <= 100 ms)")

@@ -7,7 +7,7 @@ from jobs.models import Account, CreditEntry, Job, State
 from jobs.services import credits
 
 
-def _ts(value) -> int | None:
+def unix_time(value) -> int | None:
     return int(value.timestamp()) if value else None
 
 
@@ -21,9 +21,9 @@ def video_object(job: Job, queue_position: int | None = None, estimated_start_at
         "model": job.model,
         "status": job.public_status,
         "progress": 100 if job.state == State.SUCCEEDED else job.progress,
-        "created_at": _ts(job.created_at),
-        "completed_at": _ts(job.completed_at),
-        "expires_at": _ts(job.expires_at),
+        "created_at": unix_time(job.created_at),
+        "completed_at": unix_time(job.completed_at),
+        "expires_at": unix_time(job.expires_at),
         "seconds": str(job.seconds),
         "size": job.size,
         "prompt": job.prompt,
@@ -31,8 +31,8 @@ def video_object(job: Job, queue_position: int | None = None, estimated_start_at
         "error": error,
         # Extensions.
         "queue_position": queue_position,
-        "estimated_start_at": _ts(estimated_start_at),
-        "start_deadline_at": _ts(job.start_deadline_at),
+        "estimated_start_at": unix_time(estimated_start_at),
+        "start_deadline_at": unix_time(job.start_deadline_at),
         "credits": job.credits,
         "attempt": job.attempt,
     }
@@ -66,5 +66,5 @@ def credit_entry(entry: CreditEntry) -> dict:
         "video_id": entry.job.public_id if entry.job_id else None,
         "note": entry.note,
         "actor": entry.actor if entry.kind in ("grant", "adjust") else None,
-        "created_at": _ts(entry.created_at),
+        "created_at": unix_time(entry.created_at),
     }

@@ -18,14 +18,15 @@ from django.contrib.auth import get_user_model
 from django.core.mail import EmailMessage
 from django.db import transaction
 from django.utils import timezone
-from django_q.tasks import async_task
 
+from notifications import outbox
 from notifications.models import EmailDelivery, Notification, NotificationPreference
 
 log = logging.getLogger(__name__)
 Status = EmailDelivery.Status
 EMAIL = NotificationPreference.Channel.EMAIL
 IN_FLIGHT_SECONDS = 120
+SEND_TASK = "notifications.tasks.send_email"
 # What can be emailed: a video's outcome, and the moderation events once they exist.
 EMAILABLE = (
     "video.completed",
@@ -72,7 +73,7 @@ def outbox_for(note: Notification) -> bool:
     delivery = EmailDelivery.objects.create(
         notification=note, to=to, next_attempt_at=timezone.now() + dt.timedelta(seconds=IN_FLIGHT_SECONDS)
     )
-    async_task("notifications.tasks.send_email", delivery.pk, 0, cluster="cpu")
+    outbox.send(SEND_TASK, delivery.pk, 0)
     return True
 
 
@@ -133,17 +134,4 @@ def send(*, delivery_id: int, attempts: int) -> str:
 
 def enqueue_due(*, limit: int = 100) -> int:
     """The dispatcher's sweep: emails whose retry is due, or whose task was lost."""
-    now = timezone.now()
-    sent = 0
-    with transaction.atomic():
-        due = (
-            EmailDelivery.objects.select_for_update(skip_locked=True)
-            .filter(status=Status.PENDING, next_attempt_at__lte=now)
-            .order_by("next_attempt_at")
-            .values_list("pk", "attempts")[:limit]
-        )
-        for pk, attempts in due:
-            EmailDelivery.objects.filter(pk=pk).update(next_attempt_at=now + dt.timedelta(seconds=IN_FLIGHT_SECONDS))
-            async_task("notifications.tasks.send_email", pk, attempts, cluster="cpu")
-            sent += 1
-    return sent
+    return outbox.resend_due(EmailDelivery, SEND_TASK, in_flight_seconds=IN_FLIGHT_SECONDS, limit=limit)

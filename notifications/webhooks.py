@@ -24,10 +24,9 @@ from django.conf import settings
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
-from django_q.tasks import async_task
 from standardwebhooks import Webhook
 
-from notifications import outbound
+from notifications import outbound, outbox
 from notifications.events import WEBHOOK_EVENT_TYPES
 from notifications.models import Notification, WebhookAttempt, WebhookDelivery, WebhookEndpoint, new_signing_secret
 
@@ -130,26 +129,14 @@ def outbox_for(note: Notification) -> int:
 
 
 def _send_task(delivery_id: int, attempts: int) -> None:
-    # The broker row is written in the caller's transaction (ORM broker): no delivery without its task.
-    async_task("notifications.tasks.deliver_webhook", delivery_id, attempts, cluster="cpu")
+    outbox.send("notifications.tasks.deliver_webhook", delivery_id, attempts)
 
 
 def enqueue_due(*, limit: int = 100) -> int:
     """The dispatcher's sweep: deliveries whose retry is due (or whose task was lost) get a task again."""
-    now = timezone.now()
-    sent = 0
-    with transaction.atomic():
-        due = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
-            .filter(status=Status.PENDING, next_attempt_at__lte=now)
-            .order_by("next_attempt_at")
-            .values_list("pk", "attempts")[:limit]
-        )
-        for pk, attempts in due:
-            WebhookDelivery.objects.filter(pk=pk).update(next_attempt_at=now + dt.timedelta(seconds=IN_FLIGHT_SECONDS))
-            _send_task(pk, attempts)
-            sent += 1
-    return sent
+    return outbox.resend_due(
+        WebhookDelivery, "notifications.tasks.deliver_webhook", in_flight_seconds=IN_FLIGHT_SECONDS, limit=limit
+    )
 
 
 def replay(*, delivery: WebhookDelivery) -> WebhookDelivery:

@@ -63,6 +63,15 @@ def test_openai_sdk_create_and_poll_to_a_downloaded_decodable_mp4(platform):
 
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian's chromium is not installed (make test installs it)")
@@ -71,17 +80,8 @@ def test_browser_page_submits_and_updates_live_to_a_playable_video(platform, tmp
 
     ensure_user(username="browser-user", password="pw-browser")
     platform.wait_for_runner()
-    args = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-    ]
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         context = browser.new_context()  # two tabs of one signed-in browser, below
         page = context.new_page()
         page.goto(platform.base_url + "/")

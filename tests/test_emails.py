@@ -12,22 +12,13 @@ from django_q.models import OrmQ
 from jobs.services.transitions import locked, transition
 from notifications import emails
 from notifications.models import EmailDelivery
+from tests.cpu_tasks import run_queued
 
 pytestmark = pytest.mark.django_db
 
 
 def _run_tasks() -> list[str]:
-    from django_q.signing import SignedPackage
-
-    from notifications import tasks
-
-    outcomes = []
-    for row in OrmQ.objects.order_by("id"):
-        task = SignedPackage.loads(row.payload)
-        if task["func"] == "notifications.tasks.send_email":
-            outcomes.append(tasks.send_email(*task["args"]))
-        row.delete()
-    return outcomes
+    return run_queued("notifications.tasks.send_email")
 
 
 def _end(job, state: str, **fields) -> None:

@@ -22,6 +22,7 @@ from jobs.accounts import api_key_create
 from jobs.services.transitions import locked, transition
 from notifications import webhooks
 from notifications.models import Notification, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from tests.cpu_tasks import run_queued
 
 pytestmark = pytest.mark.django_db
 
@@ -81,18 +82,7 @@ def sdk(user, wsgi_app):
 
 
 def _run_tasks() -> list[str]:
-    """Run the queued webhook tasks as a cpu worker would (their broker rows, in order)."""
-    from django_q.signing import SignedPackage
-
-    from notifications import tasks
-
-    outcomes = []
-    for row in OrmQ.objects.order_by("id"):
-        task = SignedPackage.loads(row.payload)
-        if task["func"] == "notifications.tasks.deliver_webhook":
-            outcomes.append(tasks.deliver_webhook(*task["args"]))
-        row.delete()
-    return outcomes
+    return run_queued("notifications.tasks.deliver_webhook")
 
 
 def _due_now() -> None:
@@ -253,8 +243,6 @@ def test_the_last_failure_is_dead_and_can_be_replayed(api, user, receiver, setti
 def test_a_410_disables_the_endpoint_and_tells_its_owner(user, receiver):
     from django.core import mail
 
-    from notifications import tasks
-
     user.email = "owner@example.com"
     user.save()
     rx = receiver([410])
@@ -265,11 +253,7 @@ def test_a_410_disables_the_endpoint_and_tells_its_owner(user, receiver):
     assert endpoint.disabled_at is not None and "410" in endpoint.disabled_reason
     told = Notification.objects.get(user=user, event="webhook_endpoint.disabled")
     assert told.payload["id"] == endpoint.public_id
-    (email_task,) = [r for r in OrmQ.objects.all()]
-    from django_q.signing import SignedPackage
-
-    assert tasks.send_email(*SignedPackage.loads(email_task.payload)["args"]) == "sent"  # by email too
-    email_task.delete()
+    assert run_queued("notifications.tasks.send_email") == ["sent"]  # by email too
     assert (
         mail.outbox[0].subject.startswith("A webhook endpoint of yours was disabled") and "410" in mail.outbox[0].body
     )
@@ -406,7 +390,7 @@ def test_the_settings_page_manages_endpoints_shows_deliveries_replays_and_keeps_
     from playwright.sync_api import expect, sync_playwright
 
     from jobs.accounts import ensure_user
-    from tests.test_e2e import CHROMIUM
+    from tests.test_e2e import CHROMIUM, CHROMIUM_ARGS
 
     if not shutil.which(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (make test installs it)")
@@ -414,17 +398,8 @@ def test_the_settings_page_manages_endpoints_shows_deliveries_replays_and_keeps_
     try:
         plat = platform_factory(gpu=False, WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32")
         ensure_user(username="settings-user", password="pw-settings")
-        args = [
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-        ]
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=CHROMIUM, args=args)
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             page = browser.new_page()
             page.goto(plat.base_url + "/settings")
             page.fill("input[name=username]", "settings-user")

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from jobs import accounts, selectors, services
 from jobs.api import downloads, schema
 from jobs.api.errors import ApiError, not_found
+from jobs.api.params import MAX_PAGE, int_param
 from jobs.api.ratelimit import RateLimitedAPIView
 from jobs.api.validation import parse_create
 from jobs.catalog import CATALOG
@@ -21,21 +22,6 @@ from jobs.presenters import credit_entry, credit_summary, video_object
 from notifications import emails
 from notifications.selectors import notification_dict, notifications_after, read_state
 from notifications.services import notifications_mark_read
-
-MAX_PAGE = 100
-
-
-def _int_param(request: Request, name: str, default: int, *, low: int, high: int) -> int:
-    raw = request.query_params.get(name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(f"'{name}' must be an integer.", param=name, code="invalid_type") from None
-    if not low <= value <= high:
-        raise ApiError(f"'{name}' must be between {low} and {high}.", param=name, code="invalid_value")
-    return value
 
 
 def _get_job(request: Request, video_id: str) -> Job:
@@ -111,7 +97,7 @@ class VideosView(RateLimitedAPIView):
         order = request.query_params.get("order", "desc")
         if order not in ("asc", "desc"):
             raise ApiError("'order' must be 'asc' or 'desc'.", param="order")
-        limit = _int_param(request, "limit", 20, low=1, high=MAX_PAGE)
+        limit = int_param(request, "limit", 20, low=1, high=MAX_PAGE)
         after = request.query_params.get("after") or None
         page = selectors.video_list(user_id=request.user.pk, after=after, limit=limit, order=order)
         if page is None:
@@ -238,8 +224,8 @@ class ModelsView(RateLimitedAPIView):
 class NotificationsView(RateLimitedAPIView):
     @schema.list_notifications
     def get(self, request: Request) -> Response:
-        after_seq = _int_param(request, "after_seq", 0, low=0, high=2**62)
-        limit = _int_param(request, "limit", 100, low=1, high=MAX_PAGE)
+        after_seq = int_param(request, "after_seq", 0, low=0, high=2**62)
+        limit = int_param(request, "limit", 100, low=1, high=MAX_PAGE)
         rows = notifications_after(user_id=request.user.pk, after_seq=after_seq, limit=limit + 1)
         data = [notification_dict(n) for n in rows[:limit]]
         read_seq, unread = read_state(user_id=request.user.pk)
@@ -274,8 +260,8 @@ class CreditsView(RateLimitedAPIView):
 
     @schema.get_credits
     def get(self, request: Request) -> Response:
-        limit = _int_param(request, "limit", 20, low=1, high=MAX_PAGE)
-        after = _int_param(request, "after", 0, low=0, high=2**62) or None
+        limit = int_param(request, "limit", 20, low=1, high=MAX_PAGE)
+        after = int_param(request, "after", 0, low=0, high=2**62) or None
         account = accounts.account_for(user_id=request.user.pk)
         rows, has_more = selectors.credit_history(user_id=request.user.pk, after=after, limit=limit)
         body = credit_summary(account)

@@ -8,24 +8,20 @@ from rest_framework.response import Response
 
 from jobs.api import schema
 from jobs.api.errors import ApiError, not_found
+from jobs.api.params import MAX_PAGE, int_param
 from jobs.api.ratelimit import RateLimitedAPIView
+from jobs.presenters import unix_time
 from notifications import selectors, webhooks
 from notifications.events import EVENT_TYPES, WEBHOOK_EVENT_TYPES
 from notifications.models import WebhookDelivery, WebhookEndpoint
-
-MAX_PAGE = 100
-
-
-def _ts(value) -> int | None:
-    return int(value.timestamp()) if value else None
 
 
 def endpoint_object(endpoint: WebhookEndpoint, *, with_secret: bool = False) -> dict:
     body = {
         "id": endpoint.public_id,
         "object": "webhook_endpoint",
-        "created_at": _ts(endpoint.created_at),
-        "updated_at": _ts(endpoint.updated_at),
+        "created_at": unix_time(endpoint.created_at),
+        "updated_at": unix_time(endpoint.updated_at),
         "name": endpoint.name,
         "url": endpoint.url,
         "event_types": endpoint.event_types,
@@ -48,7 +44,7 @@ def delivery_object(delivery: WebhookDelivery) -> dict:
         "attempts": [
             {
                 "number": a.number,
-                "started_at": _ts(a.started_at),
+                "started_at": unix_time(a.started_at),
                 "status_code": a.status_code,
                 "latency_ms": a.latency_ms,
                 "response_excerpt": a.response_excerpt,
@@ -56,9 +52,9 @@ def delivery_object(delivery: WebhookDelivery) -> dict:
             }
             for a in delivery.attempt_log.all()
         ],
-        "next_attempt_at": _ts(delivery.next_attempt_at) if delivery.status == "pending" else None,
-        "created_at": _ts(delivery.created_at),
-        "delivered_at": _ts(delivery.delivered_at),
+        "next_attempt_at": unix_time(delivery.next_attempt_at) if delivery.status == "pending" else None,
+        "created_at": unix_time(delivery.created_at),
+        "delivered_at": unix_time(delivery.delivered_at),
     }
 
 
@@ -85,13 +81,6 @@ def _invalid(exc: webhooks.Invalid) -> ApiError:
     return ApiError(str(exc), param=exc.param, code="invalid_value")
 
 
-def _limit(request: Request, default: int = 20) -> int:
-    raw = request.query_params.get("limit") or str(default)
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
-        raise ApiError(f"'limit' must be an integer between 1 and {MAX_PAGE}.", param="limit", code="invalid_value")
-    return int(raw)
-
-
 def _page(rows: list, limit: int, present) -> Response:
     data = [present(r) for r in rows[:limit]]
     return Response(
@@ -108,7 +97,7 @@ def _page(rows: list, limit: int, present) -> Response:
 class WebhookEndpointsView(RateLimitedAPIView):
     @schema.list_endpoints
     def get(self, request: Request) -> Response:
-        limit = _limit(request)
+        limit = int_param(request, "limit", 20, low=1, high=MAX_PAGE)
         rows = selectors.webhook_endpoints_page(
             user_id=request.user.pk, after=request.query_params.get("after"), limit=limit
         )
@@ -199,7 +188,7 @@ class WebhookDeliveriesView(RateLimitedAPIView):
 
     @schema.list_deliveries
     def get(self, request: Request, endpoint_id: str) -> Response:
-        endpoint, limit = _endpoint(request, endpoint_id), _limit(request)
+        endpoint, limit = _endpoint(request, endpoint_id), int_param(request, "limit", 20, low=1, high=MAX_PAGE)
         rows = selectors.webhook_deliveries_page(
             endpoint=endpoint, after=request.query_params.get("after"), limit=limit
         )
