@@ -63,28 +63,40 @@ class Platform:
             argv, cwd=ROOT, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
+    def _start_web(self) -> None:
+        # The web role exactly as `make run` starts it, with two processes (as many as a 1-core host gets).
+        argv = [sys.executable, "manage.py", "web", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "2"]
+        self._start("web", argv)
+
     def start(self, timeout: float = 90, gpu: bool = True, workers: bool = True) -> Platform:
         """All roles; `workers=False` starts the web role alone (the API and pages, nothing runs jobs)."""
         py = sys.executable
-        # The web role exactly as `make run` starts it, with two processes (as many as a 1-core host gets).
-        self._start("web", [py, "manage.py", "web", "--host", "127.0.0.1", "--port", str(self.port), "--workers", "2"])
+        self._start_web()
         if workers:
             self._start("dispatcher", [py, "manage.py", "dispatch"])
             self._start("cpu", [py, "manage.py", "qcluster"])
         if workers and gpu:
             self.start_gpu()
+        self._wait_for_web(timeout)
+        return self
+
+    def _wait_for_web(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()
             try:
                 with urlopen(self.base_url + "/healthz", timeout=2) as resp:
                     if resp.status == 200:
-                        break
+                        return
             except OSError:
                 time.sleep(0.2)
-        else:
-            raise TimeoutError("web did not answer /healthz\n" + self.logs())
-        return self
+        raise TimeoutError("web did not answer /healthz\n" + self.logs())
+
+    def crash_web(self, timeout: float = 60) -> None:
+        """SIGKILL the web role mid-request, then restart it as a supervisor would; back once it answers."""
+        self.kill("web")
+        self._start_web()
+        self._wait_for_web(timeout)
 
     def start_gpu(self, name: str = "gpu", **env: str) -> None:
         """A gpu cluster; `name` is also its queue (plain "gpu" gets a unique gpu.<host>.<pid>)."""
