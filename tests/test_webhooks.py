@@ -261,6 +261,32 @@ def test_a_410_disables_the_endpoint_and_tells_its_owner(user, receiver):
     assert WebhookDelivery.objects.count() == 1
 
 
+def test_an_endpoint_failing_longer_than_the_limit_is_disabled_and_a_success_resets_the_clock(user, receiver, settings):
+    settings.WEBHOOKS = {**settings.WEBHOOKS, "DISABLE_AFTER_SECONDS": 3600}
+    rx = receiver([500])
+    endpoint = webhooks.endpoint_create(user_id=user.pk, name="n", url=rx.url, event_types=["video.failed"])
+    _notify(user, "video.failed")
+    assert _run_tasks() == ["retrying"]  # failing, but not for long: still enabled
+    endpoint.refresh_from_db()
+    assert endpoint.disabled_at is None and endpoint.failing_since is not None
+    _due_now()
+    assert webhooks.enqueue_due() == 1
+    assert _run_tasks() == ["delivered"]  # the second answer is a 200: the clock starts again
+    endpoint.refresh_from_db()
+    assert endpoint.failing_since is None
+
+    rx.statuses = [500, 500]
+    _notify(user, "video.failed")
+    assert _run_tasks() == ["retrying"]
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=timezone.now() - dt.timedelta(seconds=3601))
+    _due_now()
+    assert webhooks.enqueue_due() == 1
+    assert _run_tasks() == ["dead"]  # failing for over an hour now: disabled, its delivery dead
+    endpoint.refresh_from_db()
+    assert endpoint.disabled_at is not None and "failed for over 1 hours" in endpoint.disabled_reason
+    assert Notification.objects.filter(user=user, event="webhook_endpoint.disabled").count() == 1
+
+
 def test_a_receiver_on_a_private_address_is_refused_and_never_connected(user, settings):
     rx = Receiver()
     try:
