@@ -1,5 +1,5 @@
 """`make bench-notify`: live notifications at fan-out. N clients (websocket or SSE, one per user) stay connected
-to the web role as `make run` serves it (production profile: Postgres, channels-redis) while a writer commits
+to the web role as `make run` serves it (production profile: Postgres, channels-redis) while writer processes commit
 state-change notifications at a fixed rate across their users. Reports commit → client latency p50/p99 and, per
 (user, seq) written, how many arrived missing or more than once (after seq dedupe a client shows each once).
 Targets: p99 <= 100 ms, 0 missing, 0 duplicated. The last line is one JSON object.
@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import platform
 import random
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -72,9 +72,34 @@ async def sse_client(base: str, key: str, got: dict, ready: asyncio.Event, done:
         reader.cancel()
 
 
-async def run_clients(
-    args, base: str, keys: list[str], received: list[dict], start: threading.Event, done_flag: threading.Event
-) -> None:
+def writer_process(w: int, args, user_ids: list[int], t0: float, out) -> None:
+    from django.db import transaction
+
+    from notifications.services import notification_create
+
+    rng, interval, n, written = random.Random(7 + w), args.writers / args.rate, 0, []
+    while time.time() < t0 + args.duration:
+        i = rng.randrange(len(user_ids))
+        with transaction.atomic():
+            note = notification_create(
+                user_id=user_ids[i], job_id=None, event="video.completed", payload={"id": f"video_fan{w}_{n}"}
+            )
+        written.append((i, note.seq, time.time()))
+        n += 1
+        time.sleep(max(0.0, t0 + n * interval - time.time()))
+    time.sleep(0.5)  # the last hints leave this process's loop
+    out.send(written)
+
+
+def clients_process(args, base: str, keys: list[str], start, done_flag, results) -> None:
+    """The clients in a process of their own, so that the writers and the clients never share an interpreter
+    lock (a client's arrival time would include the writers' turn); arrivals go back through `results`."""
+    received: list[dict] = [{} for _ in keys]
+    asyncio.run(run_clients(args, base, keys, received, start, done_flag))
+    results.send(received)
+
+
+async def run_clients(args, base: str, keys: list[str], received: list[dict], start, done_flag) -> None:
     done = asyncio.Event()
     readies = [asyncio.Event() for _ in keys]
     client = ws_client if args.transport == "ws" else sse_client
@@ -95,6 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=200.0, help="notifications committed per second")
+    parser.add_argument("--writers", type=int, default=4, help="processes committing them, each at rate/writers")
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--transport", choices=["ws", "sse"], default="ws")
     parser.add_argument("--database", default="postgres://postgres@127.0.0.1:5432/videogen_fanout")
@@ -128,40 +154,39 @@ def main() -> None:
 
     django.setup()
     from django.conf import settings
-    from django.db import transaction
 
-    from notifications.services import notification_create
-
-    received: list[dict] = [{} for _ in users]
     written: list[tuple[int, int, float]] = []  # (client index, seq, commit time)
-    start, done = threading.Event(), threading.Event()
+    fork = multiprocessing.get_context("fork")  # before any connection is opened here
+    start, done = fork.Event(), fork.Event()
+    results, sent = fork.Pipe(duplex=False)
     try:
         wait_http(base + "/healthz", web)
-        loop_thread = threading.Thread(
-            target=lambda: asyncio.run(run_clients(args, base, [k for _, k in users], received, start, done)),
-            daemon=True,
+        clients = fork.Process(
+            target=clients_process, args=(args, base, [k for _, k in users], start, done, sent), daemon=True
         )
-        loop_thread.start()
+        clients.start()
         if not start.wait(timeout=180):
             raise TimeoutError("the clients did not all connect")
         time.sleep(1.0)
-        rng = random.Random(7)
-        interval, t0 = 1.0 / args.rate, time.time()
-        n = 0
-        while time.time() < t0 + args.duration:
-            i = rng.randrange(len(users))
-            with transaction.atomic():
-                note = notification_create(
-                    user_id=users[i][0],
-                    job_id=None,
-                    event="video.completed",
-                    payload={"id": f"video_fan{n}", "object": "video"},
-                )
-            written.append((i, note.seq, time.time()))
-            n += 1
-            time.sleep(max(0.0, t0 + n * interval - time.time()))
+        t0 = time.time()
+        # Writer processes, as the workers whose transitions write notifications are (each its own interpreter
+        # and hint loop), each at its share of the rate.
+        pipes = []
+        for w in range(args.writers):
+            into, out = fork.Pipe(duplex=False)
+            fork.Process(target=writer_process, args=(w, args, [u for u, _ in users], t0, out), daemon=True).start()
+            pipes.append(into)
+        for into in pipes:
+            if not into.poll(timeout=args.duration + 120):
+                raise TimeoutError("a writer did not report")
+            written += into.recv()
         took = time.time() - t0
         time.sleep(settings.VIDEOGEN["NOTIFY_RESYNC_SECONDS"] + 2)  # what a lost hint would wait for
+        done.set()
+        if not results.poll(timeout=120):
+            raise TimeoutError("the clients did not report")
+        received: list[dict] = results.recv()
+        clients.join(timeout=30)
     finally:
         done.set()
         stop(web)
@@ -182,8 +207,8 @@ def main() -> None:
     )
     print(
         f"settings  {args.clients} {args.transport} clients (one per user) · {len(written)} notifications in "
-        f"{took:.1f}s ({len(written) / took:.0f}/s) · web: manage.py web, {settings.WEB_WORKERS} "
-        "processes · Postgres · channels-redis"
+        f"{took:.1f}s ({len(written) / took:.0f}/s, {args.writers} writers) · web: manage.py web, "
+        f"{settings.WEB_WORKERS} processes · Postgres · channels-redis"
     )
     print(f"latency   commit -> client p50 {p50:.1f} ms, p99 {p99:.1f} ms (target <= 100 ms)")
     print(

@@ -24,6 +24,12 @@ def notification_dict(note: Notification) -> dict:
     }
 
 
+def counter_state(*, user_id: int) -> tuple[int, int]:
+    """(last seq written, read seq) of the user: one indexed row, what a stream's resync looks at first."""
+    row = NotificationCounter.objects.filter(user_id=user_id).values_list("last_seq", "read_seq").first()
+    return row or (0, 0)
+
+
 def read_state(*, user_id: int) -> tuple[int, int]:
     """(read seq, unread count): noteworthy notifications after the read seq (bounded by what is unread)."""
     read = NotificationCounter.objects.filter(user_id=user_id).values_list("read_seq", flat=True).first() or 0

@@ -14,6 +14,7 @@ from django.db.models import F
 
 from notifications import emails, webhooks
 from notifications.models import TERMINAL_EVENTS, Notification, NotificationCounter
+from notifications.selectors import notification_dict
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ def notification_create(
     )
     webhooks.outbox_for(note)  # the webhook deliveries and the email it causes, in the same transaction
     emails.outbox_for(note)
-    transaction.on_commit(lambda: push_hint(user_id=user_id, seq=seq))
+    transaction.on_commit(lambda: push_hint(user_id=user_id, seq=seq, note=notification_dict(note)))
     return note
 
 
@@ -72,14 +73,17 @@ def _hint_loop() -> asyncio.AbstractEventLoop:
         return _hints[1]
 
 
-def push_hint(*, user_id: int, seq: int) -> None:
+def push_hint(*, user_id: int, seq: int, note: dict | None = None) -> None:
     """Tell live sockets that a row exists. A hint only: lost hints are covered by resume and resync.
+
+    `note` is the committed row as streams send it: a stream that has sent everything up to seq - 1 sends it
+    as it is, without reading the log (the common case); any other stream reads the log from its last seq.
 
     Over Redis, sent from this process's hint loop without waiting: the caller (a runner between two jobs, a
     request) neither builds an event loop and a Redis connection per hint nor waits for the round trip. The
     in-memory layer (embedded profile) lives on the web process's own loop, so there it is sent from that loop.
     """
-    _push(user_id, {"type": "notify.hint", "seq": seq})
+    _push(user_id, {"type": "notify.hint", "seq": seq, "note": note})
 
 
 def push_progress(*, user_id: int, video_id: str, progress: int) -> None:

@@ -21,7 +21,7 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from notifications import sockets
-from notifications.consumers import ensure_db_poller, progress_event
+from notifications.consumers import ensure_db_poller, next_in_line, progress_event, still_here
 from notifications.selectors import notification_dict, notifications_after, read_state, replay_floor
 from notifications.services import user_group
 
@@ -96,14 +96,20 @@ class EventStreamConsumer(AsyncHttpConsumer):
                 await self.send_body(b": keep-alive\n\n", more_body=True)
                 if since_resync >= resync:
                     since_resync = 0.0
-                    await asyncio.to_thread(sockets.refresh, self.user_id, self.channel_name)
-                    await self.send_backlog()
+                    last_seq, _ = await database_sync_to_async(still_here)(self.user_id, self.channel_name)
+                    if last_seq > self.last_seq:
+                        await self.send_backlog()  # a lost hint
             except Exception:
                 log.warning("event stream tick failed", exc_info=True)
 
     async def notify_hint(self, message: dict) -> None:
+        if await next_in_line(self, message, self.send_note):
+            return
         if message.get("seq", 0) > self.last_seq:
             await self.send_backlog()
+
+    async def send_note(self, note: dict) -> None:
+        await self.send_body(sse(note["event"], note, note["seq"]), more_body=True)
 
     async def notify_progress(self, message: dict) -> None:
         await self.send_body(sse("video.progress", progress_event(message)), more_body=True)  # no id: ephemeral

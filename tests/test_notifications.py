@@ -121,22 +121,86 @@ def test_websocket_resumes_from_last_seq_and_pushes_new_rows(make_job, api_key, 
 
 
 @pytest.mark.django_db(transaction=True)
-def test_websocket_resync_covers_a_lost_push(user, api_key, settings):
+def test_websocket_resync_covers_lost_pushes_and_reads_the_log_only_when_it_moved(user, api_key, settings, monkeypatch):
+    from notifications import consumers
+    from notifications import services as notify
     from videogen.asgi import application
 
     settings.VIDEOGEN = {**settings.VIDEOGEN, "NOTIFY_RESYNC_SECONDS": 0.3}
     headers = [(b"authorization", f"Bearer {api_key}".encode())]
+    monkeypatch.setattr(notify, "_push", lambda user_id, message: None)  # every push is lost
+    log_reads = []
+    real = consumers.notifications_after
+    monkeypatch.setattr(consumers, "notifications_after", lambda **kw: log_reads.append(kw) or real(**kw))
+
+    async def messages_for(seconds: float) -> list[dict]:
+        out, deadline = [], asyncio.get_running_loop().time() + seconds
+        while (left := deadline - asyncio.get_running_loop().time()) > 0:
+            # receive_nothing, not a receive timeout: a timed-out receive cancels the application
+            if await comm.receive_nothing(timeout=left, interval=0.01):
+                break
+            out.append(await comm.receive_json_from())
+        return out
+
+    async def scenario():
+        nonlocal comm
+        comm = WebsocketCommunicator(application, "/ws/events", headers=headers)
+        assert (await comm.connect())[0]
+        await comm.send_json_to({"type": "ping"})
+        assert (await _receive(comm))["type"] == "pong"  # the connect's replay is done
+        idle = await messages_for(1.2)  # about four resyncs of an idle socket
+        assert [m["type"] for m in idle] == ["read"], idle  # the badge once, then nothing
+        assert len(log_reads) == 1, log_reads  # the connect's replay: idle resyncs read one counter row only
+        await database_sync_to_async(_notify)(user)
+        got = await messages_for(1.2)
+        assert [(m["type"], m.get("seq")) for m in got] == [("notification", 1), ("read", None)], got
+        assert got[1]["unread_count"] == 1
+        await database_sync_to_async(notify.notifications_mark_read)(user_id=user.pk, up_to_seq=1)
+        got = await messages_for(1.2)
+        assert [(m["type"], m["read_seq"], m["unread_count"]) for m in got] == [("read", 1, 0)], got
+        await comm.disconnect()
+
+    comm = None
+    asyncio.run(scenario())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_hint_carries_the_next_row_so_a_caught_up_socket_reads_no_log_and_one_behind_reads_it(
+    user, api_key, monkeypatch
+):
+    from notifications import consumers
+    from notifications import services as notify
+    from videogen.asgi import application
+
+    headers = [(b"authorization", f"Bearer {api_key}".encode())]
+    log_reads = []
+    real_read, real_push = consumers.notifications_after, notify._push
+    monkeypatch.setattr(consumers, "notifications_after", lambda **kw: log_reads.append(kw) or real_read(**kw))
 
     async def scenario():
         comm = WebsocketCommunicator(application, "/ws/events", headers=headers)
         assert (await comm.connect())[0]
-        # A row whose push never happened (written without the on-commit hint).
-        await database_sync_to_async(Notification.objects.create)(user=user, seq=1, event="video.completed")
-        message = await _receive(comm)
-        assert (message["seq"], message["event"]) == (1, "video.completed")
+        await comm.send_json_to({"type": "ping"})
+        assert (await _receive(comm))["type"] == "pong"
+        assert len(log_reads) == 1  # the connect's replay
+        await database_sync_to_async(_notify)(user)
+        first = await _receive(comm)
+        assert (first["type"], first["seq"], first["data"]) == ("notification", 1, {"id": "video_x"})
+        assert len(log_reads) == 1  # sent from the hint itself
+        monkeypatch.setattr(notify, "_push", lambda user_id, message: None)
+        await database_sync_to_async(_notify)(user)  # seq 2: its hint is lost
+        monkeypatch.setattr(notify, "_push", real_push)
+        await database_sync_to_async(_notify)(user)  # seq 3's hint reaches a socket that never saw 2
+        got = [await _receive(comm) for _ in range(2)]
+        assert [m["seq"] for m in got] == [2, 3] and len(log_reads) == 2  # it read the log from its last seq
         await comm.disconnect()
 
     asyncio.run(scenario())
+
+
+def _notify(user) -> None:
+    with transaction.atomic():
+        notification_create(user_id=user.pk, job_id=None, event="video.completed", payload={"id": "video_x"})
 
 
 # --- defect 9: the socket's origin, its replay, and how many a user may hold -----------------------------------
