@@ -61,7 +61,7 @@ bench-dispatch: $(VENV)/.installed
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/dispatch_scale.py $(BENCH_DISPATCH_ARGS)
 
 # Live notifications at fan-out: 1,000 websocket (or SSE) clients, 200 notifications/s; last line JSON.
-# BENCH_NOTIFY_ARGS: see benchmarks/notify_fanout.py --help (--clients, --rate, --duration, --transport ws|sse).
+# BENCH_NOTIFY_ARGS: see benchmarks/notify_fanout.py --help (--clients, --rate, --writers, --duration, --transport ws|sse).
 bench-notify: $(VENV)/.installed
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/notify_fanout.py $(BENCH_NOTIFY_ARGS)
 
