@@ -31,7 +31,9 @@ def _sample(value: Any) -> Any:
     n = next(_samples)
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise TypeError(f"Prepared reads bind ints and strs, not {type(value).__name__}")
-    return -(7_000_000_000 + n) if isinstance(value, int) else f"\x01prepared-sample-{n}"
+    # Inside a 32-bit column's range (outside it the ORM answers EmptyResultSet instead of compiling), and far
+    # from any value a query would carry itself.
+    return -(2_000_000_000 + n) if isinstance(value, int) else f"\x01prepared-sample-{n}"
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ it again: at-least-once.)
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from django.core.mail import EmailMessage
 from django.db import transaction
 from django.utils import timezone
 
+from jobs.prepared import Prepared
 from notifications import outbox
 from notifications.models import EmailDelivery, Notification, NotificationPreference
 
@@ -63,11 +65,19 @@ def set_preferences(*, user_id: int, choices: dict[str, bool]) -> dict[str, bool
     return preferences(user_id)
 
 
+@functools.cache
+def _email_of() -> Prepared:
+    """Every notification asks (most users have no address): compiled once (jobs.prepared)."""
+    users = get_user_model()
+    return Prepared(users, lambda user_id: users.objects.filter(pk=user_id).values_list("email")[:1])
+
+
 def outbox_for(note: Notification) -> bool:
     """Called in the transaction that wrote `note`: its email, if the owner gets this event by email."""
     if note.event not in EMAILABLE:
         return False
-    to = get_user_model().objects.filter(pk=note.user_id).values_list("email", flat=True).first()
+    found = _email_of().fetch(user_id=note.user_id)
+    to = found[0][0] if found else ""
     if not to or not preferences(note.user_id)[note.event]:
         return False
     delivery = EmailDelivery.objects.create(

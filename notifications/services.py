@@ -10,7 +10,6 @@ import threading
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
 
 from notifications import emails, webhooks
 from notifications.models import TERMINAL_EVENTS, Notification, NotificationCounter
@@ -24,15 +23,27 @@ def user_group(user_id: int) -> str:
 
 
 def _next_seq(user_id: int) -> int:
-    # The UPDATE takes the counter's row lock until commit: concurrent writers for one user queue up.
-    if NotificationCounter.objects.filter(user_id=user_id).update(last_seq=F("last_seq") + 1) == 0:
-        try:
-            with transaction.atomic():
-                NotificationCounter.objects.create(user_id=user_id, last_seq=1)
-                return 1
-        except IntegrityError:  # another transaction created it first
-            NotificationCounter.objects.filter(user_id=user_id).update(last_seq=F("last_seq") + 1)
-    return NotificationCounter.objects.values_list("last_seq", flat=True).get(user_id=user_id)
+    # One UPDATE ... RETURNING (the ORM's update cannot return): it takes the counter's row lock until commit,
+    # so concurrent writers for one user queue up, and answers the new seq in the same round trip.
+    with connection.cursor() as cursor:
+        cursor.execute(_BUMP_SEQ, [user_id])
+        row = cursor.fetchone()
+    if row is not None:
+        return row[0]
+    try:
+        with transaction.atomic():
+            NotificationCounter.objects.create(user_id=user_id, last_seq=1)
+            return 1
+    except IntegrityError:  # another transaction created it first
+        return _next_seq(user_id)
+
+
+_table, _seq, _user = (
+    NotificationCounter._meta.db_table,
+    NotificationCounter._meta.get_field("last_seq").column,
+    NotificationCounter._meta.get_field("user").column,
+)
+_BUMP_SEQ = f'UPDATE "{_table}" SET "{_seq}" = "{_seq}" + 1 WHERE "{_user}" = %s RETURNING "{_seq}"'
 
 
 def notification_create(

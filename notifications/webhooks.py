@@ -26,6 +26,7 @@ from django.db.models import F
 from django.utils import timezone
 from standardwebhooks import Webhook
 
+from jobs.prepared import Prepared
 from notifications import outbound, outbox
 from notifications.events import WEBHOOK_EVENT_TYPES
 from notifications.models import Notification, WebhookAttempt, WebhookDelivery, WebhookEndpoint, new_signing_secret
@@ -110,15 +111,20 @@ def event_body(*, event_id: str, event_type: str, created_at: dt.datetime, data:
     )
 
 
+# Every notification asks (most users have no endpoint): compiled once (jobs.prepared).
+_live_endpoints = Prepared(
+    WebhookEndpoint,
+    lambda user_id: WebhookEndpoint.objects.filter(user_id=user_id, disabled_at__isnull=True).values_list(
+        "pk", "event_types"
+    ),
+)
+
+
 def outbox_for(note: Notification) -> int:
     """Called in the transaction that wrote `note`: one delivery per endpoint of its owner that wants it."""
-    endpoints = [
-        e
-        for e in WebhookEndpoint.objects.filter(user_id=note.user_id, disabled_at__isnull=True).only("event_types")
-        if note.event in e.event_types
-    ]
-    for endpoint in endpoints:
-        delivery = WebhookDelivery(endpoint=endpoint, notification=note, event_type=note.event)
+    endpoints = [pk for pk, types in _live_endpoints.fetch(user_id=note.user_id) if note.event in types]
+    for endpoint_id in endpoints:
+        delivery = WebhookDelivery(endpoint_id=endpoint_id, notification=note, event_type=note.event)
         delivery.body = event_body(
             event_id=delivery.event_id, event_type=note.event, created_at=note.created_at, data=note.payload
         )

@@ -40,6 +40,12 @@ def _fresh_process_caches():
     selectors.forget_summaries()
     auth.forget_keys()
     costs.forget_cache()
+    # A fresh channel layer per test: each test's asyncio.run is a new event loop, and a layer kept from an
+    # earlier loop (its receive lock and buffers) could leave a cancelled receive waiting forever at the loop's
+    # close (seen: test_a_user_holds_a_bounded_number_of_sockets hung in asyncio.run's task cancellation).
+    from channels.layers import channel_layers
+
+    channel_layers.backends = {}
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.db import transaction
+from django.db import connection, transaction
 
 from jobs import services
 from jobs.models import Job, State
@@ -61,6 +61,23 @@ def test_at_most_one_notification_per_job_event(make_job, user):
         second = notification_create(user_id=user.pk, job_id=job.pk, event="video.completed", payload={})
     assert first is not None and second is None
     assert Notification.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_notification_is_four_statements_and_the_first_one_makes_the_counter(user, make_user):
+    """The seq comes back from its UPDATE (RETURNING); the outbox lookups are compiled reads."""
+    from django.test.utils import CaptureQueriesContext
+
+    with transaction.atomic():
+        assert notification_create(user_id=user.pk, job_id=None, event="video.completed", payload={}).seq == 1
+    with CaptureQueriesContext(connection) as queries, transaction.atomic():
+        assert notification_create(user_id=user.pk, job_id=None, event="video.completed", payload={}).seq == 2
+    sql = [q["sql"] for q in queries if not q["sql"].startswith(("SAVEPOINT", "RELEASE"))]
+    assert len(sql) == 4, sql  # the seq, the row, the user's live endpoints, the user's address
+    assert "RETURNING" in sql[0]
+    other = make_user("no-counter-yet")
+    with transaction.atomic():
+        assert notification_create(user_id=other.pk, job_id=None, event="video.failed", payload={}).seq == 1
 
 
 @pytest.mark.django_db(transaction=True)
