@@ -120,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=200.0, help="notifications committed per second")
-    parser.add_argument("--writers", type=int, default=4, help="processes committing them, each at rate/writers")
+    parser.add_argument("--writers", type=int, default=1, help="processes committing them, each at rate/writers")
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--transport", choices=["ws", "sse"], default="ws")
     parser.add_argument("--database", default="postgres://postgres@127.0.0.1:5432/videogen_fanout")
