@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import benchmarks  # noqa: E402,F401  (a throwaway SECRET_KEY)
 from benchmarks import fresh_db  # noqa: E402
-from benchmarks.front_door import stop, wait_http  # noqa: E402
+from benchmarks.front_door import manage_shell, stop, wait_http  # noqa: E402
 from tests.platform import free_port  # noqa: E402
 
 MAKE_USERS = """
@@ -135,14 +135,7 @@ def main() -> None:
         "TIER_FREE_RATE_PER_MINUTE": "0",
     }
     fresh_db.recreate(args.database, env=env)
-    out = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", MAKE_USERS.format(n=args.clients)],
-        cwd=ROOT,
-        env={**env, "VIDEOGEN_ROLE": "worker"},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    out = manage_shell(env, MAKE_USERS.format(n=args.clients))
     users = [(int(a), b) for a, b in (line.split() for line in out.splitlines() if " vg-" in line)]
     port = free_port()
     web = subprocess.Popen(

@@ -130,7 +130,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
                 if state[0] > self.last_seq:
                     await self.send_backlog()  # a lost hint
                 if state != told:
-                    await self.send_read_state()
+                    await self.send_read_state(read_seq=state[1])
                     told = state
             except Exception:
                 log.warning("resync failed", exc_info=True)
@@ -172,9 +172,9 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
     async def notify_read(self, message: dict) -> None:
         await self.send_read_state()
 
-    async def send_read_state(self) -> None:
-        """Another tab marked notifications read (or a resync): the badge everywhere follows."""
-        read_seq, unread = await database_sync_to_async(read_state)(user_id=self.user_id)
+    async def send_read_state(self, read_seq: int | None = None) -> None:
+        """Another tab marked notifications read (or a resync, which knows the read seq): the badge follows."""
+        read_seq, unread = await database_sync_to_async(read_state)(user_id=self.user_id, read_seq=read_seq)
         await self.send_json({"type": "read", "read_seq": read_seq, "unread_count": unread})
 
     async def send_backlog(self, replay: bool = False) -> None:

@@ -30,11 +30,13 @@ def counter_state(*, user_id: int) -> tuple[int, int]:
     return row or (0, 0)
 
 
-def read_state(*, user_id: int) -> tuple[int, int]:
-    """(read seq, unread count): noteworthy notifications after the read seq (bounded by what is unread)."""
-    read = NotificationCounter.objects.filter(user_id=user_id).values_list("read_seq", flat=True).first() or 0
-    unread = Notification.objects.filter(user_id=user_id, seq__gt=read, event__in=NOTEWORTHY_EVENTS).count()
-    return read, unread
+def read_state(*, user_id: int, read_seq: int | None = None) -> tuple[int, int]:
+    """(read seq, unread count): noteworthy notifications after the read seq (bounded by what is unread).
+    `read_seq`: the caller has just read it (a resync's counter_state), so it is not read again."""
+    if read_seq is None:
+        read_seq = NotificationCounter.objects.filter(user_id=user_id).values_list("read_seq", flat=True).first() or 0
+    unread = Notification.objects.filter(user_id=user_id, seq__gt=read_seq, event__in=NOTEWORTHY_EVENTS).count()
+    return read_seq, unread
 
 
 def webhook_endpoint(*, user_id: int, public_id: str) -> WebhookEndpoint | None:

@@ -2,6 +2,7 @@
 // over /ws/events (resuming from the last seq seen) so every card updates without a reload.
 (function () {
   "use strict";
+  const {api, el} = window.videogenPage;
   const list = document.getElementById("videos");
   const empty = document.getElementById("empty");
   const live = document.getElementById("live");
@@ -71,30 +72,10 @@
   });
   document.getElementById("mark-read").addEventListener("click", async () => {
     const state = await api("/notifications/read", {
-      method: "POST", body: JSON.stringify({up_to_seq: lastSeq}), headers: {"Content-Type": "application/json"},
+      method: "POST", body: JSON.stringify({up_to_seq: lastSeq}),
     });
     applyRead(state.read_seq, state.unread_count);
   });
-
-  function csrf() {
-    const m = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
-    return m ? decodeURIComponent(m[1]) : "";
-  }
-
-  async function api(path, options = {}) {
-    const headers = Object.assign({"X-CSRFToken": csrf()}, options.headers || {});
-    const resp = await fetch("/v1" + path, Object.assign({credentials: "same-origin"}, options, {headers}));
-    const body = resp.headers.get("content-type")?.includes("json") ? await resp.json() : null;
-    if (!resp.ok) throw new Error(body?.error?.message || resp.statusText);
-    return body;
-  }
-
-  function el(tag, attrs = {}, text) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
 
   function render(video) {
     videos.set(video.id, video);

@@ -1,23 +1,7 @@
 // The settings page: email preferences and webhook endpoints, through the same /v1 API as everything else.
 (function () {
   "use strict";
-  function csrf() {
-    const m = document.cookie.match(/(?:^|; )csrftoken=([^;]+)/);
-    return m ? decodeURIComponent(m[1]) : "";
-  }
-  async function api(path, options = {}) {
-    const headers = Object.assign({"X-CSRFToken": csrf(), "Content-Type": "application/json"}, options.headers || {});
-    const resp = await fetch("/v1" + path, Object.assign({credentials: "same-origin"}, options, {headers}));
-    const body = resp.headers.get("content-type")?.includes("json") ? await resp.json() : null;
-    if (!resp.ok) throw new Error(body?.error?.message || resp.statusText);
-    return body;
-  }
-  function el(tag, attrs = {}, text) {
-    const node = document.createElement(tag);
-    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-    if (text !== undefined) node.textContent = text;
-    return node;
-  }
+  const {api, el} = window.videogenPage;
   const when = (ts) => (ts ? new Date(ts * 1000).toLocaleString() : "");
 
   // Email preferences: each box saves itself.

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
+import time
 import warnings
 
 import httpx
@@ -71,23 +73,45 @@ def test_events_stream_live_and_resume_without_gap_or_duplicate(platform_factory
     assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_value"
 
 
-def test_a_stream_resumed_across_a_killed_web_role_and_a_redis_restart_misses_nothing(platform_factory):
-    """The client reconnects as EventSource does (Last-Event-ID); events written while it was away arrive once."""
-    import threading
-    import time
-
+def _through_a_web_crash_and_a_redis_restart(platform_factory, username: str, follow, caught_up) -> int:
+    """Videos made before, between and after two faults (SIGKILL of the web role, then the supervisor's
+    restart; a Redis restart) while `follow(plat, key, stop)` reads the user's events on a thread. Returns how
+    many events there were, once `caught_up(expected)` holds (or 30 s passed: a lost hint waits for a resync)."""
     from benchmarks.chaos import start_redis
 
     plat = platform_factory()
-    user, _ = ensure_user(username="sse-fault-user")
+    user, _ = ensure_user(username=username)
     key = api_key_create(user_id=user.pk)
     warnings.simplefilter("ignore", DeprecationWarning)
     client = OpenAI(base_url=plat.base_url + "/v1", api_key=key, max_retries=3)
     plat.wait_for_runner()
-    seen: list[int] = []
     stop = threading.Event()
+    reader = threading.Thread(target=follow, args=(plat, key, stop), daemon=True)
+    reader.start()
+    made = [client.videos.create(prompt=f"fox {i}").id for i in range(2)]
+    time.sleep(1.0)
+    plat.crash_web()
+    made += [client.videos.create(prompt=f"fox after web {i}").id for i in range(2)]
+    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True, check=False)
+    time.sleep(0.5)
+    start_redis("6379")
+    made += [client.videos.create(prompt=f"fox after redis {i}").id for i in range(2)]
+    for vid in made:
+        assert client.videos.poll(vid, poll_interval_ms=200).status == "completed", plat.logs()
+    expected = 2 * len(made)  # in progress and completed, for each
+    deadline = time.monotonic() + 30
+    while not caught_up(expected) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    stop.set()
+    reader.join(timeout=5)
+    return expected
 
-    def follow() -> None:
+
+def test_a_stream_resumed_across_a_killed_web_role_and_a_redis_restart_misses_nothing(platform_factory):
+    """The client reconnects as EventSource does (Last-Event-ID); events written while it was away arrive once."""
+    seen: list[int] = []
+
+    def follow(plat, key: str, stop: threading.Event) -> None:
         while not stop.is_set():
             headers = {"Authorization": f"Bearer {key}", "Last-Event-ID": str(seen[-1] if seen else 0)}
             try:
@@ -101,46 +125,20 @@ def test_a_stream_resumed_across_a_killed_web_role_and_a_redis_restart_misses_no
                 pass
             time.sleep(0.2)
 
-    reader = threading.Thread(target=follow, daemon=True)
-    reader.start()
-    made = [client.videos.create(prompt=f"fox {i}").id for i in range(2)]
-    time.sleep(1.0)
-    plat.crash_web()  # SIGKILL of the web role mid-stream, then the supervisor's restart
-    made += [client.videos.create(prompt=f"fox after web {i}").id for i in range(2)]
-    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True, check=False)
-    time.sleep(0.5)
-    start_redis("6379")
-    made += [client.videos.create(prompt=f"fox after redis {i}").id for i in range(2)]
-    for vid in made:
-        assert client.videos.poll(vid, poll_interval_ms=200).status == "completed", plat.logs()
-    expected = 2 * len(made)  # in progress and completed, for each
-    deadline = time.monotonic() + 30  # a lost hint is covered by the stream's resync
-    while len(seen) < expected and time.monotonic() < deadline:
-        time.sleep(0.2)
-    stop.set()
+    expected = _through_a_web_crash_and_a_redis_restart(
+        platform_factory, "sse-fault-user", follow, lambda n: len(seen) >= n
+    )
     assert seen == list(range(1, expected + 1)), seen  # every event once, in order, across both faults
 
 
 def test_a_socket_resumed_across_a_killed_web_role_and_a_redis_restart_misses_nothing(platform_factory):
-    """The page's client: reconnect with ?last_seq= (the last seq it saw), dedupe by seq; no seq is ever missing."""
-    import threading
-    import time
-
+    """The page's client: reconnect with ?last_seq= (the last seq it saw); no seq is missing or sent twice."""
     from websockets.sync.client import connect
 
-    from benchmarks.chaos import start_redis
-
-    plat = platform_factory()
-    user, _ = ensure_user(username="ws-fault-user")
-    key = api_key_create(user_id=user.pk)
-    warnings.simplefilter("ignore", DeprecationWarning)
-    client = OpenAI(base_url=plat.base_url + "/v1", api_key=key, max_retries=3)
-    plat.wait_for_runner()
     received: list[int] = []  # every seq as it arrived, duplicates included
-    connections = []
-    stop = threading.Event()
+    connections: list[int] = []
 
-    def follow() -> None:
+    def follow(plat, key: str, stop: threading.Event) -> None:
         while not stop.is_set():
             last = max(received, default=0)
             url = plat.base_url.replace("http", "ws") + f"/ws/events?last_seq={last}"
@@ -157,27 +155,12 @@ def test_a_socket_resumed_across_a_killed_web_role_and_a_redis_restart_misses_no
             except Exception:  # the server went away (or is not back yet): reconnect as the page does
                 time.sleep(0.2)
 
-    reader = threading.Thread(target=follow, daemon=True)
-    reader.start()
-    made = [client.videos.create(prompt=f"socket fox {i}").id for i in range(2)]
-    time.sleep(1.0)
-    plat.crash_web()
-    made += [client.videos.create(prompt=f"socket fox after web {i}").id for i in range(2)]
-    subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True, check=False)
-    time.sleep(0.5)
-    start_redis("6379")
-    made += [client.videos.create(prompt=f"socket fox after redis {i}").id for i in range(2)]
-    for vid in made:
-        assert client.videos.poll(vid, poll_interval_ms=200).status == "completed", plat.logs()
-    expected = list(range(1, 2 * len(made) + 1))  # in progress and completed, for each
-    deadline = time.monotonic() + 30  # a lost hint is covered by the socket's resync
-    while sorted(set(received)) != expected and time.monotonic() < deadline:
-        time.sleep(0.2)
-    stop.set()
-    reader.join(timeout=5)
+    expected = _through_a_web_crash_and_a_redis_restart(
+        platform_factory, "ws-fault-user", follow, lambda n: len(set(received)) >= n
+    )
     assert len(connections) >= 2, connections  # it did reconnect after the crash
     # A reconnect replays from the last seq seen: every notification once, in order, across both faults.
-    assert received == expected, received
+    assert received == list(range(1, expected + 1)), received
 
 
 def test_progress_streams_live_as_ephemeral_events(platform_factory):
