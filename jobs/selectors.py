@@ -63,6 +63,15 @@ def video_get(*, user_id: int, public_id: str) -> Job | None:
     return rows[0] if rows else None
 
 
+def video_get_statement(*, user_id: int, public_id: str):
+    """video_get as a statement and what turns its rows into the job (None when the id is not one we issue),
+    for a driver other than Django's connection (the event loop's, jobs.api.hot)."""
+    if not PUBLIC_ID.fullmatch(public_id):
+        return None
+    statement, build = _video_get.statement(user_id=user_id, public_id=public_id)
+    return statement, lambda rows: next(iter(build(rows)), None)
+
+
 def video_list(*, user_id: int, after: str | None, limit: int, order: str) -> tuple[list[Job], bool] | None:
     """A page of the user's jobs; None when the `after` cursor is not one of theirs."""
     if after:
@@ -90,15 +99,34 @@ def summary_from_data(data: dict) -> policy.ModelQueue:
     )
 
 
+_summary_data = Prepared(QueueSummary, lambda model: QueueSummary.objects.filter(model=model).values_list("data")[:1])
+
+
 def queue_summary(model: str) -> tuple[policy.ModelQueue | None, float]:
     """The dispatcher's latest summary for a model and the time it describes (cached briefly per process)."""
-    now = time.monotonic()
+    hit = summary_cached(model)
+    if hit is None:
+        hit = summary_remember(model, _summary_data.fetch(model=model))
+    return hit
+
+
+def summary_cached(model: str) -> tuple[policy.ModelQueue | None, float] | None:
     hit = _summaries.get(model)
-    if hit is None or hit[0] < now:
-        row = QueueSummary.objects.filter(model=model).values_list("data", flat=True).first()
-        hit = (now + SUMMARY_CACHE_SECONDS, summary_from_data(row) if row else None, (row or {}).get("at", 0.0))
-        _summaries[model] = hit
-    return hit[1], hit[2]
+    return None if hit is None or hit[0] < time.monotonic() else (hit[1], hit[2])
+
+
+def summary_statement(model: str):
+    """The summary's read, for a driver other than Django's connection; what its builder makes of the rows goes
+    to summary_remember."""
+    return _summary_data.statement(model=model)
+
+
+def summary_remember(model: str, rows: list[tuple]) -> tuple[policy.ModelQueue | None, float]:
+    data = rows[0][0] if rows else None
+    summary = summary_from_data(data) if data else None
+    at = (data or {}).get("at", 0.0)
+    _summaries[model] = (time.monotonic() + SUMMARY_CACHE_SECONDS, summary, at)
+    return summary, at
 
 
 def forget_summaries() -> None:

@@ -27,12 +27,16 @@ from django.contrib.staticfiles.handlers import StaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
 from jobs.api.auth import ApiKeyAuthMiddleware  # noqa: E402
+from jobs.api.hot import HotRoutes  # noqa: E402
 from notifications.consumers import BrowserOriginValidator, EventsConsumer  # noqa: E402
 from notifications.streams import EventStreamConsumer  # noqa: E402
 from videogen.bodylimit import BodyLimitMiddleware  # noqa: E402
 
 # Static files (admin CSS, the page's JS) are served by the web role itself: no extra server to run.
-wsgi_http = BodyLimitMiddleware(WSGIMiddleware(StaticFilesHandler(django_wsgi), workers=settings.WEB_THREADS))
+# The hottest route (a status read by a bearer key) is served on the event loop; Django answers the rest.
+wsgi_http = BodyLimitMiddleware(
+    HotRoutes(WSGIMiddleware(StaticFilesHandler(django_wsgi), workers=settings.WEB_THREADS))
+)
 # Server-Sent Events are long-lived: an async consumer, never a thread of the pool.
 event_stream = AuthMiddlewareStack(ApiKeyAuthMiddleware(EventStreamConsumer.as_asgi()))
 

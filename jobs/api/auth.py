@@ -41,7 +41,15 @@ _key_user = Prepared(
 
 
 def _lookup(key_hash: str):
-    rows = _key_user.fetch(key_hash=key_hash)
+    return user_from_rows(_key_user.fetch(key_hash=key_hash))
+
+
+def key_user_statement(key_hash: str):
+    """The key's lookup as a statement and what turns its rows into the user (for the event loop's driver)."""
+    return _key_user.statement(key_hash=key_hash)
+
+
+def user_from_rows(rows: list[tuple]):
     if not rows:
         return None
     user_id, account_id, tier = rows[0]
@@ -72,17 +80,28 @@ def _user_for_hash(key_hash: str) -> tuple[object, float | None]:
     cost no query for their key. A change is seen at the next request where the rate limiter runs (see
     changed_since), and within API_KEY_CACHE_SECONDS everywhere else (the websocket, unlimited tiers, no Redis).
     """
-    now = time.monotonic()
-    hit = _known.get(key_hash)
-    if hit is not None and hit[0] > now:
-        return hit[2], hit[1]
+    hit = remembered(key_hash)
+    if hit is not None:
+        return hit
     user = _lookup(key_hash)
+    remember(key_hash, user)
+    return user, None
+
+
+def remembered(key_hash: str) -> tuple[object, float] | None:
+    """(user or None, when it was looked up) if this process remembers the key's answer."""
+    hit = _known.get(key_hash)
+    if hit is not None and hit[0] > time.monotonic():
+        return hit[2], hit[1]
+    return None
+
+
+def remember(key_hash: str, user) -> None:
     ttl = settings.API_KEY_CACHE_SECONDS
     if ttl > 0:
         if len(_known) >= KNOWN_MAX:
             _known.clear()
-        _known[key_hash] = (now + ttl, time.time(), user)
-    return user, None
+        _known[key_hash] = (time.monotonic() + ttl, time.time(), user)
 
 
 def forget_keys() -> None:
@@ -93,9 +112,7 @@ def changed_since(request, marker: bytes | None) -> None:
     """The request's key marker as Redis answered it: if the key changed after this process looked it up, the
     key is looked up again now (401 if it no longer works; its user, with their current tier, otherwise)."""
     auth = request.auth
-    if not isinstance(auth, KeyAuth) or auth.remembered_since is None or marker is None:
-        return
-    if float(marker) + CLOCK_SKEW_SECONDS < auth.remembered_since:
+    if not isinstance(auth, KeyAuth) or not stale(auth, marker):
         return
     _known.pop(auth.key_hash, None)
     user, _ = _user_for_hash(auth.key_hash)
@@ -103,6 +120,17 @@ def changed_since(request, marker: bytes | None) -> None:
         raise exceptions.AuthenticationFailed("Incorrect API key provided.")
     request.user = user
     request.auth = KeyAuth(auth.key_hash, None)
+
+
+def stale(key: KeyAuth, marker: bytes | None) -> bool:
+    """The key's answer was remembered from before its latest change (its marker): look it up again."""
+    if key.remembered_since is None or marker is None:
+        return False
+    return float(marker) + CLOCK_SKEW_SECONDS >= key.remembered_since
+
+
+def forget(key_hash: str) -> None:
+    _known.pop(key_hash, None)
 
 
 def credentials_changed(key_hashes: list[str]) -> None:

@@ -50,17 +50,29 @@ _clients: dict[str, redis.Redis] = {}
 REDIS_BACKEND = "django.core.cache.backends.redis.RedisCache"
 
 
-def _redis_for(alias: str) -> tuple[redis.Redis, str] | None:
-    """The process-wide client and key prefix for a Redis-backed cache alias (None: not Redis)."""
+def redis_location(alias: str = "default") -> tuple[str, str] | None:
+    """(URL, key prefix) of a Redis-backed cache alias; None: the cache is not Redis."""
     conf = settings.CACHES[alias]
     if conf["BACKEND"] != REDIS_BACKEND:
         return None
     location = conf["LOCATION"] if isinstance(conf["LOCATION"], str) else conf["LOCATION"][0]
+    return location, conf.get("KEY_PREFIX", "")
+
+
+# Short timeouts: a slow or unreachable Redis must cost a request milliseconds, not seconds (fail open).
+REDIS_TIMEOUTS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+
+
+def _redis_for(alias: str) -> tuple[redis.Redis, str] | None:
+    """The process-wide client and key prefix for a Redis-backed cache alias (None: not Redis)."""
+    found = redis_location(alias)
+    if found is None:
+        return None
+    location, prefix = found
     client = _clients.get(location)
     if client is None:
-        # Short timeouts: a slow or unreachable Redis must cost a request milliseconds, not seconds (fail open).
-        client = _clients[location] = redis.Redis.from_url(location, socket_connect_timeout=0.5, socket_timeout=0.5)
-    return client, conf.get("KEY_PREFIX", "")
+        client = _clients[location] = redis.Redis.from_url(location, **REDIS_TIMEOUTS)
+    return client, prefix
 
 
 def redis_client() -> tuple[redis.Redis, str] | None:
@@ -96,6 +108,108 @@ def tier_of(user: Any) -> str:
         return "free"
 
 
+def buckets_for(user: Any, submit: bool) -> list[tuple[str, int]]:
+    """The user's tier buckets this request counts against: (name, per-minute limit), unlimited ones left out."""
+    limits = tier_limits(tier_of(user))
+    buckets = [("requests", int(limits.get("RATE_PER_MINUTE", 0)))]
+    if submit:
+        buckets.append(("submits", int(limits.get("SUBMIT_RATE_PER_MINUTE", 0))))
+    return [(name, limit) for name, limit in buckets if limit > 0]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one request counts: its buckets' counters in the current window, and its key's change marker."""
+
+    names: list[str]
+    keys: list[str]
+    marker: str | None
+    reset: float  # seconds until the window ends
+
+
+def plan_count(user: Any, key: auth.KeyAuth | None, submit: bool, now: float) -> Plan | None:
+    """None: nothing to count (an unlimited tier whose key was looked up just now)."""
+    buckets = buckets_for(user, submit)
+    remembered = key is not None and key.remembered_since is not None
+    if not buckets and not remembered:
+        return None
+    window = int(now // WINDOW_SECONDS)
+    # Every bucket is counted, even when an earlier one refuses: the buckets share the window, so a refused
+    # request's count in the submit bucket is gone when the general bucket frees up again.
+    names = [name for name, _ in buckets]
+    return Plan(
+        names=names,
+        keys=[f"rl:{name}:{user.pk}:{window}" for name in names],
+        marker=auth.CHANGED_KEY.format(key.key_hash) if remembered else None,
+        reset=(window + 1) * WINDOW_SECONDS - now,
+    )
+
+
+def queue_count(pipe: Any, prefix: str, keys: list[str], marker: str | None) -> None:
+    """The plan's commands on a Redis pipeline (redis-py's, sync or asyncio): one round trip."""
+    for key in keys:
+        # The TTL outlives the window whatever second the key was created in; NX keeps the first.
+        pipe.incr(f"{prefix}:{key}")
+        pipe.expire(f"{prefix}:{key}", WINDOW_SECONDS + 1, nx=True)
+    if marker is not None:
+        pipe.get(f"{prefix}:{marker}")
+
+
+def count_replies(replies: list, marker: str | None) -> tuple[list[int], bytes | None]:
+    """(each counter after this request, the key's change marker or None)."""
+    if marker is None:
+        return replies[::2], None
+    return replies[:-1:2], replies[-1]
+
+
+def judge(plan: Plan, counts: list[int], user: Any, submit: bool) -> dict[str, str]:
+    """The x-ratelimit-* headers of an allowed request; a 429 ApiError (with them) for a refused one. `user` is
+    the request's user after any key change (its tier may differ from the one the plan was made for)."""
+    limits = dict(buckets_for(user, submit))
+    headers: dict[str, str] = {}
+    for name, used in zip(plan.names, counts, strict=True):
+        if name not in limits:
+            continue  # the user's tier changed to one without this limit
+        usage = Usage(name, limits[name], used, plan.reset)
+        headers.update(usage.headers())
+        if usage.exceeded:
+            raise _rejection(usage, tier_of(user), headers)
+    return headers
+
+
+def _rejection(usage: Usage, tier: str, headers: dict[str, str]) -> ApiError:
+    what = "requests" if usage.bucket == "requests" else "video submissions"
+    retry_s = max(1, math.ceil(usage.reset))
+    # The openai SDK prefers retry-after-ms (exact wait) over Retry-After (whole seconds); it honours either
+    # when 0 < delay <= 120 s, which a 60 s window always is.
+    headers["Retry-After"] = str(retry_s)
+    # round() first: float noise (12.4 s -> 12400.000001 ms) must not add a millisecond.
+    headers["retry-after-ms"] = str(max(1, math.ceil(round(usage.reset * 1000, 3))))
+    return ApiError(
+        f"Rate limit reached for {what}: {usage.limit} per minute on the {tier} tier. Try again in {retry_s} s.",
+        code="rate_limit_exceeded",
+        status_code=429,
+        type="rate_limit_error",
+        headers=dict(headers),
+    )
+
+
+def bypassed(alias: str = "default") -> bool:
+    """The limiter is off for a moment after its cache failed."""
+    return time.monotonic() < _cache_down_until.get(alias, 0.0)
+
+
+def cache_failed(alias: str, exc: Exception) -> None:
+    _cache_down_until[alias] = time.monotonic() + CACHE_RETRY_SECONDS
+    log.warning(
+        "rate limiting disabled for %ss: cache %r unavailable (%s: %s)",
+        CACHE_RETRY_SECONDS,
+        alias,
+        type(exc).__name__,
+        exc,
+    )
+
+
 class TierRateThrottle(BaseThrottle):
     """Counts the request against the user's tier buckets; raises a 429 ApiError when one is over its limit."""
 
@@ -108,46 +222,20 @@ class TierRateThrottle(BaseThrottle):
         if user is None or not user.is_authenticated:
             return True  # authentication/permissions answer these (401) before throttles run
         submit = request.method in getattr(view, "submit_methods", ())
-        buckets = self._buckets(tier_limits(tier_of(user)), submit)
         if self._bypassed():
             return True
-        remembered = isinstance(request.auth, auth.KeyAuth) and request.auth.remembered_since is not None
-        if not buckets and not remembered:
+        key = request.auth if isinstance(request.auth, auth.KeyAuth) else None
+        plan = plan_count(user, key, submit, self.clock())
+        if plan is None:
             return True
-
-        now = self.clock()
-        window = int(now // WINDOW_SECONDS)
-        reset = (window + 1) * WINDOW_SECONDS - now
-        # Every bucket is counted, even when an earlier one refuses: the buckets share the window, so a refused
-        # request's count in the submit bucket is gone when the general bucket frees up again.
-        names = [name for name, _ in buckets]
-        marker = auth.CHANGED_KEY.format(request.auth.key_hash) if remembered else None
-        counted = self._count([f"rl:{name}:{user.pk}:{window}" for name in names], marker)
+        counted = self._count(plan.keys, plan.marker)
         if counted is None:
             return True  # fail open, and don't advertise limits we are not enforcing
         counts, changed = counted
         if changed is not None:
             auth.changed_since(request, changed)  # 401 here if the key was revoked meanwhile
-            buckets = self._buckets(tier_limits(tier_of(request.user)), submit)
-        limits = dict(buckets)
-        tier = tier_of(request.user)
-        headers: dict[str, str] = {}
-        setattr(request, REQUEST_ATTR, headers)
-        for name, used in zip(names, counts, strict=True):
-            if name not in limits:
-                continue  # the user's tier changed to one without this limit
-            usage = Usage(name, limits[name], used, reset)
-            headers.update(usage.headers())
-            if usage.exceeded:
-                raise self._rejection(usage, tier, headers)
+        setattr(request, REQUEST_ATTR, judge(plan, counts, request.user, submit))
         return True
-
-    @staticmethod
-    def _buckets(limits: dict[str, float], submit: bool) -> list[tuple[str, int]]:
-        buckets = [("requests", int(limits.get("RATE_PER_MINUTE", 0)))]
-        if submit:
-            buckets.append(("submits", int(limits.get("SUBMIT_RATE_PER_MINUTE", 0))))
-        return [(name, limit) for name, limit in buckets if limit > 0]
 
     def _count(self, keys: list[str], marker: str | None) -> tuple[list[int], bytes | None] | None:
         """Atomically add one to each window's counter and read the key's change marker (jobs.api.auth; None
@@ -157,15 +245,8 @@ class TierRateThrottle(BaseThrottle):
             if found is not None:
                 client, prefix = found
                 pipe = client.pipeline(transaction=False)
-                for key in keys:
-                    # The TTL outlives the window whatever second the key was created in; NX keeps the first.
-                    pipe.incr(f"{prefix}:{key}")
-                    pipe.expire(f"{prefix}:{key}", WINDOW_SECONDS + 1, nx=True)
-                if marker is None:
-                    return pipe.execute()[::2], None
-                pipe.get(f"{prefix}:{marker}")
-                replies = pipe.execute()
-                return replies[:-1:2], replies[-1]
+                queue_count(pipe, prefix, keys, marker)
+                return count_replies(pipe.execute(), marker)
             cache = caches[self.cache_alias]
             counts = []
             for key in keys:
@@ -177,35 +258,11 @@ class TierRateThrottle(BaseThrottle):
                     counts.append(cache.incr(key))
             return counts, None
         except Exception as exc:  # any backend error (redis ConnectionError, TimeoutError, ...): never a 500
-            _cache_down_until[self.cache_alias] = time.monotonic() + CACHE_RETRY_SECONDS
-            log.warning(
-                "rate limiting disabled for %ss: cache %r unavailable (%s: %s)",
-                CACHE_RETRY_SECONDS,
-                self.cache_alias,
-                type(exc).__name__,
-                exc,
-            )
+            cache_failed(self.cache_alias, exc)
             return None
 
     def _bypassed(self) -> bool:
-        return time.monotonic() < _cache_down_until.get(self.cache_alias, 0.0)
-
-    @staticmethod
-    def _rejection(usage: Usage, tier: str, headers: dict[str, str]) -> ApiError:
-        what = "requests" if usage.bucket == "requests" else "video submissions"
-        retry_s = max(1, math.ceil(usage.reset))
-        # The openai SDK prefers retry-after-ms (exact wait) over Retry-After (whole seconds); it honours either
-        # when 0 < delay <= 120 s, which a 60 s window always is.
-        headers["Retry-After"] = str(retry_s)
-        # round() first: float noise (12.4 s -> 12400.000001 ms) must not add a millisecond.
-        headers["retry-after-ms"] = str(max(1, math.ceil(round(usage.reset * 1000, 3))))
-        return ApiError(
-            f"Rate limit reached for {what}: {usage.limit} per minute on the {tier} tier. Try again in {retry_s} s.",
-            code="rate_limit_exceeded",
-            status_code=429,
-            type="rate_limit_error",
-            headers=dict(headers),
-        )
+        return bypassed(self.cache_alias)
 
 
 class RateLimitedAPIView(APIView):

@@ -34,7 +34,7 @@ def _get_job(request: Request, video_id: str) -> Job:
 MAX_POLL_AFTER_MS = 10_000
 
 
-def _poll_headers(job: Job, estimated_start_at=None) -> dict[str, str]:
+def poll_headers(job: Job, estimated_start_at=None) -> dict[str, str]:
     """The openai SDK's poll helpers read this to pace their polling. A job that will not start for a while
     is asked about less often (a quarter of its wait, at most 10 s), which also spares the user's rate limit."""
     if job.is_terminal:
@@ -90,7 +90,7 @@ class VideosView(RateLimitedAPIView):
                 status_code=409,
             ) from None
         headers = {"Idempotent-Replayed": "true"} if not created else {}
-        return Response(video_object(job), status=201 if created else 200, headers=headers | _poll_headers(job))
+        return Response(video_object(job), status=201 if created else 200, headers=headers | poll_headers(job))
 
     @schema.list_videos
     def get(self, request: Request) -> Response:
@@ -129,7 +129,7 @@ class VideoDetailView(RateLimitedAPIView):
     def get(self, request: Request, video_id: str) -> Response:
         job = _get_job(request, video_id)
         position, start = selectors.queue_estimate(job)
-        return Response(video_object(job, position, start), headers=_poll_headers(job, start))
+        return Response(video_object(job, position, start), headers=poll_headers(job, start))
 
     @schema.delete_video
     def delete(self, request: Request, video_id: str) -> Response:

@@ -1,0 +1,265 @@
+"""The hottest route, a status read by a bearer key (`GET /v1/videos/{id}`), served on the event loop.
+
+Status reads far outnumber everything else, and under Django each one pays the thread handoff of the WSGI
+bridge, the middleware stack and DRF's dispatch: several times what the read itself costs (README: Serving).
+Here the same pieces run without them: the key from this process's memory (or its compiled lookup), the
+rate limiter's plan and verdict (jobs.api.ratelimit) counted in one Redis round trip, the selector's compiled
+read (jobs.selectors), the presenter (jobs.presenters) and DRF's JSON renderer, then the ETag and 304 as
+Django's conditional GET computes them, and the headers Django's middleware adds, read off that middleware.
+So both paths answer alike, byte for byte (tests/test_hot_routes.py compares them).
+
+Anything else goes to Django untouched: other routes and methods, the browser's session, a malformed
+Authorization header, a Host Django would refuse, plain HTTP where HTTPS is required. Only the production
+profile (Postgres and Redis) serves from here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from typing import Any
+
+import psycopg
+import redis
+import redis.asyncio as aredis
+from django.conf import settings
+from django.db import connections
+from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port, validate_host
+from django.middleware.clickjacking import XFrameOptionsMiddleware
+from django.middleware.security import SecurityMiddleware
+from django.utils.cache import quote_etag
+from django.utils.http import parse_etags
+from rest_framework.renderers import JSONRenderer
+
+from jobs import selectors
+from jobs.accounts import hash_key
+from jobs.api import auth, ratelimit
+from jobs.api.errors import ApiError, envelope, not_found
+from jobs.api.views import VideoDetailView, poll_headers
+from jobs.models import State
+from jobs.presenters import video_object
+from videogen import aiodb
+from videogen.conditional import KEPT_ON_304
+
+log = logging.getLogger(__name__)
+
+READ = re.compile(r"/v1/videos/(video_[0-9a-f]{24})")
+_render = JSONRenderer().render
+
+
+def _allowed(view_class) -> str:
+    """DRF's Allow header for a view, as the Django path sends it (setup() adds HEAD beside GET)."""
+    view = view_class()
+    view.setup(HttpRequest())
+    return ", ".join(view.allowed_methods)
+
+
+ALLOW = _allowed(VideoDetailView)
+_redis: dict[int, aredis.Redis] = {}  # id of the event loop -> its client
+UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
+
+
+def enabled() -> bool:
+    """Postgres and Redis (the production profile), unless WEB_HOT_ROUTES turns it off."""
+    return (
+        settings.WEB_HOT_ROUTES
+        and connections["default"].vendor == "postgresql"
+        and ratelimit.redis_location() is not None
+    )
+
+
+class _ProbeRequest(HttpRequest):
+    def __init__(self, scheme: str) -> None:
+        super().__init__()
+        self._scheme = scheme
+
+    def _get_scheme(self) -> str:
+        return self._scheme
+
+
+def _middleware_headers(scheme: str, middlewares: tuple) -> list[tuple[bytes, bytes]]:
+    """The headers Django's middleware add to an API answer (the settings decide which), read off them."""
+    response = HttpResponse()
+    before = set(response.headers)
+    request = _ProbeRequest(scheme)
+    for middleware in middlewares:
+        response = middleware(HttpResponse).process_response(request, response)  # get_response is never called
+    return [
+        (name.encode("latin-1"), value.encode("latin-1"))
+        for name, value in response.headers.items()
+        if name not in before
+    ]
+
+
+class HotRoutes:
+    """ASGI: serve the hot route here, hand everything else to `fallback` (Django)."""
+
+    def __init__(self, fallback) -> None:
+        self.fallback = fallback
+        self.on = enabled()
+        # Security headers on every answer; X-Frame-Options too, except on a 304 (Django's conditional GET
+        # builds the 304 after the clickjacking middleware has run, and the security middleware after).
+        self.added = {
+            (scheme, not_modified): _middleware_headers(
+                scheme, (SecurityMiddleware,) if not_modified else (XFrameOptionsMiddleware, SecurityMiddleware)
+            )
+            for scheme in ("http", "https")
+            for not_modified in (False, True)
+        }
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.on and scope["type"] == "http" and scope["method"] == "GET" and not scope.get("query_string"):
+            match = READ.fullmatch(scope["path"])
+            if match is not None:
+                headers = dict(scope["headers"])  # last one wins, as in Django's META
+                raw = _bearer(headers)
+                scheme = _scheme(scope, headers)
+                if (
+                    raw is not None
+                    and _host_allowed(headers)
+                    and (scheme == "https" or not settings.SECURE_SSL_REDIRECT)
+                ):
+                    answer = await read(raw, match.group(1), headers.get(b"if-none-match"))
+                    await _send(send, answer, self.added[scheme, answer.status == 304])
+                    return
+        await self.fallback(scope, receive, send)
+
+
+def _bearer(headers: dict[bytes, bytes]) -> str | None:
+    # As jobs.api.auth.ApiKeyAuthentication reads it; anything else (none, malformed) is Django's to answer.
+    value = headers.get(b"authorization", b"").decode("latin-1")
+    scheme, _, raw = value.partition(" ")
+    return raw.strip() if scheme.lower() == "bearer" and raw.strip() else None
+
+
+def _scheme(scope, headers: dict[bytes, bytes]) -> str:
+    proxy = settings.SECURE_PROXY_SSL_HEADER
+    if proxy:
+        name = proxy[0].removeprefix("HTTP_").replace("_", "-").lower().encode()
+        forwarded = headers.get(name)
+        if forwarded is not None:
+            return "https" if forwarded.decode("latin-1").split(",", 1)[0].strip() == proxy[1] else "http"
+    return scope.get("scheme", "http")
+
+
+def _host_allowed(headers: dict[bytes, bytes]) -> bool:
+    domain, _ = split_domain_port(headers.get(b"host", b"").decode("latin-1"))
+    return bool(domain) and validate_host(domain, settings.ALLOWED_HOSTS)
+
+
+class Answer:
+    def __init__(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+        self.status, self.body, self.headers = status, body, headers
+
+
+def _error(exc: ApiError, headers: dict[str, str] | None = None) -> Answer:
+    body = _render(envelope(exc.message, type=exc.type, param=exc.param, code=exc.code))
+    return Answer(exc.status_code, body, {**(headers or {}), **exc.headers})
+
+
+def _unauthorized() -> Answer:
+    answer = _error(ApiError("Incorrect API key provided.", code="invalid_api_key", status_code=401))
+    answer.headers["WWW-Authenticate"] = 'Bearer realm="api"'
+    return answer
+
+
+async def read(raw_key: str, public_id: str, if_none_match: bytes | None) -> Answer:
+    try:
+        answer = await _read(hash_key(raw_key), public_id)
+    except UNAVAILABLE as exc:
+        # As jobs.api.errors answers it on the Django path: nothing was written, a retry will do.
+        log.warning("GET /v1/videos/%s: a store is unavailable (%s: %s)", public_id, type(exc).__name__, exc)
+        answer = _error(
+            ApiError(
+                "The service is briefly unavailable; please retry.",
+                type="server_error",
+                code="unavailable",
+                status_code=503,
+                headers={"Retry-After": "1", "retry-after-ms": "1000"},
+            )
+        )
+    # Django's conditional GET: an ETag on every answer, 304 for a 2xx the client already has.
+    etag = quote_etag(hashlib.md5(answer.body, usedforsecurity=False).hexdigest())
+    if 200 <= answer.status < 300 and if_none_match is not None and _matches(etag, if_none_match):
+        kept = {name: value for name, value in answer.headers.items() if name.lower().startswith(KEPT_ON_304)}
+        return Answer(304, b"", {"ETag": etag, **kept})
+    answer.headers["ETag"] = etag
+    answer.headers["Allow"] = ALLOW
+    return answer
+
+
+def _matches(etag: str, if_none_match: bytes) -> bool:
+    etags = parse_etags(if_none_match.decode("latin-1"))
+    return "*" in etags or etag.strip("W/") in (tag.strip("W/") for tag in etags)
+
+
+async def _user(key_hash: str) -> tuple[Any, float | None]:
+    hit = auth.remembered(key_hash)
+    if hit is not None:
+        return hit
+    statement, build = auth.key_user_statement(key_hash)
+    user = auth.user_from_rows(build((await aiodb.run([statement]))[0]))
+    auth.remember(key_hash, user)
+    return user, None
+
+
+async def _read(key_hash: str, public_id: str) -> Answer:
+    user, since = await _user(key_hash)
+    if user is None:
+        return _unauthorized()
+    headers: dict[str, str] = {}
+    if not ratelimit.bypassed():
+        key = auth.KeyAuth(key_hash, since)
+        plan = ratelimit.plan_count(user, key, False, time.time())
+        counted = await _count(plan) if plan is not None else None
+        if counted is not None:
+            counts, marker = counted
+            if auth.stale(key, marker):
+                auth.forget(key_hash)
+                user, _ = await _user(key_hash)
+                if user is None:
+                    return _unauthorized()
+            try:
+                headers = ratelimit.judge(plan, counts, user, False)
+            except ApiError as exc:
+                return _error(exc)
+    statement, build = selectors.video_get_statement(user_id=user.pk, public_id=public_id)
+    job = build((await aiodb.run([statement]))[0])
+    if job is None:
+        return _error(not_found(), headers)
+    if job.state == State.QUEUED and job.vtag is not None and selectors.summary_cached(job.model) is None:
+        statement, build_summary = selectors.summary_statement(job.model)
+        selectors.summary_remember(job.model, build_summary((await aiodb.run([statement]))[0]))
+    position, start = selectors.queue_estimate(job)
+    headers |= poll_headers(job, start)
+    return Answer(200, _render(video_object(job, position, start)), headers)
+
+
+async def _count(plan: ratelimit.Plan) -> tuple[list[int], bytes | None] | None:
+    """The plan's counters in one round trip; None (and the limiter off for a moment) if Redis fails."""
+    location, prefix = ratelimit.redis_location()
+    loop = id(asyncio.get_running_loop())
+    client = _redis.get(loop)
+    if client is None:
+        client = _redis[loop] = aredis.Redis.from_url(location, **ratelimit.REDIS_TIMEOUTS)
+    try:
+        pipe = client.pipeline(transaction=False)
+        ratelimit.queue_count(pipe, prefix, plan.keys, plan.marker)
+        return ratelimit.count_replies(await pipe.execute(), plan.marker)
+    except (redis.RedisError, OSError) as exc:
+        ratelimit.cache_failed("default", exc)
+        return None
+
+
+async def _send(send, answer: Answer, added: list[tuple[bytes, bytes]]) -> None:
+    headers = [(b"content-type", b"application/json")] if answer.status != 304 else []
+    headers += [(name.encode("latin-1"), value.encode("latin-1")) for name, value in answer.headers.items()]
+    headers += added
+    if answer.status != 304:
+        headers.append((b"content-length", str(len(answer.body)).encode()))
+    await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+    await send({"type": "http.response.body", "body": answer.body})

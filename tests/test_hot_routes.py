@@ -1,0 +1,306 @@
+"""The status read served on the event loop (jobs.api.hot) answers exactly as Django does, and hands Django
+everything it does not serve. Real Postgres and Redis: the hot path has its own connections, so these tests
+commit (transactional)."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import psycopg
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from jobs import selectors, services
+from jobs.accounts import api_key_create, hash_key
+from jobs.api import auth
+from jobs.api.hot import HotRoutes
+from jobs.models import ApiKey
+from videogen import aiodb
+from videogen.asgi import django_wsgi
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+# Headers whose values differ from one request to the next (the counters move, time passes).
+MOVING = {"x-ratelimit-remaining-requests", "x-ratelimit-reset-requests", "retry-after", "retry-after-ms"}
+
+
+class Django:
+    """The fallback: Django itself (through a2wsgi, as the web role runs it), counting what reaches it."""
+
+    def __init__(self) -> None:
+        from a2wsgi import WSGIMiddleware
+
+        self.app = WSGIMiddleware(django_wsgi, workers=1)
+        self.calls = 0
+
+    async def __call__(self, scope, receive, send) -> None:
+        self.calls += 1
+        await self.app(scope, receive, send)
+
+
+def scope_for(path: str, headers: dict[str, str], method: str = "GET", query: bytes = b"") -> dict:
+    raw = [(b"host", b"testserver")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": query,
+        "root_path": "",
+        "headers": raw,
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+    }
+
+
+async def _call(app, scope) -> tuple[int, dict[str, str], bytes]:
+    out: dict = {"body": b""}
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        if message["type"] == "http.response.start":
+            out["status"] = message["status"]
+            out["headers"] = {k.decode().lower(): v.decode() for k, v in message["headers"]}
+        else:
+            out["body"] += message.get("body", b"")
+
+    await app(scope, receive, send)
+    return out["status"], out["headers"], out["body"]
+
+
+def call(app, *scopes) -> list[tuple[int, dict[str, str], bytes]]:
+    """Each scope through the app on one event loop (the pool lives as long as the loop)."""
+
+    async def go():
+        try:
+            return [await _call(app, scope) for scope in scopes]
+        finally:
+            await aiodb.close_all()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture
+def hot(settings):
+    # Counters of this test's own (user ids repeat between transactional tests within a window).
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-hot-{uuid.uuid4().hex}"}}
+    app = HotRoutes(Django())
+    assert app.on, "Postgres and Redis: the hot path is on"
+    return app
+
+
+@pytest.fixture
+def paid(make_user):
+    user = make_user("hot-paid", tier="paid")
+    return user, api_key_create(user_id=user.pk)
+
+
+def submit(user) -> str:
+    request = services.SubmitRequest(
+        prompt="a lighthouse", model="wan-tiny", seconds=4, width=128, height=128, reference_png=None, request_hash="h"
+    )
+    job, _ = services.job_submit(user_id=user.pk, request=request, idempotency_key=None)
+    return job.public_id
+
+
+def same_answer(hot_answer, django_answer) -> None:
+    (status, headers, body), (d_status, d_headers, d_body) = hot_answer, django_answer
+    assert (status, body) == (d_status, d_body)
+    assert set(headers) == set(d_headers)
+    assert {k: v for k, v in headers.items() if k not in MOVING} == {
+        k: v for k, v in d_headers.items() if k not in MOVING
+    }
+
+
+def test_a_read_answers_as_django_does_and_never_reaches_it(hot, paid):
+    user, key = paid
+    path = f"/v1/videos/{submit(user)}"
+    bearer = {"Authorization": f"Bearer {key}"}
+    (served,) = call(hot, scope_for(path, bearer))
+    (direct,) = call(hot.fallback, scope_for(path, bearer))
+    assert hot.fallback.calls == 1  # only the direct call
+    assert served[0] == 200 and b'"status":"queued"' in served[2]
+    assert served[1]["x-ratelimit-limit-requests"] == "3000" and "etag" in served[1]
+    same_answer(served, direct)
+
+
+def test_304_404_and_401_answer_as_django_does(hot, paid):
+    user, key = paid
+    path = f"/v1/videos/{submit(user)}"
+    bearer = {"Authorization": f"Bearer {key}"}
+    ((_, headers, _),) = call(hot, scope_for(path, bearer))
+    cases = [
+        scope_for(path, {**bearer, "If-None-Match": headers["etag"]}),  # 304
+        scope_for(path, {**bearer, "If-None-Match": f'"other", W/{headers["etag"]}'}),  # weak match: 304
+        scope_for(path, {**bearer, "If-None-Match": '"other"'}),  # 200
+        scope_for("/v1/videos/video_" + "0" * 24, bearer),  # 404
+        scope_for(path, {"Authorization": "Bearer vg-not-a-key"}),  # 401
+    ]
+    served = call(hot, *cases)
+    direct = call(hot.fallback, *cases)
+    assert [s[0] for s in served] == [304, 304, 200, 404, 401]
+    assert hot.fallback.calls == len(cases)  # only the direct calls
+    for mine, theirs in zip(served, direct, strict=True):
+        same_answer(mine, theirs)
+
+
+def test_someone_elses_video_is_not_found(hot, paid, make_user):
+    _, key = paid
+    other = make_user("hot-other", tier="paid")
+    ((status, _, body),) = call(hot, scope_for(f"/v1/videos/{submit(other)}", {"Authorization": f"Bearer {key}"}))
+    assert status == 404 and b'"code":"not_found"' in body
+
+
+def test_a_queued_video_carries_its_position_from_the_published_summary(hot, paid, make_job):
+    user, key = paid
+    services.runner_heartbeat(name="gpu", slots=1, model_names=["wan-tiny"], queue="gpu.a")
+    job = make_job("queued", owner=user, cost=10.0)
+    services.publish_queue_summary()
+    scope = scope_for(f"/v1/videos/{job.public_id}", {"Authorization": f"Bearer {key}"})
+    (served,) = call(hot, scope)
+    selectors.forget_summaries()
+    (direct,) = call(hot.fallback, scope)
+    same_answer(served, direct)
+    assert b'"queue_position":1' in served[2] and b'"estimated_start_at":null' not in served[2]
+
+
+def test_the_rate_limit_refuses_as_django_does(hot, paid, settings):
+    user, key = paid
+    settings.VIDEOGEN_TIERS = {**settings.VIDEOGEN_TIERS, "paid": {**settings.VIDEOGEN_TIERS["paid"]}}
+    settings.VIDEOGEN_TIERS["paid"]["RATE_PER_MINUTE"] = 2
+    path = f"/v1/videos/{submit(user)}"
+    scope = scope_for(path, {"Authorization": f"Bearer {key}"})
+    served = call(hot, scope, scope, scope)
+    assert [s[0] for s in served] == [200, 200, 429]
+    (direct,) = call(hot.fallback, scope)
+    same_answer(served[2], direct)
+    assert "retry-after" in served[2][1] and b"rate_limit_exceeded" in served[2][2]
+
+
+def test_a_read_is_one_indexed_query_once_the_key_is_known(hot, paid):
+    user, key = paid
+    public_id = submit(user)
+    sent = aiodb.sent.copy()
+    call(hot, *[scope_for(f"/v1/videos/{public_id}", {"Authorization": f"Bearer {key}"})] * 5)
+    assert aiodb.sent["messages"] - sent["messages"] == 6  # the key once, then one read per request
+    assert aiodb.sent["statements"] - sent["statements"] == 6
+    (sql, params), _ = selectors.video_get_statement(user_id=user.pk, public_id=public_id)
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, params)
+        plan = " ".join(row[0] for row in cursor.fetchall())
+    assert "Index Scan" in plan and "Seq Scan" not in plan, plan
+
+
+def test_a_revoked_key_stops_on_the_hot_path_at_the_next_request(hot, paid, settings):
+    user, key = paid
+    settings.API_KEY_CACHE_SECONDS = 600.0
+    path = f"/v1/videos/{submit(user)}"
+    scope = scope_for(path, {"Authorization": f"Bearer {key}"})
+    assert call(hot, scope)[0][0] == 200
+    entry = auth._known[hash_key(key)]
+    ApiKey.objects.filter(user=user).update(revoked_at=timezone.now())
+    stored = ApiKey.objects.get(user=user)
+    stored.save()  # the signal leaves the marker (on commit) and this process forgets the key
+    auth._known[hash_key(key)] = entry  # as another process would still remember it
+    ((status, _, body),) = call(hot, scope)
+    assert status == 401 and b"invalid_api_key" in body
+
+
+@pytest.mark.parametrize(
+    ("headers", "method", "query"),
+    [
+        ({}, "GET", b""),  # no key: Django's 401
+        ({"Authorization": "Basic abc"}, "GET", b""),  # not a bearer key
+        ({"Authorization": "Bearer"}, "GET", b""),  # malformed
+        ({"Authorization": "Bearer k", "Host": "evil.example"}, "GET", b""),  # a host Django refuses
+        ({"Authorization": "Bearer k"}, "HEAD", b""),
+        ({"Authorization": "Bearer k"}, "DELETE", b""),
+        ({"Authorization": "Bearer k"}, "GET", b"x=1"),
+    ],
+)
+def test_everything_else_goes_to_django(hot, headers, method, query):
+    scope = scope_for("/v1/videos/video_" + "0" * 24, {}, method=method, query=query)
+    scope["headers"] = [(b"host", b"testserver")] + [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    if "Host" in headers:
+        scope["headers"] = [(k, v) for k, v in scope["headers"] if k != b"host" or v != b"testserver"]
+    call(hot, scope)
+    assert hot.fallback.calls == 1
+
+
+def test_other_routes_go_to_django(hot, paid):
+    _, key = paid
+    call(hot, scope_for("/v1/videos", {"Authorization": f"Bearer {key}"}))
+    call(hot, scope_for("/healthz", {}))
+    assert hot.fallback.calls == 2
+
+
+TERMINATE_ASYNC = (
+    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND application_name LIKE '%-async'"
+)
+
+
+def sql(statement: str):
+    """One statement from a thread of its own (the tests' event loop may not touch Django's connection)."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+            return cursor.fetchone()[0] if cursor.description else None
+    finally:
+        connection.close()
+
+
+def from_postgres(statement: str) -> None:
+    """One statement from the server's `postgres` database (a database cannot refuse its own connections)."""
+    params = {**connection.get_connection_params(), "dbname": "postgres", "autocommit": True}
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params) as admin:
+        admin.execute(statement)
+
+
+def test_the_pool_replaces_connections_the_server_closed(hot, paid):
+    """What a Postgres restart does to the pool's connections: the next reads are served, none fails."""
+    user, key = paid
+    scope = scope_for(f"/v1/videos/{submit(user)}", {"Authorization": f"Bearer {key}"})
+
+    async def go():
+        try:
+            first = [(await _call(hot, scope))[0] for _ in range(3)]
+            killed = await asyncio.to_thread(sql, TERMINATE_ASYNC)
+            await asyncio.sleep(0.3)  # let the server close the sockets
+            after = [(await _call(hot, scope))[0] for _ in range(10)]
+            return first, killed, after
+        finally:
+            await aiodb.close_all()
+
+    first, killed, after = asyncio.run(go())
+    assert first == [200] * 3 and killed >= 1 and after == [200] * 10
+
+
+def test_a_database_that_refuses_connections_is_a_503_to_retry(hot, paid, settings):
+    user, key = paid
+    settings.WEB_ASYNC_DB_TIMEOUT = 1.0
+    scope = scope_for(f"/v1/videos/{submit(user)}", {"Authorization": f"Bearer {key}"})
+    name = connection.settings_dict["NAME"]
+
+    async def go():
+        try:
+            assert (await _call(hot, scope))[0] == 200
+            await asyncio.to_thread(from_postgres, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await asyncio.to_thread(from_postgres, TERMINATE_ASYNC.replace("current_database()", f"'{name}'"))
+            await asyncio.sleep(0.3)
+            return await _call(hot, scope)
+        finally:
+            await asyncio.to_thread(from_postgres, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            await aiodb.close_all()
+
+    status, headers, body = asyncio.run(go())
+    assert status == 503 and headers["retry-after"] == "1" and b'"code":"unavailable"' in body
