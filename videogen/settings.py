@@ -87,7 +87,9 @@ if DATABASE_URL and (SECRET_KEY == DEVELOPMENT_SECRET_KEY or len(SECRET_KEY) < 3
 # Never run a qcluster as "web": its forked children would share the parent's pooled sockets.
 ROLE = env_str("VIDEOGEN_ROLE", "worker")
 # The web role's serving (videogen.asgi, `manage.py web`): processes on one socket, and request threads in each.
-WEB_WORKERS = env_int("WEB_WORKERS", 2 * (os.cpu_count() or 1))
+# One process per core: status reads run on each process's event loop (jobs.api.hot), and more processes than
+# cores only lengthened the tail (README: Serving).
+WEB_WORKERS = env_int("WEB_WORKERS", os.cpu_count() or 1)
 WEB_THREADS = env_int("WEB_THREADS", 2)
 # Status reads by a bearer key are served on each process's event loop (jobs.api.hot) with a pool of its own.
 WEB_HOT_ROUTES = env_bool("WEB_HOT_ROUTES", True)
