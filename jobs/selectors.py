@@ -6,8 +6,10 @@ import datetime as dt
 import re
 import time
 
+from django.db import router
 from django.db.models import F, Func, IntegerField, QuerySet, Value
 
+from jobs import batch
 from jobs.models import CreditEntry, Job, QueueSummary, State
 from jobs.prepared import Prepared
 from jobs.services import fairness, policy
@@ -57,15 +59,17 @@ _video_page = Prepared(Job, _page)
 
 
 def video_get(*, user_id: int, public_id: str) -> Job | None:
-    if not PUBLIC_ID.fullmatch(public_id):
-        return None  # not an id we issue (and never sent to the database: it may hold a NUL)
-    rows = _video_get.fetch(user_id=user_id, public_id=public_id)
-    return rows[0] if rows else None
+    found = video_get_statement(user_id=user_id, public_id=public_id)
+    if found is None:
+        return None
+    statement, build = found
+    return build(batch.run([statement], using=router.db_for_read(Job))[0])
 
 
 def video_get_statement(*, user_id: int, public_id: str):
-    """video_get as a statement and what turns its rows into the job (None when the id is not one we issue),
-    for a driver other than Django's connection (the event loop's, jobs.api.hot)."""
+    """The user's video as a statement and what turns its rows into the job, or None when the id is not one
+    we issue (never sent to the database: it may hold a NUL). video_get runs it on Django's connection, the
+    event loop (jobs.api.hot) on its own."""
     if not PUBLIC_ID.fullmatch(public_id):
         return None
     statement, build = _video_get.statement(user_id=user_id, public_id=public_id)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import select
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import psycopg
 from django.conf import settings
@@ -24,7 +26,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from jobs.batch import Statement
 
-_pools: dict[int, AsyncConnectionPool] = {}  # id of the event loop -> its pool
+# A pool belongs to the loop it was opened on (a loop's id may be reused once it is gone; the loop itself not).
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool] = weakref.WeakKeyDictionary()
 # What this process sent: messages (round trips) and the statements in them.
 sent = {"messages": 0, "statements": 0}
 
@@ -56,7 +59,7 @@ def _connection_kwargs() -> dict:
 
 async def pool() -> AsyncConnectionPool:
     """This event loop's pool, opened on first use."""
-    key = id(asyncio.get_running_loop())
+    key = asyncio.get_running_loop()
     found = _pools.get(key)
     if found is None:
         size = settings.WEB_ASYNC_DB_POOL
@@ -94,6 +97,12 @@ async def run(statements: Sequence[Statement], conn: AsyncConnection | None = No
             if not cursor.nextset():
                 break
     return results
+
+
+async def fetch(prepared: tuple[Statement, Callable[[list[tuple]], Any]]) -> Any:
+    """One compiled read (a statement and its builder, as jobs.prepared hands them out) run here."""
+    statement, build = prepared
+    return build((await run([statement]))[0])
 
 
 async def close_all() -> None:

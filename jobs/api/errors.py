@@ -44,6 +44,18 @@ def envelope(message: str, *, type: str, param: str | None = None, code: str | N
     return {"error": {"message": message, "type": type, "param": param, "code": code}}
 
 
+def unavailable() -> ApiError:
+    """A store went away under the request (a restart, a failover, a terminated connection): nothing was
+    committed, and a retry a moment later will do. The SDK retries a 503 by itself."""
+    return ApiError(
+        "The service is briefly unavailable; please retry.",
+        type="server_error",
+        code="unavailable",
+        status_code=503,
+        headers={"Retry-After": "1", "retry-after-ms": "1000"},
+    )
+
+
 def not_found(what: str = "video", param: str | None = None) -> ApiError:
     return ApiError(f"No {what} found with that id.", param=param, code="not_found", status_code=404)
 
@@ -96,8 +108,6 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
         body = envelope(str(exc.detail), type="invalid_request_error", code=exc.default_code)
         code = exc.status_code
     elif isinstance(exc, UNAVAILABLE):
-        # The database or Redis went away under this request (a restart, a failover, a terminated connection):
-        # nothing was committed, and a retry a moment later will do. The SDK retries a 503 by itself.
         log.warning(
             "%s %s: a store is unavailable (%s: %s)",
             context["request"].method,
@@ -105,8 +115,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
             type(exc).__name__,
             exc,
         )
-        body = envelope("The service is briefly unavailable; please retry.", type="server_error", code="unavailable")
-        code, headers = 503, {"Retry-After": "1", "retry-after-ms": "1000"}
+        return exception_handler(unavailable(), context)
     else:
         return None  # unexpected: Django's 500 handler answers (also in the envelope, see videogen.urls)
     set_rollback()

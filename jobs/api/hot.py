@@ -20,6 +20,7 @@ import hashlib
 import logging
 import re
 import time
+import weakref
 from typing import Any
 
 import psycopg
@@ -38,7 +39,7 @@ from rest_framework.renderers import JSONRenderer
 from jobs import selectors
 from jobs.accounts import hash_key
 from jobs.api import auth, ratelimit
-from jobs.api.errors import ApiError, envelope, not_found
+from jobs.api.errors import ApiError, envelope, not_found, unavailable
 from jobs.api.views import VideoDetailView, poll_headers
 from jobs.models import State
 from jobs.presenters import video_object
@@ -59,7 +60,7 @@ def _allowed(view_class) -> str:
 
 
 ALLOW = _allowed(VideoDetailView)
-_redis: dict[int, aredis.Redis] = {}  # id of the event loop -> its client
+_redis: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = weakref.WeakKeyDictionary()
 UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
@@ -173,15 +174,7 @@ async def read(raw_key: str, public_id: str, if_none_match: bytes | None) -> Ans
     except UNAVAILABLE as exc:
         # As jobs.api.errors answers it on the Django path: nothing was written, a retry will do.
         log.warning("GET /v1/videos/%s: a store is unavailable (%s: %s)", public_id, type(exc).__name__, exc)
-        answer = _error(
-            ApiError(
-                "The service is briefly unavailable; please retry.",
-                type="server_error",
-                code="unavailable",
-                status_code=503,
-                headers={"Retry-After": "1", "retry-after-ms": "1000"},
-            )
-        )
+        answer = _error(unavailable())
     # Django's conditional GET: an ETag on every answer, 304 for a 2xx the client already has.
     etag = quote_etag(hashlib.md5(answer.body, usedforsecurity=False).hexdigest())
     if 200 <= answer.status < 300 and if_none_match is not None and _matches(etag, if_none_match):
@@ -201,8 +194,7 @@ async def _user(key_hash: str) -> tuple[Any, float | None]:
     hit = auth.remembered(key_hash)
     if hit is not None:
         return hit
-    statement, build = auth.key_user_statement(key_hash)
-    user = auth.user_from_rows(build((await aiodb.run([statement]))[0]))
+    user = auth.user_from_rows(await aiodb.fetch(auth.key_user_statement(key_hash)))
     auth.remember(key_hash, user)
     return user, None
 
@@ -227,13 +219,11 @@ async def _read(key_hash: str, public_id: str) -> Answer:
                 headers = ratelimit.judge(plan, counts, user, False)
             except ApiError as exc:
                 return _error(exc)
-    statement, build = selectors.video_get_statement(user_id=user.pk, public_id=public_id)
-    job = build((await aiodb.run([statement]))[0])
+    job = await aiodb.fetch(selectors.video_get_statement(user_id=user.pk, public_id=public_id))
     if job is None:
         return _error(not_found(), headers)
     if job.state == State.QUEUED and job.vtag is not None and selectors.summary_cached(job.model) is None:
-        statement, build_summary = selectors.summary_statement(job.model)
-        selectors.summary_remember(job.model, build_summary((await aiodb.run([statement]))[0]))
+        selectors.summary_remember(job.model, await aiodb.fetch(selectors.summary_statement(job.model)))
     position, start = selectors.queue_estimate(job)
     headers |= poll_headers(job, start)
     return Answer(200, _render(video_object(job, position, start)), headers)
@@ -242,7 +232,7 @@ async def _read(key_hash: str, public_id: str) -> Answer:
 async def _count(plan: ratelimit.Plan) -> tuple[list[int], bytes | None] | None:
     """The plan's counters in one round trip; None (and the limiter off for a moment) if Redis fails."""
     location, prefix = ratelimit.redis_location()
-    loop = id(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()  # a client belongs to the loop it was made on
     client = _redis.get(loop)
     if client is None:
         client = _redis[loop] = aredis.Redis.from_url(location, **ratelimit.REDIS_TIMEOUTS)
