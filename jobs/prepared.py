@@ -31,9 +31,10 @@ def _sample(value: Any) -> Any:
     n = next(_samples)
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise TypeError(f"Prepared reads bind ints and strs, not {type(value).__name__}")
-    # Inside a 32-bit column's range (outside it the ORM answers EmptyResultSet instead of compiling), and far
-    # from any value a query would carry itself.
-    return -(2_000_000_000 + n) if isinstance(value, int) else f"\x01prepared-sample-{n}"
+    # Inside every integer column's range, positive ones and smallints included (outside it the ORM answers
+    # EmptyResultSet instead of compiling). A query's own value may be equal by chance: compiling twice with
+    # other samples tells them apart (_compile).
+    return 20_000 + n % 10_000 if isinstance(value, int) else f"\x01prepared-sample-{n}"
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,29 @@ class Prepared:
         return (compiled.sql, params), lambda rows: self._build(compiled, alias, rows)
 
     @staticmethod
+    def _sql(queryset: QuerySet, alias: str) -> tuple[Any, tuple[str, list[Any]]]:
+        """The queryset's compiler and SQL. A locking read is compiled without its lock, which is then added as
+        Django adds it (last): Django's compiler asks the connection whether a transaction is open, which would
+        open a connection on whatever thread compiles (an event loop's included); the drivers run a locking
+        read inside their transaction."""
+        query = queryset.query
+        lock = query.select_for_update and connections[alias].features.has_select_for_update
+        if lock:
+            if query.select_for_update_of:
+                raise TypeError("select_for_update(of=...) is not supported by prepared reads")
+            query = query.clone()
+            query.select_for_update = False
+        compiler = query.get_compiler(using=alias)
+        sql, params = compiler.as_sql()
+        if lock:
+            sql += " " + connections[alias].ops.for_update_sql(
+                nowait=queryset.query.select_for_update_nowait,
+                skip_locked=queryset.query.select_for_update_skip_locked,
+                no_key=queryset.query.select_for_no_key_update,
+            )
+        return compiler, (sql, list(params))
+
+    @staticmethod
     def _build(compiled: _Compiled, alias: str, rows: list[tuple]) -> list[Any]:
         connection = connections[alias]
         out = []
@@ -91,18 +115,21 @@ class Prepared:
     def _compile(self, alias: str, shape: tuple[Hashable, ...], values: dict[str, Any]) -> _Compiled:
         samples = {name: _sample(value) for name, value in values.items()}
         queryset = self.build(*shape, **samples)
+        _, (_, others) = self._sql(self.build(*shape, **{name: _sample(v) for name, v in values.items()}), alias)
         if queryset.model is not self.model:
             raise TypeError(f"the queryset is of {queryset.model.__name__}, not {self.model.__name__}")
-        compiler = queryset.query.get_compiler(using=alias)
-        sql, params = compiler.as_sql()
-        query, info = queryset.query, compiler.klass_info or {}
+        compiler, (sql, params) = self._sql(queryset, alias)
+        query = compiler.query
+        info = compiler.klass_info or {}
         tuples = bool(query.values_select)  # a values_list() query
         plain = not (info.get("related_klass_infos") or compiler.annotation_col_map or query.deferred_loading[0])
         if not (tuples or plain):
             raise TypeError("Prepared reads return plain model rows or values_list() tuples")
+        if len(others) != len(params):
+            raise TypeError("the query's shape must not depend on its values")
         slots = []
         for name, sample in samples.items():
-            positions = [i for i, p in enumerate(params) if p == sample]
+            positions = [i for i, p in enumerate(params) if p == sample and others[i] != sample]
             if not positions:
                 raise TypeError(f"value {name!r} must reach the SQL unchanged")
             slots.extend((position, name) for position in positions)

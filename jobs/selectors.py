@@ -157,7 +157,11 @@ def queue_estimate(job: Job) -> tuple[int | None, dt.datetime | None]:
 
 def tier_wait(*, model: str, tier: str) -> float | None:
     """The tier's estimated wait for new work on this model (None: nothing published, or no capacity)."""
-    summary, _ = queue_summary(model)
+    return wait_in(queue_summary(model)[0], tier=tier)
+
+
+def wait_in(summary: policy.ModelQueue | None, *, tier: str) -> float | None:
+    """tier_wait from a summary already at hand."""
     return None if summary is None else policy.tier_wait(summary, fairness.weights(), tier=tier)
 
 

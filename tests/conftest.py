@@ -15,6 +15,8 @@ from jobs.accounts import api_key_create, ensure_user
 from jobs.models import Job
 from jobs.services import fairness
 
+pytest.register_assert_rewrite("tests.hotpath")  # imported by the tests after this file
+
 
 @pytest.fixture(autouse=True)
 def _media_root(tmp_path, settings):
@@ -180,3 +182,19 @@ def wsgi_app() -> Iterator[tuple[WSGIHandler, list[str]]]:
     finally:
         request_started.connect(close_old_connections)
         request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def hot(settings):
+    """The routes served on the event loop (jobs.api.hot), with Django behind them (tests/hotpath.py)."""
+    from tests.hotpath import hot_app
+
+    return hot_app(settings)
+
+
+@pytest.fixture
+def paid(make_user):
+    """A paid user and their API key."""
+    from tests.hotpath import paid_user
+
+    return paid_user(make_user)

@@ -5,7 +5,6 @@ commit (transactional)."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import psycopg
 import pytest
@@ -15,108 +14,11 @@ from django.utils import timezone
 from jobs import selectors, services
 from jobs.accounts import api_key_create, hash_key
 from jobs.api import auth
-from jobs.api.hot import HotRoutes
-from jobs.models import ApiKey
+from jobs.models import Account, ApiKey
+from tests.hotpath import _call, call, same_answer, scope_for, submit
 from videogen import aiodb
-from videogen.asgi import django_wsgi
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-# Headers whose values differ from one request to the next (the counters move, time passes).
-MOVING = {"x-ratelimit-remaining-requests", "x-ratelimit-reset-requests", "retry-after", "retry-after-ms"}
-
-
-class Django:
-    """The fallback: Django itself (through a2wsgi, as the web role runs it), counting what reaches it."""
-
-    def __init__(self) -> None:
-        from a2wsgi import WSGIMiddleware
-
-        self.app = WSGIMiddleware(django_wsgi, workers=1)
-        self.calls = 0
-
-    async def __call__(self, scope, receive, send) -> None:
-        self.calls += 1
-        await self.app(scope, receive, send)
-
-
-def scope_for(path: str, headers: dict[str, str], method: str = "GET", query: bytes = b"") -> dict:
-    raw = [(k.lower().encode(), v.encode()) for k, v in {"Host": "testserver", **headers}.items()]
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": query,
-        "root_path": "",
-        "headers": raw,
-        "client": ("127.0.0.1", 5000),
-        "server": ("testserver", 80),
-    }
-
-
-async def _call(app, scope) -> tuple[int, dict[str, str], bytes]:
-    out: dict = {"body": b""}
-
-    async def receive():
-        return {"type": "http.request", "body": b"", "more_body": False}
-
-    async def send(message):
-        if message["type"] == "http.response.start":
-            out["status"] = message["status"]
-            out["headers"] = {k.decode().lower(): v.decode() for k, v in message["headers"]}
-        else:
-            out["body"] += message.get("body", b"")
-
-    await app(scope, receive, send)
-    return out["status"], out["headers"], out["body"]
-
-
-def call(app, *scopes) -> list[tuple[int, dict[str, str], bytes]]:
-    """Each scope through the app on one event loop (the pool lives as long as the loop)."""
-
-    async def go():
-        try:
-            return [await _call(app, scope) for scope in scopes]
-        finally:
-            await aiodb.close_all()
-
-    return asyncio.run(go())
-
-
-@pytest.fixture
-def hot(settings):
-    # Counters of this test's own (user ids repeat between transactional tests within a window).
-    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-hot-{uuid.uuid4().hex}"}}
-    app = HotRoutes(Django())
-    assert app.on, "Postgres and Redis: the hot path is on"
-    return app
-
-
-@pytest.fixture
-def paid(make_user):
-    user = make_user("hot-paid", tier="paid")
-    return user, api_key_create(user_id=user.pk)
-
-
-def submit(user) -> str:
-    request = services.SubmitRequest(
-        prompt="a lighthouse", model="wan-tiny", seconds=4, width=128, height=128, reference_png=None, request_hash="h"
-    )
-    job, _ = services.job_submit(user_id=user.pk, request=request, idempotency_key=None)
-    return job.public_id
-
-
-def same_answer(hot_answer, django_answer) -> None:
-    (status, headers, body), (d_status, d_headers, d_body) = hot_answer, django_answer
-    assert (status, body) == (d_status, d_body)
-    assert set(headers) == set(d_headers)
-    assert {k: v for k, v in headers.items() if k not in MOVING} == {
-        k: v for k, v in d_headers.items() if k not in MOVING
-    }
 
 
 def test_a_read_answers_as_django_does_and_never_reaches_it(hot, paid):
@@ -300,3 +202,16 @@ def test_a_database_that_refuses_connections_is_a_503_to_retry(hot, paid, settin
 
     status, headers, body = asyncio.run(go())
     assert status == 503 and headers["retry-after"] == "1" and b'"code":"unavailable"' in body
+
+
+def test_a_user_without_an_account_reads_as_on_djangos_path(hot, make_user):
+    """A user made outside ensure_user (createsuperuser) has no Account row: the free tier's limits, and no
+    query from the event loop to find that out (it raised SynchronousOnlyOperation)."""
+    user = make_user("no-account-reader")
+    Account.objects.filter(user=user).delete()
+    key = api_key_create(user_id=user.pk)
+    scope = scope_for("/v1/videos/video_" + "0" * 24, {"Authorization": f"Bearer {key}"})
+    (served,) = call(hot, scope)
+    (direct,) = call(hot.fallback, scope)
+    assert served[0] == 404 and served[1]["x-ratelimit-limit-requests"] == "600"  # free
+    same_answer(served, direct)

@@ -37,6 +37,24 @@ def test_values_list_reads_are_tuples_and_a_value_may_be_bound_twice(make_job):
     assert states.fetch(user_id=job.user_id + 1000) == []
 
 
+@pytest.mark.parametrize("options", [{}, {"nowait": True}, {"skip_locked": True}, {"no_key": True}])
+def test_a_locking_read_compiles_to_djangos_sql_without_asking_for_a_transaction(user, options):
+    """Django's compiler checks that a transaction is open (opening a connection to ask); a prepared read
+    compiles anywhere, an event loop included, and adds the lock clause as Django does."""
+    locked = Prepared(Account, lambda user_id: Account.objects.select_for_update(**options).filter(user_id=user_id)[:1])
+    (sql, params), _ = locked.statement(user_id=user.pk)  # outside any transaction
+    with transaction.atomic():
+        django_sql, django_params = (
+            Account.objects.select_for_update(**options).filter(user_id=user.pk)[:1].query.sql_with_params()
+        )
+        assert (sql, list(params)) == (django_sql, list(django_params))
+        assert [a.user_id for a in locked.fetch(user_id=user.pk)] == [user.pk]
+    with pytest.raises(TypeError, match="of="):
+        Prepared(
+            Account, lambda user_id: Account.objects.select_for_update(of=("self",)).filter(user_id=user_id)
+        ).statement(user_id=1)
+
+
 def test_unsupported_reads_are_refused_when_compiled(make_job):
     with pytest.raises(TypeError, match="plain model rows"):
         Prepared(Job, lambda user_id: Job.objects.filter(user_id=user_id).select_related("user")).fetch(user_id=1)

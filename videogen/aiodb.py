@@ -12,19 +12,22 @@ round trip, as videogen.pgpool finds it for the sync pool: its FATAL message or 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import select
 import weakref
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Generator, Sequence
+from typing import Any, TypeVar
 
 import psycopg
 from django.conf import settings
 from django.db import connections
-from psycopg import AsyncClientCursor, AsyncConnection
-from psycopg.pq import ExecStatus
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
 from jobs.batch import Statement
+
+T = TypeVar("T")
 
 # A pool belongs to the loop it was opened on (a loop's id may be reused once it is gone; the loop itself not).
 _pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncConnectionPool] = weakref.WeakKeyDictionary()
@@ -53,7 +56,9 @@ def _connection_kwargs() -> dict:
     # Told apart from the sync pool's connections in pg_stat_activity.
     params["application_name"] = params.get("application_name", "videogen") + "-async"
     params["autocommit"] = True  # transactions are spelled out: BEGIN travels with the first statements
-    params["cursor_factory"] = AsyncClientCursor
+    params["cursor_factory"] = AsyncCursor
+    # Every statement prepared on the server at its first run on a connection (Django turns this off).
+    params["prepare_threshold"] = 0
     return params
 
 
@@ -78,25 +83,58 @@ async def pool() -> AsyncConnectionPool:
 
 
 async def run(statements: Sequence[Statement], conn: AsyncConnection | None = None) -> list[list[tuple]]:
-    """Run the statements in order, in one message; each statement's rows ([] for the others)."""
+    """Run the statements in order, in one round trip; each statement's rows ([] for the others).
+
+    Each statement is prepared on the server the first time a connection runs it (its parse and plan are then
+    reused), and several travel together in pipeline mode: one Sync, so one round trip, and an error stops the
+    rest as a multi-statement query would."""
     if conn is None:
         async with (await pool()).connection() as conn:
             return await run(statements, conn)
-    results: list[list[tuple]] = []
     sent["messages"] += 1
     sent["statements"] += len(statements)
-    async with conn.cursor() as cursor:
-        if len(statements) == 1:
+    if len(statements) == 1:
+        async with conn.cursor() as cursor:
             await cursor.execute(*statements[0])
-        else:
-            await cursor.execute("; ".join(sql for sql, _ in statements), [p for _, ps in statements for p in ps])
-        while True:
-            result = cursor.pgresult
-            rows = result is not None and result.status == ExecStatus.TUPLES_OK
-            results.append(await cursor.fetchall() if rows else [])
-            if not cursor.nextset():
-                break
-    return results
+            return [await _rows(cursor)]
+    cursors = []
+    async with conn.pipeline():
+        for sql, params in statements:
+            cursor = conn.cursor()
+            await cursor.execute(sql, params)
+            cursors.append(cursor)
+    return [await _rows(cursor) for cursor in cursors]
+
+
+async def _rows(cursor: AsyncCursor) -> list[tuple]:
+    result = cursor.pgresult
+    return await cursor.fetchall() if result is not None and result.status == ExecStatus.TUPLES_OK else []
+
+
+async def transact(steps: Generator[tuple[Sequence[Statement], bool], list[list[tuple]], T]) -> T:
+    """Run a transaction written as steps (see jobs.batch.drive, its driver on Django's connection) on one
+    pooled connection: BEGIN travels with the first step's statements and COMMIT with the last's, so a step is
+    one round trip. If the steps raise, or a statement fails, the transaction is rolled back."""
+    async with (await pool()).connection() as conn:
+        try:
+            statements, last = next(steps)
+            opened = False
+            while True:
+                message = [*([] if opened else [("BEGIN", [])]), *statements, *([("COMMIT", [])] if last else [])]
+                rows = await run(message, conn)
+                rows = rows[0 if opened else 1 : len(rows) - 1 if last else len(rows)]
+                opened = not last
+                try:
+                    statements, last = steps.send(rows)
+                except StopIteration as done:
+                    if opened:  # the steps ended without writing: end the transaction
+                        await run([("COMMIT", [])], conn)
+                    return done.value
+        except BaseException:
+            if not conn.closed and conn.info.transaction_status != TransactionStatus.IDLE:
+                with contextlib.suppress(psycopg.Error):  # a broken connection: the pool drops it
+                    await conn.execute("ROLLBACK")
+            raise
 
 
 async def fetch(prepared: tuple[Statement, Callable[[list[tuple]], Any]]) -> Any:

@@ -55,8 +55,11 @@ def user_from_rows(rows: list[tuple]):
     user_id, account_id, tier = rows[0]
     # The user as the API needs it (pk, is_active, account.tier); any other field loads on first access.
     user = get_user_model().from_db("default", ["id", "is_active"], [user_id, True])
+    account = None
     if account_id is not None:
-        user.account = Account.from_db("default", ["id", "user_id", "tier"], [account_id, user_id, tier])
+        account = Account.from_db("default", ["id", "user_id", "tier"], [account_id, user_id, tier])
+    # Known absent too (a user made outside ensure_user): user.account raises at once rather than query.
+    user._meta.get_field("account").set_cached_value(user, account)
     return user
 
 

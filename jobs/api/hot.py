@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import logging
 import re
 import time
@@ -27,28 +28,35 @@ import psycopg
 import redis
 import redis.asyncio as aredis
 from django.conf import settings
+from django.core.files import uploadhandler
 from django.db import connections
 from django.http import HttpRequest, HttpResponse
+from django.http.multipartparser import MultiPartParser, MultiPartParserError
 from django.http.request import split_domain_port, validate_host
 from django.middleware.clickjacking import XFrameOptionsMiddleware
 from django.middleware.security import SecurityMiddleware
 from django.utils.cache import quote_etag
-from django.utils.http import parse_etags
+from django.utils.http import parse_etags, parse_header_parameters
+from rest_framework.exceptions import ParseError
 from rest_framework.renderers import JSONRenderer
 
-from jobs import selectors
+from jobs import selectors, services
 from jobs.accounts import hash_key
 from jobs.api import auth, ratelimit
 from jobs.api.errors import ApiError, envelope, not_found, unavailable
-from jobs.api.views import VideoDetailView, poll_headers
+from jobs.api.parsers import BoundedJSONParser
+from jobs.api.validation import parse_create
+from jobs.api.views import VideoDetailView, VideosView, is_sdk_retry, poll_headers, refused
 from jobs.models import State
 from jobs.presenters import video_object
+from jobs.services import SubmitRequest
 from videogen import aiodb
 from videogen.conditional import KEPT_ON_304
 
 log = logging.getLogger(__name__)
 
 READ = re.compile(r"/v1/videos/(video_[0-9a-f]{24})")
+CREATE = "/v1/videos"
 _render = JSONRenderer().render
 
 
@@ -60,6 +68,7 @@ def _allowed(view_class) -> str:
 
 
 ALLOW = _allowed(VideoDetailView)
+ALLOW_CREATE = _allowed(VideosView)
 _redis: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = weakref.WeakKeyDictionary()
 UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 
@@ -113,9 +122,10 @@ class HotRoutes:
         }
 
     async def __call__(self, scope, receive, send) -> None:
-        if self.on and scope["type"] == "http" and scope["method"] == "GET" and not scope.get("query_string"):
-            match = READ.fullmatch(scope["path"])
-            if match is not None:
+        if self.on and scope["type"] == "http" and not scope.get("query_string"):
+            method, path = scope["method"], scope["path"]
+            match = READ.fullmatch(path) if method == "GET" else None
+            if match is not None or (method == "POST" and path == CREATE):
                 headers = dict(scope["headers"])  # last one wins, as in Django's META
                 raw = _bearer(headers)
                 scheme = _scheme(scope, headers)
@@ -124,10 +134,86 @@ class HotRoutes:
                     and _host_allowed(headers)
                     and (scheme == "https" or not settings.SECURE_SSL_REDIRECT)
                 ):
-                    answer = await read(raw, match.group(1), headers.get(b"if-none-match"))
-                    await _send(send, answer, self.added[scheme, answer.status == 304])
-                    return
+                    if match is not None:
+                        answer = await read(raw, match.group(1), headers.get(b"if-none-match"))
+                        await _send(send, answer, self.added[scheme, answer.status == 304])
+                        return
+                    if _plain_create(headers):
+                        body = await _body(receive)
+                        if body is None:
+                            return  # the client went away mid-body: nobody to answer
+                        submit = _parse_create(headers, body)
+                        if submit is not None:
+                            answer = await create(raw, submit, is_sdk_retry(headers.get(b"x-stainless-retry-count")))
+                            await _send(send, answer, self.added[scheme, False])
+                            return
+                        receive = _replay(body, receive)
         await self.fallback(scope, receive, send)
+
+
+def _plain_create(headers: dict[bytes, bytes]) -> bool:
+    """A create this path can take whole: no Idempotency-Key (its lookup and its race are Django's), a body
+    of a known, small length (what is larger carries an image) as JSON or a form."""
+    try:
+        length = int(headers.get(b"content-length", b""))
+    except ValueError:
+        return False
+    media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
+    return (
+        b"idempotency-key" not in headers
+        and 0 < length <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        and media in (b"application/json", b"multipart/form-data")
+    )
+
+
+async def _body(receive) -> bytes | None:
+    chunks = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _replay(body: bytes, receive):
+    """The body once more, for Django."""
+    delivered = False
+
+    async def replay():
+        nonlocal delivered
+        if delivered:
+            return await receive()  # http.disconnect, whenever it comes
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+_upload_handlers = settings.FILE_UPLOAD_HANDLERS
+
+
+def _parse_create(headers: dict[bytes, bytes], body: bytes) -> SubmitRequest | None:
+    """The request as Django's parsers and validation read it; None for anything Django should answer itself:
+    a body they refuse, an invalid request (its 400 comes with Django's rate-limit accounting), a reference
+    image (stored before the job is written) or a start deadline (set on the database's clock)."""
+    content_type = headers[b"content-type"].decode("latin-1")
+    media, params = parse_header_parameters(content_type)
+    try:
+        if media == "application/json":
+            if params.get("charset", "utf-8").lower().replace("-", "") != "utf8":
+                return None
+            data, files = BoundedJSONParser().parse(io.BytesIO(body), content_type, {}), {}
+        else:
+            meta = {"CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(len(body))}
+            handlers = [uploadhandler.load_handler(path, None) for path in _upload_handlers]
+            data, files = MultiPartParser(meta, io.BytesIO(body), handlers, settings.DEFAULT_CHARSET).parse()
+        if files or not hasattr(data, "keys") or "input_reference" in data or "start_deadline_seconds" in data:
+            return None
+        return parse_create(data, files)
+    except (ParseError, MultiPartParserError, ApiError, ValueError, UnicodeDecodeError):
+        return None
 
 
 def _bearer(headers: dict[bytes, bytes]) -> str | None:
@@ -199,14 +285,16 @@ async def _user(key_hash: str) -> tuple[Any, float | None]:
     return user, None
 
 
-async def _read(key_hash: str, public_id: str) -> Answer:
+async def _admit(key_hash: str, submit: bool) -> tuple[Any, dict[str, str]] | Answer:
+    """The key's user and the rate limiter's headers, or the 401 or 429 to answer with (as DRF's
+    authentication and throttle answer them)."""
     user, since = await _user(key_hash)
     if user is None:
         return _unauthorized()
     headers: dict[str, str] = {}
     if not ratelimit.bypassed():
         key = auth.KeyAuth(key_hash, since)
-        plan = ratelimit.plan_count(user, key, False, time.time())
+        plan = ratelimit.plan_count(user, key, submit, time.time())
         counted = await _count(plan) if plan is not None else None
         if counted is not None:
             counts, marker = counted
@@ -216,9 +304,17 @@ async def _read(key_hash: str, public_id: str) -> Answer:
                 if user is None:
                     return _unauthorized()
             try:
-                headers = ratelimit.judge(plan, counts, user, False)
+                headers = ratelimit.judge(plan, counts, user, submit)
             except ApiError as exc:
                 return _error(exc)
+    return user, headers
+
+
+async def _read(key_hash: str, public_id: str) -> Answer:
+    admitted = await _admit(key_hash, False)
+    if isinstance(admitted, Answer):
+        return admitted
+    user, headers = admitted
     job = await aiodb.fetch(selectors.video_get_statement(user_id=user.pk, public_id=public_id))
     if job is None:
         return _error(not_found(), headers)
@@ -227,6 +323,34 @@ async def _read(key_hash: str, public_id: str) -> Answer:
     position, start = selectors.queue_estimate(job)
     headers |= poll_headers(job, start)
     return Answer(200, _render(video_object(job, position, start)), headers)
+
+
+async def create(raw_key: str, submit: SubmitRequest, retried: bool) -> Answer:
+    try:
+        answer = await _create(hash_key(raw_key), submit, retried)
+    except UNAVAILABLE as exc:
+        # As on the Django path: the transaction rolled back (or never began), a retry will do.
+        log.warning("POST /v1/videos: a store is unavailable (%s: %s)", type(exc).__name__, exc)
+        answer = _error(unavailable())
+    answer.headers["Allow"] = ALLOW_CREATE
+    return answer
+
+
+async def _create(key_hash: str, submit: SubmitRequest, retried: bool) -> Answer:
+    admitted = await _admit(key_hash, True)
+    if isinstance(admitted, Answer):
+        return admitted
+    user, headers = admitted
+    job = services.new_job(user_id=user.pk, request=submit, idempotency_key=None)
+    try:
+        job, created = await aiodb.transact(
+            services.submission_steps(job, user_id=user.pk, request=submit, retried=retried)
+        )
+    except services.Refused as exc:
+        return _error(refused(exc.refusal), headers)
+    if not created:
+        headers["Idempotent-Replayed"] = "true"
+    return Answer(201 if created else 200, _render(video_object(job)), headers | poll_headers(job))
 
 
 async def _count(plan: ratelimit.Plan) -> tuple[list[int], bytes | None] | None:

@@ -71,7 +71,10 @@ class VideosView(RateLimitedAPIView):
             raise ApiError("'Idempotency-Key' must be at most 255 characters.", param="Idempotency-Key")
         try:
             job, created = services.job_submit(
-                user_id=request.user.pk, request=submit, idempotency_key=key, retried=_is_sdk_retry(request)
+                user_id=request.user.pk,
+                request=submit,
+                idempotency_key=key,
+                retried=is_sdk_retry(request.headers.get("x-stainless-retry-count")),
             )
         except services.IdempotencyMismatch:
             raise ApiError(
@@ -115,11 +118,11 @@ class VideosView(RateLimitedAPIView):
         )
 
 
-def _is_sdk_retry(request: Request) -> bool:
+def is_sdk_retry(retry_count: str | bytes | None) -> bool:
     """The official SDKs retry a failed create without an Idempotency-Key, marking each retry only with
     x-stainless-retry-count (1, 2, ...): such a retry returns the video its first try made, if it made one."""
     try:
-        return int(request.headers.get("x-stainless-retry-count", "0")) > 0
+        return int(retry_count or 0) > 0
     except ValueError:
         return False
 

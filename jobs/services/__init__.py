@@ -46,6 +46,8 @@ from jobs.services.submission import (
     Refused,
     SubmitRequest,
     job_submit,
+    new_job,
+    submission_steps,
 )
 from jobs.services.transitions import LostJob, TransitionError, db_now_plus, locked, transition
 
@@ -79,6 +81,7 @@ __all__ = [
     "job_submit",
     "live_slots",
     "locked",
+    "new_job",
     "publish_queue_summary",
     "purge_expired_files",
     "purge_job_files",
@@ -91,5 +94,6 @@ __all__ = [
     "runner_withdraw",
     "runners_forget_stale",
     "runners_holding_jobs",
+    "submission_steps",
     "transition",
 ]

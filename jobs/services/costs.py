@@ -13,8 +13,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 
+from jobs import batch
 from jobs.catalog import get_spec
 from jobs.models import ShapeCost
+from jobs.prepared import Prepared
 
 _CACHE_SECONDS = 30.0
 _cache: dict[tuple[str, int, int, int], tuple[float, float | None]] = {}
@@ -29,19 +31,43 @@ def prior(model: str, width: int, height: int, seconds: int) -> float:
     )
 
 
+Shape = tuple[str, int, int, int]  # model, width, height, seconds
+
+_learned = Prepared(
+    ShapeCost,
+    lambda model, width, height, seconds: ShapeCost.objects.filter(
+        model=model, width=width, height=height, seconds=seconds, samples__gt=0
+    ).values_list("mean_seconds")[:1],
+)
+
+
 def estimate(model: str, width: int, height: int, seconds: int) -> float:
-    key = (model, width, height, seconds)
-    now = time.monotonic()
-    hit = _cache.get(key)
-    if hit is None or hit[0] < now:
-        learned = (
-            ShapeCost.objects.filter(model=model, width=width, height=height, seconds=seconds, samples__gt=0)
-            .values_list("mean_seconds", flat=True)
-            .first()
-        )
-        hit = (now + _CACHE_SECONDS, learned)
-        _cache[key] = hit
-    return hit[1] if hit[1] is not None else prior(model, width, height, seconds)
+    shape = (model, width, height, seconds)
+    hit = cached(shape)
+    if hit is None:
+        statement, build = learned_statement(shape)
+        hit = remember(shape, build(batch.run([statement])[0]))
+    return hit
+
+
+def cached(shape: Shape) -> float | None:
+    """The shape's estimate if this process read it lately (None: read it, with learned_statement)."""
+    hit = _cache.get(shape)
+    if hit is None or hit[0] < time.monotonic():
+        return None
+    return hit[1] if hit[1] is not None else prior(*shape)
+
+
+def learned_statement(shape: Shape):
+    """The shape's learned mean, as a statement for any driver; its rows go to remember()."""
+    model, width, height, seconds = shape
+    return _learned.statement(model=model, width=width, height=height, seconds=seconds)
+
+
+def remember(shape: Shape, rows: list[tuple]) -> float:
+    learned = rows[0][0] if rows else None
+    _cache[shape] = (time.monotonic() + _CACHE_SECONDS, learned)
+    return learned if learned is not None else prior(*shape)
 
 
 def observe(*, model: str, width: int, height: int, seconds: int, took: float) -> None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
+from collections.abc import Generator
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
-from django.db.models import Subquery
+from django.db.models import QuerySet, Subquery
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -68,21 +69,7 @@ def job_submit(
         existing = Job.objects.filter(user_id=user_id, idempotency_key=idempotency_key).first()
         if existing is not None:
             return _idempotent_replay(existing, request), False
-    spec = get_spec(request.model)
-    job = Job(
-        user_id=user_id,
-        prompt=request.prompt,
-        model=request.model,
-        seconds=request.seconds,
-        width=request.width,
-        height=request.height,
-        seed=secrets.randbelow(2**31),
-        idempotency_key=idempotency_key or None,
-        request_hash=request.request_hash,
-        stage_enqueued_at=Now(),
-        cost=costs.estimate(request.model, request.width, request.height, request.seconds),
-        credits=spec.price(width=request.width, height=request.height, seconds=request.seconds) if spec else 1,
-    )
+    job = new_job(user_id=user_id, request=request, idempotency_key=idempotency_key)
     if request.start_deadline_seconds is not None:
         job.start_deadline_at = db_now_plus(request.start_deadline_seconds)
     if request.reference_png is not None:
@@ -99,6 +86,25 @@ def job_submit(
     if not created and new_reference:
         default_storage.delete(new_reference)  # a concurrent twin won; it keeps its own copy
     return saved, created
+
+
+def new_job(*, user_id: int, request: SubmitRequest, idempotency_key: str | None) -> Job:
+    """The job a request asks for, unsaved (no reference image, no deadline: job_submit adds those; its cost
+    estimate comes with the submission's reads)."""
+    spec = get_spec(request.model)
+    return Job(
+        user_id=user_id,
+        prompt=request.prompt,
+        model=request.model,
+        seconds=request.seconds,
+        width=request.width,
+        height=request.height,
+        seed=secrets.randbelow(2**31),
+        idempotency_key=idempotency_key or None,
+        request_hash=request.request_hash,
+        stage_enqueued_at=Now(),
+        credits=spec.price(width=request.width, height=request.height, seconds=request.seconds) if spec else 1,
+    )
 
 
 # The submission's reads, compiled once (jobs.prepared): the user's account, locked, and their unfinished and
@@ -121,107 +127,137 @@ def _largest_cap(field: str) -> int:
 RETRY_LOOKBACK_JOBS = 50
 
 
-def _retried_twin(*, user_id: int, request: SubmitRequest) -> Job | None:
-    """The job an earlier try of this unkeyed request made, among the user's newest jobs in the window."""
-    window = cfg("CREATE_RETRY_WINDOW_SECONDS")
-    if window <= 0:
-        return None
+def _twin_query(window: int, user_id: int, request_hash: str) -> QuerySet[Job]:
+    """The job an earlier try of this unkeyed request made, among the user's newest jobs in the window (on the
+    database's clock, as the jobs' rows are stamped there too)."""
     newest = Job.objects.filter(user_id=user_id).order_by("-id").values("pk")[:RETRY_LOOKBACK_JOBS]
-    return (
-        Job.objects.filter(
-            pk__in=Subquery(newest),
-            request_hash=request.request_hash,
-            idempotency_key__isnull=True,
-            deleted_at__isnull=True,
-            created_at__gte=timezone.now() - dt.timedelta(seconds=window),
-        )
-        .order_by("-id")
-        .first()
-    )
+    return Job.objects.filter(
+        pk__in=Subquery(newest),
+        request_hash=request_hash,
+        idempotency_key__isnull=True,
+        deleted_at__isnull=True,
+        created_at__gte=Now() - dt.timedelta(seconds=window),
+    ).order_by("-id")[:1]
+
+
+_retried_twin = Prepared(Job, _twin_query)
+
+# A step of the submission: statements to run in order in the open transaction, and whether they are its last
+# (a driver sends COMMIT with them). The driver sends back each statement's rows.
+Step = tuple[list[batch.Statement], bool]
+Steps = Generator[Step, list[list[tuple]], tuple[Job, bool]]
 
 
 def _insert_submitted(
     job: Job, *, user_id: int, request: SubmitRequest, idempotency_key: str | None, retried: bool = False
 ) -> tuple[Job, bool]:
-    """One transaction in three round trips on Postgres: BEGIN; the reads (account lock, then the caps'
-    counts, then the job's id from its sequence); the writes (job, credit reservation, account usage, audit
-    event, moderation task) and COMMIT. On SQLite the same statements run one by one."""
+    """submission_steps on Django's connection, in one transaction; a lost race for the Idempotency-Key
+    answers with the winner."""
     try:
         with transaction.atomic():
-            # One submission of this user at a time: caps and credits are checked against what is committed
-            # (the count runs after the lock is granted, with its own snapshot).
-            reads = [_locked_account.statement(user_id=user_id)]
-            for prepared, cap in ((_unfinished, "MAX_INFLIGHT"), (_waiting, "MAX_QUEUED")):
-                reads.append(prepared.statement(max(1, _largest_cap(cap)), user_id=user_id))
-            allocate = batch.next_id(Job)
-            rows = batch.run([sql for sql, _ in reads] + ([allocate] if allocate else []))
-            found, unfinished, waiting = (to_result(r) for (_, to_result), r in zip(reads, rows[:3], strict=True))
-            if retried and not idempotency_key:
-                # Under the account's lock: a first try still in flight has committed by now.
-                twin = _retried_twin(user_id=user_id, request=request)
-                if twin is not None:
-                    return twin, False
-            account = found[0] if found else Account.objects.create(user_id=user_id)  # e.g. createsuperuser
-            credits.roll_day(account)
-            limits = tier_limits(account.tier)
-            usage = admission.Usage(jobs_today=account.day_jobs, unfinished=len(unfinished), waiting=len(waiting))
-            refusal = admission.check_caps(
-                usage=usage,
-                limits=limits,
-                tier=account.tier,
-                now=timezone.now(),
-                retry_after=cfg("CAP_RETRY_AFTER_SECONDS"),
-            ) or admission.check_capacity(
-                wait=selectors.tier_wait(model=job.model, tier=account.tier),
-                bound=limits["WAIT_BOUND_SECONDS"],
-                tier=account.tier,
-            )
-            if refusal is not None:
-                raise Refused(refusal)
-            metered = limits["DAILY_CREDITS"] >= 0
-            job.tier = account.tier
-            if not metered:
-                job.credits = 0
-            writes = []
-            if allocate:
-                job.pk = rows[3][0][0]
-                writes.append(batch.insert(job))
-                job._state.adding, job._state.db = False, "default"  # as save() leaves it
-            else:
-                job.save(force_insert=True)
-            if metered:
-                try:
-                    entry = credits.reserve(account=account, job=job, daily_allowance=int(limits["DAILY_CREDITS"]))
-                except credits.InsufficientCredits as exc:
-                    raise Refused(
-                        admission.Refusal(
-                            402,
-                            "insufficient_credits",
-                            f"This video costs {exc.needed} credits and you have {exc.available} available "
-                            "(today's allowance plus your balance).",
-                            admission.seconds_to_midnight(timezone.now()),
-                        )
-                    ) from None
-                writes.append(batch.insert(entry))
-            account.day_jobs += 1
-            usage_fields = ("usage_day", "day_jobs", "day_allowance_used", "credit_balance")
-            writes.append(
-                batch.update(Account.objects.filter(pk=account.pk), **{f: getattr(account, f) for f in usage_fields})
-            )
-            event = JobEvent(
-                job_id=job.pk, from_state="", to_state=S.PENDING, reason="submitted", actor=f"user:{user_id}", attempt=0
-            )
-            writes.append(batch.insert(event))
-            writes.append(batch.insert(queueing.cpu_message(STAGE_TASKS[S.PENDING], job.pk)))
-            batch.run(writes, commit=True)  # the block's last statements: COMMIT goes with them
+            saved, created = batch.drive(submission_steps(job, user_id=user_id, request=request, retried=retried))
     except IntegrityError:
         # A concurrent request with the same Idempotency-Key won the insert.
         existing = Job.objects.filter(user_id=user_id, idempotency_key=idempotency_key).first()
         if existing is None:
             raise
         return _idempotent_replay(existing, request), False
-    if job.start_deadline_at is not None:
+    if created and job.start_deadline_at is not None:
         job.refresh_from_db(fields=["start_deadline_at"])  # the deadline as the database clock set it
+    return saved, created
+
+
+def submission_steps(job: Job, *, user_id: int, request: SubmitRequest, retried: bool = False) -> Steps:
+    """The submission's transaction as the statements it sends and the decisions it makes between them, with no
+    I/O of its own: a driver (jobs.batch.drive on Django's connection, videogen.aiodb.transact on the event
+    loop) runs each step inside one transaction and sends its rows back. Returns (job, created).
+
+    On Postgres, two round trips: the reads (the account's lock, then the caps' counts, the queue summary if
+    this process has none fresh, an earlier try's job for an SDK retry, the job's id from its sequence), then
+    the writes (job, credit reservation, account usage, audit event, moderation task) with COMMIT. On SQLite
+    the job's insert returns its id in a step of its own. A refusal raises Refused: the driver rolls back."""
+    # One submission of this user at a time: caps and credits are checked against what is committed (each count
+    # runs after the lock is granted, with its own snapshot; so does the retry's lookup: a first try still in
+    # flight has committed by then).
+    reads = [_locked_account.statement(user_id=user_id)]
+    for prepared, cap in ((_unfinished, "MAX_INFLIGHT"), (_waiting, "MAX_QUEUED")):
+        reads.append(prepared.statement(max(1, _largest_cap(cap)), user_id=user_id))
+    # What this process has not read lately (the queue summary, the shape's learned cost) comes along too.
+    summary = selectors.summary_cached(job.model)
+    if summary is None:
+        reads.append(selectors.summary_statement(job.model))
+    shape = (job.model, job.width, job.height, job.seconds)
+    job.cost = costs.cached(shape)
+    if job.cost is None:
+        reads.append(costs.learned_statement(shape))
+    window = cfg("CREATE_RETRY_WINDOW_SECONDS")
+    lookup_twin = retried and not job.idempotency_key and window > 0
+    if lookup_twin:
+        reads.append(_retried_twin.statement(window, user_id=user_id, request_hash=request.request_hash))
+    allocate = batch.next_id(Job)
+    rows = yield [statement for statement, _ in reads] + ([allocate] if allocate else []), False
+    found, unfinished, waiting, *more = (build(r) for (_, build), r in zip(reads, rows, strict=False))
+    if summary is None:
+        summary = selectors.summary_remember(job.model, more.pop(0))
+    if job.cost is None:
+        job.cost = costs.remember(shape, more.pop(0))
+    if lookup_twin and more[0]:
+        return more[0][0], False
+    if not found:  # an account made outside the API (createsuperuser): made here, then locked as any other
+        created = yield [batch.insert(Account(user_id=user_id)), reads[0][0]], False
+        found = reads[0][1](created[1])
+    account = found[0]
+    credits.roll_day(account)
+    limits = tier_limits(account.tier)
+    usage = admission.Usage(jobs_today=account.day_jobs, unfinished=len(unfinished), waiting=len(waiting))
+    refusal = admission.check_caps(
+        usage=usage,
+        limits=limits,
+        tier=account.tier,
+        now=timezone.now(),
+        retry_after=cfg("CAP_RETRY_AFTER_SECONDS"),
+    ) or admission.check_capacity(
+        wait=selectors.wait_in(summary[0], tier=account.tier),
+        bound=limits["WAIT_BOUND_SECONDS"],
+        tier=account.tier,
+    )
+    if refusal is not None:
+        raise Refused(refusal)
+    metered = limits["DAILY_CREDITS"] >= 0
+    job.tier = account.tier
+    if not metered:
+        job.credits = 0
+    writes = []
+    if allocate:
+        job.pk = rows[-1][0][0]
+        writes.append(batch.insert(job))
+    else:
+        inserted = yield [batch.insert(job, returning=True)], False
+        job.pk = inserted[0][0][0]
+    job._state.adding, job._state.db = False, "default"  # as save() leaves it
+    if metered:
+        try:
+            entry = credits.reserve(account=account, job=job, daily_allowance=int(limits["DAILY_CREDITS"]))
+        except credits.InsufficientCredits as exc:
+            raise Refused(
+                admission.Refusal(
+                    402,
+                    "insufficient_credits",
+                    f"This video costs {exc.needed} credits and you have {exc.available} available "
+                    "(today's allowance plus your balance).",
+                    admission.seconds_to_midnight(timezone.now()),
+                )
+            ) from None
+        writes.append(batch.insert(entry))
+    account.day_jobs += 1
+    usage_fields = ("usage_day", "day_jobs", "day_allowance_used", "credit_balance")
+    writes.append(batch.update_fields(account, usage_fields))
+    event = JobEvent(
+        job_id=job.pk, from_state="", to_state=S.PENDING, reason="submitted", actor=f"user:{user_id}", attempt=0
+    )
+    writes.append(batch.insert(event))
+    writes.append(batch.insert(queueing.cpu_message(STAGE_TASKS[S.PENDING], job.pk)))
+    yield writes, True
     return job, True
 
 
