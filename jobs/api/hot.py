@@ -1,16 +1,20 @@
-"""The hottest route, a status read by a bearer key (`GET /v1/videos/{id}`), served on the event loop.
+"""The hottest routes, served on the event loop: a status read by a bearer key (`GET /v1/videos/{id}`) and a
+plain submission (`POST /v1/videos`, JSON or the SDK's multipart form, no image, no Idempotency-Key).
 
-Status reads far outnumber everything else, and under Django each one pays the thread handoff of the WSGI
-bridge, the middleware stack and DRF's dispatch: several times what the read itself costs (README: Serving).
-Here the same pieces run without them: the key from this process's memory (or its compiled lookup), the
-rate limiter's plan and verdict (jobs.api.ratelimit) counted in one Redis round trip, the selector's compiled
-read (jobs.selectors), the presenter (jobs.presenters) and DRF's JSON renderer, then the ETag and 304 as
-Django's conditional GET computes them, and the headers Django's middleware adds, read off that middleware.
-So both paths answer alike, byte for byte (tests/test_hot_routes.py compares them).
+Under Django each request pays the thread handoff of the WSGI bridge, the middleware stack and DRF's dispatch:
+several times what a status read itself costs (README: Serving). Here the same pieces run without them: the
+key from this process's memory (or its compiled lookup), the rate limiter's plan and verdict
+(jobs.api.ratelimit) counted in one Redis round trip, then for a read the selector's compiled read
+(jobs.selectors) and Django's ETag and 304, for a submission Django's own parsers and validation
+(jobs.api.validation) and the submission's transaction (jobs.services.submission's steps, on the async pool of
+videogen.aiodb), and in both the presenter, DRF's JSON renderer and the headers Django's middleware adds, read
+off that middleware. So both paths answer alike (tests/test_hot_routes.py, tests/test_hot_create.py compare
+them).
 
-Anything else goes to Django untouched: other routes and methods, the browser's session, a malformed
-Authorization header, a Host Django would refuse, plain HTTP where HTTPS is required. Only the production
-profile (Postgres and Redis) serves from here.
+Anything else goes to Django untouched, a body already read included: other routes and methods, the browser's
+session, a malformed Authorization header, a Host Django would refuse, plain HTTP where HTTPS is required, a
+submission this path does not take whole (an invalid one among them: Django answers its 400). Only the
+production profile (Postgres and Redis) serves from here.
 """
 
 from __future__ import annotations
