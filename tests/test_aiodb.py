@@ -49,6 +49,20 @@ def test_a_statement_is_prepared_once_per_connection_and_answers_as_the_orm_woul
     assert len(mine) == 1 and "$1" in mine[0]  # one PREPARE, whatever the number of runs
 
 
+def test_preparing_can_be_turned_off(make_job, settings):
+    settings.WEB_ASYNC_DB_PREPARE = False  # behind a PgBouncer in transaction mode
+    job = make_job("queued")
+
+    async def go():
+        pool = await aiodb.pool()
+        async with pool.connection() as conn:
+            rows = await aiodb.run([('SELECT "state" FROM "jobs_job" WHERE "id" = %s', [job.pk])], conn)
+            return rows, await aiodb.run([(PREPARED, [])], conn)
+
+    rows, (prepared,) = run_loop(go)
+    assert rows == [[("queued",)]] and prepared == []
+
+
 def test_values_the_server_cannot_type_by_context_and_a_literal_percent(make_job):
     job = make_job("queued")
     since = timezone.now() - dt.timedelta(hours=1)

@@ -175,6 +175,8 @@ async def _prepare(conn: AsyncConnection, sql: str, form: _Form) -> bool:
 
 
 def _form(sql: str, params: Sequence[Any]) -> _Form | None:
+    if not settings.WEB_ASYNC_DB_PREPARE:
+        return None
     form = _forms.get(sql, False)
     if form is False:
         form = _forms[sql] = None if sql.lstrip().upper().startswith(_UNPREPARED) else _Form(sql, params)

@@ -91,10 +91,13 @@ ROLE = env_str("VIDEOGEN_ROLE", "worker")
 # cores only lengthened the tail (README: Serving).
 WEB_WORKERS = env_int("WEB_WORKERS", os.cpu_count() or 1)
 WEB_THREADS = env_int("WEB_THREADS", 2)
-# Status reads by a bearer key are served on each process's event loop (jobs.api.hot) with a pool of its own.
+# Status reads by a bearer key and plain submissions are served on each process's event loop (jobs.api.hot), with
+# a pool of its own.
 WEB_HOT_ROUTES = env_bool("WEB_HOT_ROUTES", True)
 WEB_ASYNC_DB_POOL = env_int("WEB_ASYNC_DB_POOL", 4)
 WEB_ASYNC_DB_TIMEOUT = env_float("WEB_ASYNC_DB_TIMEOUT", 10.0)  # waiting for a connection: then 503
+# Its statements as prepared statements of their session (off behind a PgBouncer in transaction mode).
+WEB_ASYNC_DB_PREPARE = env_bool("WEB_ASYNC_DB_PREPARE", True)
 if DATABASE_URL and ROLE == "web":
     # Each request runs in its own context (a2wsgi copies one per request), so Django's "persistent"
     # connections would never be reused. A per-process psycopg pool hands one back at each request's end, and
