@@ -291,3 +291,25 @@ def test_openai_sdk_backs_off_for_retry_after(make_user, limits, wsgi_app, monke
     assert (info.value.type, info.value.code) == ("rate_limit_error", "rate_limit_exceeded")
     assert info.value.response.headers["retry-after"] == str(WINDOW_SECONDS)
     assert len(hits) == 4
+
+
+def test_each_counter_expires_after_its_window_and_keeps_its_first_expiry(settings):
+    """The script's EXPIRE NX: a new counter gets the window's TTL, a later count keeps it, and a counter that
+    lost its TTL gets one back (no counter ever outlives its window for good)."""
+    client, prefix = ratelimit.redis_client()
+    script = client.register_script(ratelimit.COUNT_SCRIPT)
+    key = f"rl:requests:0:{uuid.uuid4().hex}"
+    full = f"{prefix}:{key}"
+    assert script(**ratelimit.count_call(prefix, [key], None)) == [1]
+    client.expire(full, 5)  # as if created 56 s ago
+    assert script(**ratelimit.count_call(prefix, [key], None)) == [2]
+    assert 0 < client.ttl(full) <= 5
+    client.persist(full)
+    assert script(**ratelimit.count_call(prefix, [key], None)) == [3]
+    assert WINDOW_SECONDS < client.ttl(full) <= WINDOW_SECONDS + 1
+    marker = f"credentials:changed:{uuid.uuid4().hex}"
+    replies = script(**ratelimit.count_call(prefix, [key], marker))
+    assert ratelimit.count_replies(replies, [key], marker) == ([4], None)  # no marker: GET's nil
+    client.set(f"{prefix}:{marker}", b"123.5")
+    replies = script(**ratelimit.count_call(prefix, [key, key + "s"], marker))
+    assert ratelimit.count_replies(replies, [key, key + "s"], marker) == ([5, 1], b"123.5")

@@ -73,7 +73,8 @@ def _allowed(view_class) -> str:
 
 ALLOW = _allowed(VideoDetailView)
 ALLOW_CREATE = _allowed(VideosView)
-_redis: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aredis.Redis] = weakref.WeakKeyDictionary()
+# Each loop's Redis client, through the rate limiter's script (a client belongs to the loop it was made on).
+_scripts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = weakref.WeakKeyDictionary()
 UNAVAILABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
@@ -361,13 +362,13 @@ async def _count(plan: ratelimit.Plan) -> tuple[list[int], bytes | None] | None:
     """The plan's counters in one round trip; None (and the limiter off for a moment) if Redis fails."""
     location, prefix = ratelimit.redis_location()
     loop = asyncio.get_running_loop()  # a client belongs to the loop it was made on
-    client = _redis.get(loop)
-    if client is None:
-        client = _redis[loop] = aredis.Redis.from_url(location, **ratelimit.REDIS_TIMEOUTS)
+    script = _scripts.get(loop)
+    if script is None:
+        client = aredis.Redis.from_url(location, **ratelimit.REDIS_TIMEOUTS)
+        script = _scripts[loop] = client.register_script(ratelimit.COUNT_SCRIPT)
     try:
-        pipe = client.pipeline(transaction=False)
-        ratelimit.queue_count(pipe, prefix, plan.keys, plan.marker)
-        return ratelimit.count_replies(await pipe.execute(), plan.marker)
+        replies = await script(**ratelimit.count_call(prefix, plan.keys, plan.marker))
+        return ratelimit.count_replies(replies, plan.keys, plan.marker)
     except (redis.RedisError, OSError) as exc:
         ratelimit.cache_failed("default", exc)
         return None
