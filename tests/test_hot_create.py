@@ -10,7 +10,7 @@ import json
 import pytest
 
 from jobs.models import Account, CreditEntry, Job, JobEvent
-from tests.hotpath import call, post, same_answer
+from tests.hotpath import call, post, same_answer, scope_for
 from videogen import aiodb
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -145,6 +145,8 @@ def test_an_account_made_outside_the_api_is_created_in_the_transaction(hot, make
         ({}, b"prompt=x", "application/x-www-form-urlencoded"),
         ({}, b'{"prompt": "x", "start_deadline_seconds": 60}', "application/json"),
         ({}, b'{"prompt": "x", "input_reference": {"image_url": "data:image/png;base64,AAAA"}}', "application/json"),
+        ({}, b'{"prompt": "x", "input\\u005freference": {"image_url": "data:,"}}', "application/json"),  # escaped
+        ({}, json.dumps({"prompt": "x" * 4000, "size": "128x128", "pad": " " * 70_000}).encode(), "application/json"),
         ({"Authorization": "Basic abc"}, BODY, "application/json"),
     ],
 )
@@ -203,3 +205,41 @@ def test_the_submit_rate_limit_refuses_as_django_does(hot, paid, settings):
     assert [a[0] for a in served] == [201, 429] and direct[0] == 429
     same_answer(served[1], direct)
     assert Job.objects.count() == 1
+
+
+def test_a_large_valid_body_is_djangos_to_read(hot, paid):
+    """Over HOT_BODY_MAX the event loop does not read a body at all (an image would be parsed there)."""
+    from jobs.api.hot import HOT_BODY_MAX
+
+    _, key = paid
+    body = json.dumps({"prompt": "a lighthouse", "size": "128x128"}).encode().replace(b"}", b" " * HOT_BODY_MAX + b"}")
+    ((status, _, _),) = call(hot, post("/v1/videos", {"Authorization": f"Bearer {key}"}, body))
+    assert status == 201 and hot.fallback.calls == 1
+
+
+@pytest.mark.parametrize("route", ["create", "read"])
+def test_an_unexpected_error_is_a_500_in_the_envelope_as_on_djangos_path(hot, paid, monkeypatch, route):
+    from jobs.api import hot as hot_module
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("a bug")
+
+    _, key = paid
+    bearer = {"Authorization": f"Bearer {key}"}
+    if route == "create":
+        monkeypatch.setattr(hot_module.services, "new_job", boom)
+        request = post("/v1/videos", bearer, BODY)
+    else:
+        (created,) = call(hot, post("/v1/videos", bearer, BODY))
+        monkeypatch.setattr(hot_module, "video_object", boom)
+        request = scope_for(f"/v1/videos/{json.loads(created[2])['id']}", bearer)
+    ((status, headers, body),) = call(hot, request)
+    assert status == 500 and headers["content-type"] == "application/json"
+    assert json.loads(body) == {
+        "error": {
+            "message": "The server had an error while processing your request.",
+            "type": "server_error",
+            "param": None,
+            "code": None,
+        }
+    }

@@ -47,7 +47,7 @@ from rest_framework.renderers import JSONRenderer
 from jobs import selectors, services
 from jobs.accounts import hash_key
 from jobs.api import auth, ratelimit
-from jobs.api.errors import ApiError, envelope, not_found, unavailable
+from jobs.api.errors import ApiError, envelope, json_500, not_found, unavailable
 from jobs.api.parsers import BoundedJSONParser
 from jobs.api.validation import parse_create
 from jobs.api.views import VideoDetailView, VideosView, is_sdk_retry, poll_headers, refused
@@ -140,7 +140,7 @@ class HotRoutes:
                     and (scheme == "https" or not settings.SECURE_SSL_REDIRECT)
                 ):
                     if match is not None:
-                        answer = await read(raw, match.group(1), headers.get(b"if-none-match"))
+                        answer = await _guarded(read(raw, match.group(1), headers.get(b"if-none-match")))
                         await _send(send, answer, self.added[scheme, answer.status == 304])
                         return
                     if _plain_create(headers):
@@ -149,16 +149,32 @@ class HotRoutes:
                             return  # the client went away mid-body: nobody to answer
                         submit = _parse_create(headers, body)
                         if submit is not None:
-                            answer = await create(raw, submit, is_sdk_retry(headers.get(b"x-stainless-retry-count")))
+                            retried = is_sdk_retry(headers.get(b"x-stainless-retry-count"))
+                            answer = await _guarded(create(raw, submit, retried))
                             await _send(send, answer, self.added[scheme, False])
                             return
                         receive = _replay(body, receive)
         await self.fallback(scope, receive, send)
 
 
+async def _guarded(answering) -> Answer:
+    """An unexpected error is logged and answered as Django answers one (jobs.api.errors.json_500)."""
+    try:
+        return await answering
+    except Exception:
+        log.exception("the event loop's route failed")
+        return Answer(500, _SERVER_ERROR, {})
+
+
+_SERVER_ERROR = json_500(None).content
+# A plain submission's body is a prompt and a few fields (PROMPT_MAX_CHARS, 4 bytes a character at most); a
+# larger one carries an image: Django's to read, off the event loop.
+HOT_BODY_MAX = 64 * 1024
+
+
 def _plain_create(headers: dict[bytes, bytes]) -> bool:
     """A create this path can take whole: no Idempotency-Key (its lookup and its race are Django's), a body
-    of a known, small length (what is larger carries an image) as JSON or a form."""
+    of a known, small length as JSON or a form."""
     try:
         length = int(headers.get(b"content-length", b""))
     except ValueError:
@@ -166,7 +182,7 @@ def _plain_create(headers: dict[bytes, bytes]) -> bool:
     media = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
     return (
         b"idempotency-key" not in headers
-        and 0 < length <= settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        and 0 < length <= HOT_BODY_MAX
         and media in (b"application/json", b"multipart/form-data")
     )
 
@@ -203,6 +219,8 @@ def _parse_create(headers: dict[bytes, bytes], body: bytes) -> SubmitRequest | N
     """The request as Django's parsers and validation read it; None for anything Django should answer itself:
     a body they refuse, an invalid request (its 400 comes with Django's rate-limit accounting), a reference
     image (stored before the job is written) or a start deadline (set on the database's clock)."""
+    if b"input_reference" in body or b"start_deadline_seconds" in body or b"filename=" in body:
+        return None  # plainly Django's: not parsed here first (the checks below catch an escaped name too)
     content_type = headers[b"content-type"].decode("latin-1")
     media, params = parse_header_parameters(content_type)
     try:
