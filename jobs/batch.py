@@ -37,7 +37,7 @@ def insert(obj: Model, using: str = "default", *, returning: bool = False) -> St
     meta = obj._meta
     fields = [f for f in meta.local_concrete_fields if not f.generated and (f is not meta.pk or obj.pk is not None)]
     values = [f.pre_save(obj, True) for f in fields]
-    shape = tuple(i for i, value in enumerate(values) if _is_expression(value))
+    shape = tuple((i, type(value)) for i, value in enumerate(values) if _is_expression(value))
     key = ("insert", type(obj), using, tuple(f.attname for f in fields), shape, returning)
     sql = _compiled.get(key)
     if sql is not None:
@@ -51,7 +51,7 @@ def insert(obj: Model, using: str = "default", *, returning: bool = False) -> St
     if returning:
         compiler.returning_fields = [meta.pk]
     ((sql, params),) = compiler.as_sql()
-    if all(type(values[i]) is Now for i in shape) and not any(hasattr(f, "get_placeholder") for f in fields):
+    if all(kind is Now for _, kind in shape) and not any(hasattr(f, "get_placeholder") for f in fields):
         _compiled[key] = sql
     return sql, params
 

@@ -124,3 +124,63 @@ def test_next_id_allocates_from_the_tables_sequence(make_job):
     assert sql is not None
     (row,), *_ = batch.run([sql])
     assert row[0] > first.pk
+
+
+def _fresh(sql_params):
+    sql, params = sql_params
+    return sql, list(params)
+
+
+def test_a_kept_insert_shape_binds_what_the_orm_would(user):
+    """jobs.batch keeps compiled INSERT shapes: the kept shape gives the ORM's own SQL and values."""
+    import datetime as dt
+
+    from django.db.models.functions import Now
+
+    from jobs.services.transitions import db_now_plus
+
+    def job(seed: int, enqueued=None) -> Job:
+        return Job(
+            user_id=user.pk,
+            prompt="p",
+            model="wan-tiny",
+            seconds=4,
+            width=128,
+            height=128,
+            seed=seed,
+            stage_enqueued_at=enqueued if enqueued is not None else Now(),
+        )
+
+    def masked(params: list) -> list:  # created_at is stamped anew by each insert
+        return ["<time>" if isinstance(p, dt.datetime) else p for p in params]
+
+    batch._compiled.clear()
+    first = _fresh(batch.insert(job(1)))  # compiled, then kept
+    second = job(2)
+    kept = _fresh(batch.insert(second))
+    batch._compiled.clear()
+    compiled = _fresh(batch.insert(second))
+    assert kept[0] == compiled[0] == first[0] and "STATEMENT_TIMESTAMP()" in kept[0]
+    assert masked(kept[1]) == masked(compiled[1]) and 2 in kept[1]
+    # Another expression where Now() was: compiled for itself, never served from the kept shape.
+    later = _fresh(batch.insert(job(3, enqueued=db_now_plus(60))))
+    assert later[0] != first[0]
+    with transaction.atomic():
+        batch.run([kept, later])
+    rows = Job.objects.filter(user_id=user.pk).order_by("seed")
+    assert [j.seed for j in rows] == [2, 3] and rows[1].stage_enqueued_at > rows[0].stage_enqueued_at
+
+
+def test_a_kept_update_shape_binds_what_the_orm_would(user):
+    account = Account.objects.get(user=user)
+    batch._compiled.clear()
+    account.day_jobs = 3
+    first = _fresh(batch.update_fields(account, ["day_jobs", "credit_balance"]))
+    account.day_jobs, account.credit_balance = 4, 9
+    kept = _fresh(batch.update_fields(account, ["day_jobs", "credit_balance"]))
+    expected = _fresh(batch.update(Account.objects.filter(pk=account.pk), day_jobs=4, credit_balance=9))
+    assert kept == expected and kept[0] == first[0]
+    with transaction.atomic():
+        batch.run([kept])
+    account.refresh_from_db()
+    assert (account.day_jobs, account.credit_balance) == (4, 9)
