@@ -55,6 +55,17 @@ def test_a_locking_read_compiles_to_djangos_sql_without_asking_for_a_transaction
         ).statement(user_id=1)
 
 
+def test_values_bound_to_small_positive_columns_compile(make_job):
+    """A sample outside a column's range (a negative for a positive smallint) made the ORM answer EmptyResultSet
+    instead of compiling."""
+    job = make_job("queued")
+    by_shape = Prepared(
+        Job, lambda limit, seconds, width: Job.objects.filter(seconds=seconds, width=width).values_list("pk")[:limit]
+    )
+    assert by_shape.fetch(10, seconds=job.seconds, width=job.width) == [(job.pk,)]
+    assert by_shape.fetch(10, seconds=job.seconds + 1, width=job.width) == []
+
+
 def test_unsupported_reads_are_refused_when_compiled(make_job):
     with pytest.raises(TypeError, match="plain model rows"):
         Prepared(Job, lambda user_id: Job.objects.filter(user_id=user_id).select_related("user")).fetch(user_id=1)
