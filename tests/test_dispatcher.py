@@ -277,20 +277,29 @@ def test_release_requeues_at_once_and_takes_the_runner_out_of_service(make_job):
     assert services.dispatch_once() == 0  # not handed back to the stopping runner
 
 
-def test_costs_are_learned_from_observed_runs(settings):
+def _submitted_cost(user, width: int, height: int, seconds: int) -> float:
+    """The cost estimate a new submission of this shape gets (read in its transaction, cached per process)."""
+    request = services.SubmitRequest(
+        prompt="p", model="wan-tiny", seconds=seconds, width=width, height=height, reference_png=None, request_hash="h"
+    )
+    job, _ = services.job_submit(user_id=user.pk, request=request, idempotency_key=None)
+    return job.cost
+
+
+def test_costs_are_learned_from_observed_runs(make_user, settings):
     from jobs.services import costs
 
+    user = make_user(tier="paid")
     costs.forget_cache()
-    prior = costs.estimate("wan-tiny", 256, 256, 4)
-    assert prior == pytest.approx(0.5 + 0.5 * 256 * 256 * 17 / 1e6)
+    assert _submitted_cost(user, 256, 256, 4) == pytest.approx(0.5 + 0.5 * 256 * 256 * 17 / 1e6)  # the prior
     costs.observe(model="wan-tiny", width=256, height=256, seconds=4, took=10.0)
-    assert costs.estimate("wan-tiny", 256, 256, 4) == pytest.approx(10.0)
+    assert _submitted_cost(user, 256, 256, 4) == pytest.approx(10.0)
     costs.observe(model="wan-tiny", width=256, height=256, seconds=4, took=20.0)
-    assert costs.estimate("wan-tiny", 256, 256, 4) == pytest.approx(12.0)  # 10 + 0.2 * (20 - 10)
-    assert costs.estimate("wan-tiny", 128, 128, 4) == pytest.approx(0.5 + 0.5 * 128 * 128 * 17 / 1e6)
+    assert _submitted_cost(user, 256, 256, 4) == pytest.approx(12.0)  # 10 + 0.2 * (20 - 10)
+    assert _submitted_cost(user, 128, 128, 4) == pytest.approx(0.5 + 0.5 * 128 * 128 * 17 / 1e6)
 
 
-def test_a_completion_teaches_the_cost_model(make_job):
+def test_a_completion_teaches_the_cost_model(make_job, make_user):
     from jobs.services import costs
 
     job = make_job("queued", width=256, height=144, seconds=8)
@@ -299,7 +308,7 @@ def test_a_completion_teaches_the_cost_model(make_job):
     claimed = services.job_claim(job_id=job.pk, runner="a")
     services.job_complete(job_id=job.pk, attempt=claimed.attempt, video_key="v", thumbnail_key="t", gpu_seconds=3.5)
     costs.forget_cache()
-    assert costs.estimate("wan-tiny", 256, 144, 8) == pytest.approx(3.5)
+    assert _submitted_cost(make_user(tier="paid"), 256, 144, 8) == pytest.approx(3.5)
 
 
 def test_a_worker_starting_on_a_host_gives_back_the_jobs_of_its_dead_runners_at_once(make_job, settings):

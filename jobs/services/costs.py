@@ -1,7 +1,9 @@
 """The cost model: a job's estimated GPU-seconds, learned from observed run times per (model, size, seconds).
 
 A shape never seen is priced by a prior proportional to the pixels and frames it generates; every finished
-run moves the shape's mean towards what it took (an exponentially weighted mean).
+run moves the shape's mean towards what it took (an exponentially weighted mean). A submission reads its
+shape's estimate within its own transaction's reads (`learned_statement`, then `remember`) unless this process
+read it lately (`cached`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 
-from jobs import batch
 from jobs.catalog import get_spec
 from jobs.models import ShapeCost
 from jobs.prepared import Prepared
@@ -39,15 +40,6 @@ _learned = Prepared(
         model=model, width=width, height=height, seconds=seconds, samples__gt=0
     ).values_list("mean_seconds")[:1],
 )
-
-
-def estimate(model: str, width: int, height: int, seconds: int) -> float:
-    shape = (model, width, height, seconds)
-    hit = cached(shape)
-    if hit is None:
-        statement, build = learned_statement(shape)
-        hit = remember(shape, build(batch.run([statement])[0]))
-    return hit
 
 
 def cached(shape: Shape) -> float | None:
