@@ -6,8 +6,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import psycopg
+from django.db import connection
+
 from jobs import services
 from jobs.accounts import api_key_create
+from jobs.api import ratelimit
 from jobs.api.hot import HotRoutes
 from videogen import aiodb
 from videogen.asgi import django_wsgi
@@ -95,6 +99,7 @@ def call(app, *scopes) -> list[tuple[int, dict[str, str], bytes]]:
 def hot_app(settings) -> HotRoutes:
     # Counters of this test's own (user ids repeat between transactional tests within a window).
     settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": f"test-hot-{uuid.uuid4().hex}"}}
+    ratelimit._cache_down_until.clear()  # the limiter on, whatever an earlier test left
     app = HotRoutes(Django())
     assert app.on, "Postgres and Redis: the hot path is on"
     return app
@@ -120,3 +125,28 @@ def same_answer(hot_answer, django_answer) -> None:
     assert {k: v for k, v in headers.items() if k not in MOVING} == {
         k: v for k, v in d_headers.items() if k not in MOVING
     }
+
+
+TERMINATE_ASYNC = (
+    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+    "WHERE datname = current_database() AND application_name LIKE '%-async'"
+)
+
+
+def sql(statement: str):
+    """One statement from a thread of its own (the tests' event loop may not touch Django's connection)."""
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(statement)
+            return cursor.fetchone()[0] if cursor.description else None
+    finally:
+        connection.close()
+
+
+def from_postgres(statement: str) -> None:
+    """One statement from the server's `postgres` database (a database cannot refuse its own connections)."""
+    params = {**connection.get_connection_params(), "dbname": "postgres", "autocommit": True}
+    params.pop("cursor_factory", None)
+    params.pop("context", None)
+    with psycopg.connect(**params) as admin:
+        admin.execute(statement)

@@ -5,10 +5,12 @@ own connections)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
 
+from jobs.api import ratelimit
 from jobs.models import Account, CreditEntry, Job, JobEvent
 from tests.hotpath import call, post, same_answer, scope_for
 from videogen import aiodb
@@ -243,3 +245,43 @@ def test_an_unexpected_error_is_a_500_in_the_envelope_as_on_djangos_path(hot, pa
             "code": None,
         }
     }
+
+
+def test_a_database_that_refuses_connections_is_a_503_to_retry_and_nothing_is_written(hot, paid, settings):
+    from django.db import connection
+
+    from tests.hotpath import TERMINATE_ASYNC, _call, from_postgres
+
+    _, key = paid
+    settings.WEB_ASYNC_DB_TIMEOUT = 1.0
+    request = post("/v1/videos", {"Authorization": f"Bearer {key}"}, BODY)
+    name = connection.settings_dict["NAME"]
+
+    async def go():
+        try:
+            assert (await _call(hot, request))[0] == 201
+            await asyncio.to_thread(from_postgres, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await asyncio.to_thread(from_postgres, TERMINATE_ASYNC.replace("current_database()", f"'{name}'"))
+            await asyncio.sleep(0.3)
+            return await _call(hot, request)
+        finally:
+            await asyncio.to_thread(from_postgres, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            await aiodb.close_all()
+
+    status, headers, body = asyncio.run(go())
+    assert status == 503 and headers["retry-after"] == "1" and b'"code":"unavailable"' in body
+    assert Job.objects.count() == 1 and hot.fallback.calls == 0
+
+
+def test_with_redis_down_a_submission_is_taken_and_the_limiter_fails_open(hot, paid, settings, caplog):
+    from tests.platform import free_port
+
+    _, key = paid
+    # Nothing listens there (loopback): the limiter's round trip fails, the submission goes on.
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": f"redis://127.0.0.1:{free_port()}/0"}}
+    try:
+        (served,) = call(hot, post("/v1/videos", {"Authorization": f"Bearer {key}"}, BODY))
+    finally:
+        ratelimit._cache_down_until.clear()  # the limiter stays off a few seconds: not for the next tests
+    assert served[0] == 201 and "x-ratelimit-limit-requests" not in served[1]
+    assert "rate limiting disabled" in caplog.text and Job.objects.count() == 1

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 
-import psycopg
 import pytest
 from django.db import connection
 from django.utils import timezone
@@ -15,7 +14,7 @@ from jobs import selectors, services
 from jobs.accounts import api_key_create, hash_key
 from jobs.api import auth
 from jobs.models import Account, ApiKey
-from tests.hotpath import _call, call, same_answer, scope_for, submit
+from tests.hotpath import TERMINATE_ASYNC, _call, call, from_postgres, same_answer, scope_for, sql, submit
 from videogen import aiodb
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -137,31 +136,6 @@ def test_other_routes_go_to_django(hot, paid):
     call(hot, scope_for("/v1/videos", {"Authorization": f"Bearer {key}"}))
     call(hot, scope_for("/healthz", {}))
     assert hot.fallback.calls == 2
-
-
-TERMINATE_ASYNC = (
-    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-    "WHERE datname = current_database() AND application_name LIKE '%-async'"
-)
-
-
-def sql(statement: str):
-    """One statement from a thread of its own (the tests' event loop may not touch Django's connection)."""
-    try:
-        with connection.cursor() as cursor:
-            cursor.execute(statement)
-            return cursor.fetchone()[0] if cursor.description else None
-    finally:
-        connection.close()
-
-
-def from_postgres(statement: str) -> None:
-    """One statement from the server's `postgres` database (a database cannot refuse its own connections)."""
-    params = {**connection.get_connection_params(), "dbname": "postgres", "autocommit": True}
-    params.pop("cursor_factory", None)
-    params.pop("context", None)
-    with psycopg.connect(**params) as admin:
-        admin.execute(statement)
 
 
 def test_the_pool_replaces_connections_the_server_closed(hot, paid):
