@@ -150,3 +150,22 @@ def from_postgres(statement: str) -> None:
     params.pop("context", None)
     with psycopg.connect(**params) as admin:
         admin.execute(statement)
+
+
+def answer_while_refusing_connections(app, request) -> tuple[int, tuple[int, dict[str, str], bytes]]:
+    """The request once with the database up (the pool opens), then again after the database has stopped taking
+    connections and the pool's were cut: (the first status, the second answer). Connections come back after."""
+    name = connection.settings_dict["NAME"]
+
+    async def go():
+        try:
+            first = (await _call(app, request))[0]
+            await asyncio.to_thread(from_postgres, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
+            await asyncio.to_thread(from_postgres, TERMINATE_ASYNC.replace("current_database()", f"'{name}'"))
+            await asyncio.sleep(0.3)  # let the server close the sockets
+            return first, await _call(app, request)
+        finally:
+            await asyncio.to_thread(from_postgres, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+            await aiodb.close_all()
+
+    return asyncio.run(go())

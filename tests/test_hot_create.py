@@ -5,7 +5,6 @@ own connections)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
@@ -248,27 +247,13 @@ def test_an_unexpected_error_is_a_500_in_the_envelope_as_on_djangos_path(hot, pa
 
 
 def test_a_database_that_refuses_connections_is_a_503_to_retry_and_nothing_is_written(hot, paid, settings):
-    from django.db import connection
-
-    from tests.hotpath import TERMINATE_ASYNC, _call, from_postgres
+    from tests.hotpath import answer_while_refusing_connections
 
     _, key = paid
     settings.WEB_ASYNC_DB_TIMEOUT = 1.0
     request = post("/v1/videos", {"Authorization": f"Bearer {key}"}, BODY)
-    name = connection.settings_dict["NAME"]
-
-    async def go():
-        try:
-            assert (await _call(hot, request))[0] == 201
-            await asyncio.to_thread(from_postgres, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            await asyncio.to_thread(from_postgres, TERMINATE_ASYNC.replace("current_database()", f"'{name}'"))
-            await asyncio.sleep(0.3)
-            return await _call(hot, request)
-        finally:
-            await asyncio.to_thread(from_postgres, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            await aiodb.close_all()
-
-    status, headers, body = asyncio.run(go())
+    first, (status, headers, body) = answer_while_refusing_connections(hot, request)
+    assert first == 201
     assert status == 503 and headers["retry-after"] == "1" and b'"code":"unavailable"' in body
     assert Job.objects.count() == 1 and hot.fallback.calls == 0
 

@@ -14,7 +14,16 @@ from jobs import selectors, services
 from jobs.accounts import api_key_create, hash_key
 from jobs.api import auth
 from jobs.models import Account, ApiKey
-from tests.hotpath import TERMINATE_ASYNC, _call, call, from_postgres, same_answer, scope_for, sql, submit
+from tests.hotpath import (
+    TERMINATE_ASYNC,
+    _call,
+    answer_while_refusing_connections,
+    call,
+    same_answer,
+    scope_for,
+    sql,
+    submit,
+)
 from videogen import aiodb
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -161,20 +170,8 @@ def test_a_database_that_refuses_connections_is_a_503_to_retry(hot, paid, settin
     user, key = paid
     settings.WEB_ASYNC_DB_TIMEOUT = 1.0
     scope = scope_for(f"/v1/videos/{submit(user)}", {"Authorization": f"Bearer {key}"})
-    name = connection.settings_dict["NAME"]
-
-    async def go():
-        try:
-            assert (await _call(hot, scope))[0] == 200
-            await asyncio.to_thread(from_postgres, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false')
-            await asyncio.to_thread(from_postgres, TERMINATE_ASYNC.replace("current_database()", f"'{name}'"))
-            await asyncio.sleep(0.3)
-            return await _call(hot, scope)
-        finally:
-            await asyncio.to_thread(from_postgres, f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
-            await aiodb.close_all()
-
-    status, headers, body = asyncio.run(go())
+    first, (status, headers, body) = answer_while_refusing_connections(hot, scope)
+    assert first == 200
     assert status == 503 and headers["retry-after"] == "1" and b'"code":"unavailable"' in body
 
 

@@ -145,7 +145,7 @@ async def run(statements: Sequence[Statement], conn: AsyncConnection | None = No
             form = _form(sql, params)
             if form is not None and form.name not in known and not await _prepare(conn, sql, form):
                 form = None
-            # A statement's SQL writes a literal % as %% (it has parameters, if none).
+            # mogrify even without values: a statement's SQL writes a literal % as %% (as jobs.batch binds it).
             parts.append(cursor.mogrify(sql, params) if form is None else cursor.mogrify(form.execute, params))
         await cursor.execute("; ".join(parts))
         results: list[list[tuple]] = []

@@ -212,9 +212,6 @@ def _replay(body: bytes, receive):
     return replay
 
 
-_upload_handlers = settings.FILE_UPLOAD_HANDLERS
-
-
 def _parse_create(headers: dict[bytes, bytes], body: bytes) -> SubmitRequest | None:
     """The request as Django's parsers and validation read it; None for anything Django should answer itself:
     a body they refuse, an invalid request (its 400 comes with Django's rate-limit accounting), a reference
@@ -230,7 +227,7 @@ def _parse_create(headers: dict[bytes, bytes], body: bytes) -> SubmitRequest | N
             data, files = BoundedJSONParser().parse(io.BytesIO(body), content_type, {}), {}
         else:
             meta = {"CONTENT_TYPE": content_type, "CONTENT_LENGTH": str(len(body))}
-            handlers = [uploadhandler.load_handler(path, None) for path in _upload_handlers]
+            handlers = [uploadhandler.load_handler(path, None) for path in settings.FILE_UPLOAD_HANDLERS]
             data, files = MultiPartParser(meta, io.BytesIO(body), handlers, settings.DEFAULT_CHARSET).parse()
         if files or not hasattr(data, "keys") or "input_reference" in data or "start_deadline_seconds" in data:
             return None
