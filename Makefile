@@ -9,7 +9,7 @@ export PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/videogen
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test install lint format browser wrk bench simulate bench-dispatch bench-notify chaos clean
+.PHONY: run test install lint format browser wrk bench simulate bench-dispatch bench-notify chaos eval-safety clean
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -55,6 +55,10 @@ bench: $(VENV)/.installed wrk
 # Writes var/simulate/report.txt and plot.png; the last line is one JSON object. SIM_ARGS: see --help.
 simulate: $(VENV)/.installed
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/simulate.py $(SIM_ARGS)
+
+# The content policy on the shipped labelled prompts (held-out split) and on images; last line JSON.
+eval-safety: $(VENV)/.installed
+	$(PY) benchmarks/eval_safety.py
 
 # The dispatcher's decision cost at 1k, 10k, 100k and 1M queued jobs (BENCH_DISPATCH_ARGS: see --help).
 bench-dispatch: $(VENV)/.installed

@@ -18,7 +18,7 @@ duration drawn from a configurable distribution:
   runner path (claim, lease, steps, encode, store, complete) around a SIMULATED generation that sleeps a drawn
   duration in steps and returns a tiny placeholder clip; a prompt with the poison marker fails every attempt.
 - `SimulatedCpuStage`: the cpu stages, simulated: real input moderation (`job_moderate_input`), and an output
-  review that passes (there are no frames to look at) through the same `_apply_decision` as the real stage.
+  review that passes (there are no frames to look at) through the same `apply_decisions` as the real stage.
 
 Log lines and runner names say "simulated", so a simulated fleet is never mistaken for a real one.
 """
@@ -35,13 +35,12 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import close_old_connections, connection
-from django.db.models.functions import Now
 
 from jobs import services
 from jobs.models import Job, State
-from jobs.services.stages import _apply_decision
+from jobs.services.stages import apply_decisions
 from moderation import policy as moderation_policy
-from moderation.models import Stage
+from moderation.models import Action, Stage
 
 log = logging.getLogger(__name__)
 
@@ -362,16 +361,8 @@ class SimulatedCpuStage(threading.Thread):
 
 def simulated_review_output(job_id: int) -> str | None:
     """reviewing -> succeeded: the simulated backend made no frames, so the simulated review allows."""
-    return _apply_decision(
-        job_id=job_id,
-        at=State.REVIEWING,
-        stage=Stage.OUTPUT,
-        decision=moderation_policy.Decision(allowed=True, reasons=[], policy=SIMULATED_POLICY),
-        passed=State.SUCCEEDED,
-        what="generated video",
-        completed_at=Now(),
-        progress=100,
-    )
+    allowed = moderation_policy.Decision(action=Action.ALLOW, stage=Stage.OUTPUT_FRAMES, policy=SIMULATED_POLICY)
+    return apply_decisions(job_id=job_id, at=State.REVIEWING, decisions=[allowed])
 
 
 @dataclass

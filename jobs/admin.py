@@ -37,7 +37,7 @@ class ModerationDecisionInline(admin.TabularInline):
     model = ModerationDecision
     extra = 0
     can_delete = False
-    fields = ("created_at", "stage", "verdict", "policy", "reasons")
+    fields = ("created_at", "stage", "action", "policy", "reasons")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:

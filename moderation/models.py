@@ -1,30 +1,85 @@
-"""Decision records: every moderation stage leaves one, whatever its verdict."""
+"""Decision records and the human review queue.
+
+Every moderation stage leaves a ModerationDecision, whatever its action: the stage, the per-category scores, the
+policy version, the action and the category that decided. A held job or an appeal opens a Review, the
+moderators' queue in the admin; a moderator's verdict closes it and is itself recorded as a decision of the
+`moderator` stage, with the moderator's name.
+"""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
+from django.db.models import Q
 
 
 class Stage(models.TextChoices):
-    INPUT = "input"
-    OUTPUT = "output"
+    INPUT_TEXT = "input_text"  # the prompt
+    INPUT_IMAGE = "input_image"  # the reference image
+    OUTPUT_FRAMES = "output_frames"  # frames sampled from the generated video
+    MODERATOR = "moderator"  # a person's verdict on a held job or an appeal
 
 
-class Verdict(models.TextChoices):
+class Action(models.TextChoices):
     ALLOW = "allow"
+    HOLD = "hold"
     BLOCK = "block"
 
 
 class ModerationDecision(models.Model):
     job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="moderation_decisions")
-    stage = models.CharField(max_length=8, choices=Stage.choices)
-    verdict = models.CharField(max_length=8, choices=Verdict.choices)
+    stage = models.CharField(max_length=16, choices=Stage.choices)
+    action = models.CharField(max_length=8, choices=Action.choices)
+    category = models.CharField(max_length=64, blank=True)  # the category that decided; empty when allowed
+    scores = models.JSONField(default=dict)  # category -> score in [0, 1]
     policy = models.CharField(max_length=64)
     reasons = models.JSONField(default=list)
+    moderator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
 
     def __str__(self) -> str:
-        return f"{self.stage}: {self.verdict} ({self.policy})"
+        return f"{self.stage}: {self.action} ({self.policy})"
+
+
+class Review(models.Model):
+    """An item of the moderators' queue: a job the policy held, or a rejection its owner appealed."""
+
+    class Kind(models.TextChoices):
+        HOLD = "hold"
+        APPEAL = "appeal"
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        APPROVED = "approved"
+        REJECTED = "rejected"
+
+    job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="reviews")
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    # The decision that held the job, or the rejection appealed: shown beside the item.
+    decision = models.ForeignKey(ModerationDecision, null=True, on_delete=models.SET_NULL, related_name="+")
+    stage = models.CharField(max_length=16, choices=Stage.choices)  # where the held job waits
+    message = models.CharField(max_length=1000, blank=True)  # the user's words, for an appeal
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    moderator = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    note = models.CharField(max_length=1000, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decided_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            # A job is appealed at most once, and waits in the queue at most once at a time.
+            models.UniqueConstraint(fields=["job"], condition=Q(kind="appeal"), name="review_one_appeal_per_job"),
+            models.UniqueConstraint(fields=["job"], condition=Q(status="open"), name="review_one_open_per_job"),
+        ]
+        indexes = [models.Index(fields=["status", "created_at"], name="review_queue_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} of {self.job_id} ({self.status})"

@@ -1,61 +1,114 @@
-"""The moderation policy hook. For now a small rules policy; classifiers plug in behind the same calls.
+"""The content policy (moderation/policy.toml) and the decision it makes from classifier scores.
 
-Pure functions: no database, no side effects, so a stage can run them outside any transaction.
+Pure functions: no database, no models, no side effects. The classifiers run in moderation.screening, which
+hands their scores here; a stage records the Decision and moves the job (jobs.services.stages).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+import functools
+import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
-import numpy as np
-from django.conf import settings
+POLICY_FILE = Path(__file__).with_name("policy.toml")
 
-POLICY_NAME = "rules-v1"
 
-# Whole-word, case-insensitive. Deliberately short: a later issue brings real classifiers.
-DEFAULT_BLOCKED_TERMS = (
-    "child sexual",
-    "csam",
-    "beheading",
-    "terrorist propaganda",
-    "bomb making",
-    "nazi propaganda",
-)
+class Action:
+    ALLOW = "allow"
+    HOLD = "hold"  # a moderator decides
+    BLOCK = "block"
+
+
+_SEVERITY = {Action.ALLOW: 0, Action.HOLD: 1, Action.BLOCK: 2}
+
+
+@dataclass(frozen=True)
+class Category:
+    name: str
+    label: str  # what the user is told
+    block: float
+    review: float
+
+    def action(self, score: float) -> str:
+        if score >= self.block:
+            return Action.BLOCK
+        return Action.HOLD if score >= self.review else Action.ALLOW
+
+
+@dataclass(frozen=True)
+class Policy:
+    version: str
+    categories: dict[str, Category]
+    output_frames: int
+
+
+@functools.cache
+def load(path: Path = POLICY_FILE) -> Policy:
+    data = tomllib.loads(path.read_text())
+    categories = {
+        name: Category(name=name, label=spec["label"], block=float(spec["block"]), review=float(spec["review"]))
+        for name, spec in data["categories"].items()
+    }
+    for c in categories.values():
+        if not 0 <= c.review <= c.block <= 1:
+            raise ValueError(f"{path}: {c.name}: needs 0 <= review <= block <= 1")
+    return Policy(version=data["version"], categories=categories, output_frames=int(data["output"]["frames"]))
 
 
 @dataclass(frozen=True)
 class Decision:
-    allowed: bool
-    reasons: list[str] = field(default_factory=list)
-    policy: str = POLICY_NAME
+    action: str
+    stage: str
+    policy: str
+    category: str = ""  # the category that decided (empty when allowed)
+    scores: dict[str, float] = field(default_factory=dict)
+    reasons: list[str] = field(default_factory=list)  # for moderators: rules that fired, classifier failures
+
+    @property
+    def allowed(self) -> bool:
+        return self.action == Action.ALLOW
+
+    def label(self, policy: Policy | None = None) -> str:
+        """The user-facing name of the deciding category."""
+        found = (policy or load()).categories.get(self.category)
+        return found.label if found is not None else "content policy"
 
 
-def _blocked_terms() -> tuple[str, ...]:
-    extra = tuple(getattr(settings, "MODERATION_BLOCKED_TERMS", ()))
-    return DEFAULT_BLOCKED_TERMS + extra
-
-
-def check_prompt(prompt: str) -> Decision:
-    text = " ".join(prompt.lower().split())
-    hits = [t for t in _blocked_terms() if re.search(rf"\b{re.escape(t.lower())}\b", text)]
-    return Decision(allowed=not hits, reasons=[f"blocked term: {t}" for t in hits])
-
-
-def check_video(data: bytes, sample: int = 8) -> Decision:
-    """Output stage: decode up to `sample` frames of the stored clip and pass them to the frame hook."""
-    from videogen.video_io import decode_mp4
-
-    try:
-        frames = decode_mp4(data, max_frames=sample)
-    except Exception as exc:  # an undecodable clip must not be published
-        return Decision(allowed=False, reasons=[f"clip could not be decoded: {exc}"])
-    return check_frames(list(frames))
-
-
-def check_frames(frames: Sequence[np.ndarray]) -> Decision:
-    """Output hook: sees decoded frames of the generated clip. The rules policy has no image rules."""
-    if len(frames) == 0:
-        return Decision(allowed=False, reasons=["no frames to review"])
-    return Decision(allowed=True)
+def decide(
+    stage: str,
+    scores: Mapping[str, float],
+    *,
+    rules: Mapping[str, str] | None = None,
+    failures: list[str] | None = None,
+    policy: Policy | None = None,
+) -> Decision:
+    """The policy's action for one stage: the strictest over all categories. `scores` are the classifiers'
+    (a category a stage cannot see is simply absent), `rules` the text rules that fired (category -> phrase;
+    each sets its category's score to 1), `failures` the classifiers that could not run: then nothing is
+    allowed on a guess, and the job is held for a person unless a category already blocks."""
+    policy = policy or load()
+    rules = rules or {}
+    merged = {name: round(float(score), 4) for name, score in scores.items() if name in policy.categories}
+    for name in rules:
+        merged[name] = 1.0
+    action, category = Action.ALLOW, ""
+    # Severity first, then the score's margin over its threshold: the clearest reason names the decision.
+    best = (0, -1.0)
+    for name, score in merged.items():
+        cat = policy.categories[name]
+        act = cat.action(score)
+        if act == Action.ALLOW:
+            continue
+        rank = (_SEVERITY[act], score - (cat.block if act == Action.BLOCK else cat.review))
+        if rank > best:
+            best, action, category = rank, act, name
+    reasons = [f"rule ({name}): {phrase}" for name, phrase in rules.items()]
+    if failures:
+        reasons += [f"classifier unavailable: {failure}" for failure in failures]
+        if action == Action.ALLOW:
+            action = Action.HOLD
+    return Decision(
+        action=action, stage=stage, policy=policy.version, category=category, scores=merged, reasons=reasons
+    )

@@ -4,6 +4,7 @@ fallback and the reference, and the comparison of their answers."""
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import psycopg
@@ -169,3 +170,13 @@ def answer_while_refusing_connections(app, request) -> tuple[int, tuple[int, dic
             await aiodb.close_all()
 
     return asyncio.run(go())
+
+
+def clear_of_window_edge(margin: float = 5.0) -> None:
+    """Wait out the end of the rate limiter's current window: requests that must share one window (a limit of 1
+    and its refusal) would otherwise straddle two, the second counted from zero."""
+    from jobs.api.ratelimit import WINDOW_SECONDS
+
+    left = WINDOW_SECONDS - time.time() % WINDOW_SECONDS
+    if left < margin:
+        time.sleep(left + 0.05)

