@@ -68,3 +68,16 @@ def credit_entry(entry: CreditEntry) -> dict:
         "actor": entry.actor if entry.kind in ("grant", "adjust") else None,
         "created_at": unix_time(entry.created_at),
     }
+
+
+def appeal_object(review) -> dict:
+    """A user's appeal, as the API shows it: the outcome, never the moderator or the scores."""
+    return {
+        "object": "video.appeal",
+        "video_id": review.job.public_id,
+        "status": review.status,
+        "message": review.message,
+        "created_at": unix_time(review.created_at),
+        "decided_at": unix_time(review.decided_at),
+        "rerun_video_id": review.rerun.public_id if review.rerun_id else None,
+    }

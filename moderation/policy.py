@@ -44,8 +44,17 @@ class Policy:
     output_frames: int
 
 
+def load(path: Path | None = None) -> Policy:
+    """The policy in `path`, by default the file MODERATION_POLICY_FILE names (moderation/policy.toml)."""
+    if path is None:
+        from django.conf import settings
+
+        path = Path(getattr(settings, "MODERATION_POLICY_FILE", POLICY_FILE))
+    return _parse(path)
+
+
 @functools.cache
-def load(path: Path = POLICY_FILE) -> Policy:
+def _parse(path: Path) -> Policy:
     data = tomllib.loads(path.read_text())
     categories = {
         name: Category(name=name, label=spec["label"], block=float(spec["block"]), review=float(spec["review"]))

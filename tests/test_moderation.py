@@ -322,3 +322,113 @@ def test_output_review_holds_an_undecodable_clip(make_job):
 
 def test_the_policy_file_is_the_one_shipped():
     assert Path(screening.__file__).with_name("policy.toml") == policy.POLICY_FILE
+
+
+# --- appeals ----------------------------------------------------------------------------------------------------
+
+BLOCKED = "a prisoner being beheaded, blood spraying"
+
+
+def _rejected(api) -> Job:
+    vid = api.post("/v1/videos", {"prompt": BLOCKED}, format="json").json()["id"]
+    job = Job.objects.get(public_id=vid)
+    assert services.job_moderate_input(job_id=job.pk) == State.REJECTED
+    return job
+
+
+def test_a_user_appeals_a_rejection_once(api):
+    job = _rejected(api)
+    assert api.get(f"/v1/videos/{job.public_id}/appeal").json()["error"]["code"] == "appeal_not_found"
+    made = api.post(f"/v1/videos/{job.public_id}/appeal", {"message": "it is a history film"}, format="json")
+    assert made.status_code == 201
+    body = made.json()
+    assert body | {"created_at": 0} == {
+        "object": "video.appeal",
+        "video_id": job.public_id,
+        "status": "open",
+        "message": "it is a history film",
+        "created_at": 0,
+        "decided_at": None,
+        "rerun_video_id": None,
+    }
+    again = api.post(f"/v1/videos/{job.public_id}/appeal", {}, format="json")
+    assert (again.status_code, again.json()["error"]["code"]) == (409, "appeal_not_allowed")
+    review = Review.objects.get(job=job)
+    # In the same queue as holds, with the original decision beside it.
+    assert (review.kind, review.status, review.decision.action, review.decision.category) == (
+        "appeal",
+        "open",
+        "block",
+        "graphic_violence",
+    )
+    assert api.get(f"/v1/videos/{job.public_id}/appeal").json()["status"] == "open"
+
+
+def test_only_a_moderation_rejection_of_ones_own_video_can_be_appealed(api, make_job, make_user, client_for):
+    fine = make_job("succeeded")
+    refused = api.post(f"/v1/videos/{fine.public_id}/appeal", {}, format="json")
+    assert (refused.status_code, refused.json()["error"]["code"]) == (409, "appeal_not_allowed")
+    failed = make_job("failed", error_code="generation_failed")
+    assert api.post(f"/v1/videos/{failed.public_id}/appeal", {}, format="json").status_code == 409
+    job = _rejected(api)
+    stranger = client_for(make_user("mallory"))
+    assert stranger.post(f"/v1/videos/{job.public_id}/appeal", {}, format="json").status_code == 404
+    bad = api.post(f"/v1/videos/{job.public_id}/appeal", {"message": 42}, format="json")
+    assert (bad.status_code, bad.json()["error"]["param"]) == (400, "message")
+    long = api.post(f"/v1/videos/{job.public_id}/appeal", {"message": "x" * 1001}, format="json")
+    assert long.status_code == 400
+    assert not Review.objects.exists()  # nothing was written by the refusals
+
+
+def test_a_rejected_appeal_leaves_the_video_failed(api, make_user):
+    job = _rejected(api)
+    api.post(f"/v1/videos/{job.public_id}/appeal", {}, format="json")
+    mod = make_user("mod")
+    services.appeal_decide(review_id=Review.objects.get(job=job).pk, moderator=mod, approve=False, note="gore")
+    appeal = api.get(f"/v1/videos/{job.public_id}/appeal").json()
+    assert appeal["status"] == "rejected" and appeal["decided_at"] and appeal["rerun_video_id"] is None
+    assert api.get(f"/v1/videos/{job.public_id}").json()["status"] == "failed"
+    human = ModerationDecision.objects.get(job=job, stage=Stage.MODERATOR)
+    assert (human.action, human.moderator, human.reasons) == ("block", mod, ["appeal rejected by mod: gore"])
+
+
+def test_an_approved_appeal_runs_the_request_again_approved_in_advance(api, make_user, settings):
+    job = _rejected(api)
+    api.post(f"/v1/videos/{job.public_id}/appeal", {}, format="json")
+    review = Review.objects.get(job=job)
+    mod = make_user("mod")
+    services.appeal_decide(review_id=review.pk, moderator=mod, approve=True, note="historical drama")
+    appeal = api.get(f"/v1/videos/{job.public_id}/appeal").json()
+    rerun = Job.objects.get(public_id=appeal["rerun_video_id"])
+    assert (rerun.user_id, rerun.prompt, rerun.state) == (job.user_id, BLOCKED, State.PENDING)
+    assert Job.objects.get(pk=job.pk).state == State.REJECTED  # a job ends once
+    # Its input stage takes the moderator's word: no classifier is even consulted.
+    settings.MODERATION_CLASSIFIERS = []
+    assert services.job_moderate_input(job_id=rerun.pk) == State.QUEUED
+    assert list(rerun.moderation_decisions.values_list("stage", "action")) == [
+        ("moderator", "allow"),
+        ("input_text", "allow"),
+    ]
+    with pytest.raises(services.ReviewError):
+        services.appeal_decide(review_id=review.pk, moderator=mod, approve=True)
+    assert Job.objects.filter(prompt=BLOCKED).count() == 2
+
+
+def test_what_the_output_stage_blocks_on_an_appealed_rerun_is_held_instead(make_job, make_user, settings, tmp_path):
+    strict = tmp_path / "strict.toml"
+    strict.write_text(
+        'version = "strict-test"\n[categories.sexual_explicit]\nlabel = "sexually explicit content"\n'
+        "block = 0.0\nreview = 0.0\n[output]\nframes = 2\n"
+    )
+    settings.MODERATION_POLICY_FILE = str(strict)  # every frame blocks under this policy
+    frames = np.random.default_rng(0).integers(0, 255, (4, 64, 64, 3), dtype=np.uint8)
+    clip = encode_mp4(frames, fps=4)
+    plain = _reviewing_job(make_job, clip)
+    assert services.job_review_output(job_id=plain.pk) == State.REJECTED
+    approved = _reviewing_job(make_job, clip)
+    # As appeal_decide records it on a rerun.
+    ModerationDecision.objects.create(
+        job=approved, stage=Stage.MODERATOR, action="allow", policy="strict-test", moderator=make_user("mod")
+    )
+    assert services.job_review_output(job_id=approved.pk) == State.REVIEWING
+    assert Review.objects.get(job=approved).kind == "hold"

@@ -468,11 +468,12 @@ LOGGING = {
     "loggers": {"django": {"level": env_str("LOG_LEVEL", "INFO")}, "django.db.backends": {"level": "INFO"}},
 }
 
-# Moderation (moderation/policy.toml is the written policy). Extra blocked terms (whole words, comma separated)
+# Moderation: the written policy (a file like moderation/policy.toml); extra blocked terms (whole words, comma separated)
 # for the operator_terms category; the classifiers the stages run (a stage whose classifier is not listed, or
 # fails, holds its job for a moderator: fail closed); where the trained text model is kept between processes;
 # how many frames of a generated video the output stage classifies (0: the policy's number).
 MODERATION_BLOCKED_TERMS = env_list("MODERATION_BLOCKED_TERMS", "")
+MODERATION_POLICY_FILE = env_str("MODERATION_POLICY_FILE", str(BASE_DIR / "moderation" / "policy.toml"))
 MODERATION_CLASSIFIERS = env_list("MODERATION_CLASSIFIERS", "text,nsfw,faces")
 MODERATION_CACHE_DIR = env_str("MODERATION_CACHE_DIR", str(VAR_DIR / "moderation"))
 MODERATION_TEXT_DATA = env_str("MODERATION_TEXT_DATA", str(BASE_DIR / "moderation" / "data" / "prompts.jsonl"))

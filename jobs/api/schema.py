@@ -79,6 +79,20 @@ class VideoDeleted(serializers.Serializer):
     deleted = serializers.BooleanField()
 
 
+class Appeal(serializers.Serializer):
+    object = serializers.ChoiceField(choices=["video.appeal"])
+    video_id = serializers.CharField()
+    status = serializers.ChoiceField(choices=["open", "approved", "rejected"])
+    message = serializers.CharField(allow_blank=True)
+    created_at = serializers.IntegerField()
+    decided_at = serializers.IntegerField(allow_null=True)
+    rerun_video_id = serializers.CharField(allow_null=True, help_text="the new video an approved appeal started")
+
+
+class AppealRequest(serializers.Serializer):
+    message = serializers.CharField(required=False, allow_blank=True, max_length=1000)
+
+
 class Model(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.ChoiceField(["model"])
@@ -260,6 +274,24 @@ cancel_video = extend_schema(
     description="Any unfinished video; a running generation stops at its next heartbeat.",
     request=None,
     responses={200: Video, **errors(404, 409)},
+)
+appeal_video = extend_schema(
+    operation_id="appealVideo",
+    parameters=[_ID],
+    summary="Appeal a moderation rejection",
+    description=(
+        "Once per video, for a video that failed with `moderation_blocked`. A moderator reviews it beside the "
+        "original decision; if the appeal is approved, the same request runs again as a new video "
+        "(`rerun_video_id`), and the rejected video stays failed."
+    ),
+    request=AppealRequest,
+    responses={201: Appeal, **errors(400, 404, 409)},
+)
+get_appeal = extend_schema(
+    operation_id="getVideoAppeal",
+    parameters=[_ID],
+    summary="A video's appeal and its outcome",
+    responses={200: Appeal, **errors(404)},
 )
 video_content = extend_schema(
     operation_id="downloadVideoContent",

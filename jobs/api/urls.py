@@ -9,6 +9,7 @@ urlpatterns = [
     path("videos/<str:video_id>", views.VideoDetailView.as_view()),
     path("videos/<str:video_id>/cancel", views.VideoCancelView.as_view()),
     path("videos/<str:video_id>/content", views.VideoContentView.as_view()),
+    path("videos/<str:video_id>/appeal", views.VideoAppealView.as_view()),
     path("models", views.ModelsView.as_view()),
     path("notifications", views.NotificationsView.as_view()),
     path("notifications/read", views.NotificationsReadView.as_view()),

@@ -18,7 +18,7 @@ from jobs.api.ratelimit import RateLimitedAPIView
 from jobs.api.validation import parse_create
 from jobs.catalog import CATALOG
 from jobs.models import Job, State
-from jobs.presenters import credit_entry, credit_summary, video_object
+from jobs.presenters import appeal_object, credit_entry, credit_summary, video_object
 from notifications import emails
 from notifications.selectors import notification_dict, notifications_after, read_state
 from notifications.services import notifications_mark_read
@@ -165,6 +165,31 @@ class VideoCancelView(RateLimitedAPIView):
                 status_code=409,
             ) from None
         return Response(video_object(job))
+
+
+class VideoAppealView(RateLimitedAPIView):
+    @schema.get_appeal
+    def get(self, request: Request, video_id: str) -> Response:
+        job = _get_job(request, video_id)
+        review = job.reviews.filter(kind="appeal").select_related("job", "rerun").first()
+        if review is None:
+            raise ApiError(f"Video {job.public_id} has not been appealed.", code="appeal_not_found", status_code=404)
+        return Response(appeal_object(review))
+
+    @schema.appeal_video
+    def post(self, request: Request, video_id: str) -> Response:
+        job = _get_job(request, video_id)
+        data = request.data if hasattr(request.data, "get") else {}
+        message = data.get("message", "") if data is not None else ""
+        if not isinstance(message, str):
+            raise ApiError("'message' must be a string.", param="message", code="invalid_type")
+        if len(message) > 1000:
+            raise ApiError("'message' is longer than 1000 characters.", param="message", code="invalid_value")
+        try:
+            review = services.appeal_create(job_id=job.pk, message=message)
+        except services.AppealRefused as exc:
+            raise ApiError(f"Video {job.public_id}: {exc}.", code="appeal_not_allowed", status_code=409) from None
+        return Response(appeal_object(review), status=201)
 
 
 VARIANTS = {"video": "video_key", "thumbnail": "thumbnail_key"}

@@ -41,7 +41,10 @@ from jobs.services.runners import (
 )
 from jobs.services.stages import (
     STAGE_TASKS,
+    AppealRefused,
     ReviewError,
+    appeal_create,
+    appeal_decide,
     apply_decisions,
     job_moderate_input,
     job_review_output,
@@ -62,6 +65,7 @@ __all__ = [
     "DISPATCH_LOCK_KEY",
     "RETENTION_BATCH",
     "STAGE_TASKS",
+    "AppealRefused",
     "IdempotencyMismatch",
     "IdempotentVideoDeleted",
     "InsufficientCredits",
@@ -71,6 +75,8 @@ __all__ = [
     "ReviewError",
     "SubmitRequest",
     "TransitionError",
+    "appeal_create",
+    "appeal_decide",
     "apply_decisions",
     "db_now_plus",
     "dispatch_once",

@@ -89,6 +89,12 @@ def job_moderate_input(*, job_id: int) -> str | None:
     job = Job.objects.filter(pk=job_id, state=S.PENDING).first()
     if job is None:
         return None
+    approval = _approved_on_appeal(job)
+    if approval is not None:  # a moderator has read this request already and allowed it
+        allowed = policy.Decision(
+            action=policy.Action.ALLOW, stage=Stage.INPUT_TEXT, policy=approval.policy, reasons=approval.reasons
+        )
+        return apply_decisions(job_id=job_id, at=S.PENDING, decisions=[allowed])
     scores, rules, failures = screening.text_scores(job.prompt)
     decisions = [policy.decide(Stage.INPUT_TEXT, scores, rules=rules, failures=failures)]
     if job.reference_key:
@@ -109,7 +115,14 @@ def job_review_output(*, job_id: int) -> str | None:
         return None
     with default_storage.open(job.video_key, "rb") as fh:
         decision, _ = screening.check_video(fh.read())
+    if decision.action == policy.Action.BLOCK and _approved_on_appeal(job) is not None:
+        # The request was approved on appeal: what the classifiers would block, a person looks at again.
+        decision = policy.Decision(**{**decision.__dict__, "action": policy.Action.HOLD})
     return apply_decisions(job_id=job_id, at=S.REVIEWING, decisions=[decision])
+
+
+def _approved_on_appeal(job: Job) -> ModerationDecision | None:
+    return job.moderation_decisions.filter(stage=Stage.MODERATOR, action=policy.Action.ALLOW).first()
 
 
 def review_decide(*, review_id: int, moderator, approve: bool, note: str = "") -> Review:
@@ -144,3 +157,85 @@ def review_decide(*, review_id: int, moderator, approve: bool, note: str = "") -
         review.moderator, review.note, review.decided_at = moderator, note, Now()
         review.save(update_fields=["status", "moderator", "note", "decided_at"])
         return review
+
+
+# --- appeals ------------------------------------------------------------------------------------------------------
+
+
+class AppealRefused(Exception):
+    """The video cannot be appealed: not a moderation rejection, or appealed already."""
+
+
+def appeal_create(*, job_id: int, message: str = "") -> Review:
+    """The owner's one appeal of a moderation rejection: it joins the moderators' queue beside the decision."""
+    with transaction.atomic():
+        job = locked(job_id)
+        if job is None or job.state != S.REJECTED or job.error_code != "moderation_blocked":
+            raise AppealRefused("only a video rejected by moderation can be appealed")
+        if Review.objects.filter(job_id=job.pk, kind=Review.Kind.APPEAL).exists():
+            raise AppealRefused("this video has been appealed already: a video is appealed once")
+        blocked = job.moderation_decisions.filter(action=policy.Action.BLOCK).order_by("-id").first()
+        return Review.objects.create(
+            job_id=job.pk,
+            kind=Review.Kind.APPEAL,
+            decision=blocked,
+            stage=blocked.stage if blocked else Stage.INPUT_TEXT,
+            message=message[:1000],
+        )
+
+
+def appeal_decide(*, review_id: int, moderator, approve: bool, note: str = "") -> Review:
+    """A moderator's verdict on an appeal. The rejected video stays rejected (a job ends once); approving runs
+    the same request again as a new video of the same user, through the same submission (caps and credits
+    apply), approved in advance by this moderator: its input stage passes, and what its output stage would
+    block is held for a person instead. Idempotent per appeal (the new video's Idempotency-Key is the appeal's)."""
+    with transaction.atomic():
+        review = Review.objects.select_for_update().filter(pk=review_id).first()
+        if review is None or review.status != Review.Status.OPEN:
+            raise ReviewError("this item has been decided already")
+        if review.kind != Review.Kind.APPEAL:
+            raise ReviewError("held jobs are decided with review_decide")
+        job = Job.objects.get(pk=review.job_id)
+        who = moderator.get_username()
+        reasons = [f"appeal {'approved' if approve else 'rejected'} by {who}" + (f": {note}" if note else "")]
+        verdict = policy.Decision(
+            action=policy.Action.ALLOW if approve else policy.Action.BLOCK,
+            stage=Stage.MODERATOR,
+            policy=review.decision.policy if review.decision else policy.load().version,
+            category="" if approve or review.decision is None else review.decision.category,
+            reasons=reasons,
+        )
+        _record(job, verdict, moderator=moderator)
+        if approve:
+            review.rerun = _rerun(job, review, verdict, moderator)
+        review.status = Review.Status.APPROVED if approve else Review.Status.REJECTED
+        review.moderator, review.note, review.decided_at = moderator, note, Now()
+        review.save(update_fields=["status", "moderator", "note", "decided_at", "rerun"])
+        return review
+
+
+def _rerun(job: Job, review: Review, verdict: policy.Decision, moderator) -> Job:
+    from jobs.services.submission import Refused, SubmitRequest, job_submit  # submission imports this module
+
+    reference = None
+    if job.reference_key:
+        try:
+            with default_storage.open(job.reference_key, "rb") as fh:
+                reference = fh.read()
+        except OSError:
+            raise ReviewError("the reference image of this video is gone (expired): it cannot run again") from None
+    request = SubmitRequest(
+        prompt=job.prompt,
+        model=job.model,
+        seconds=job.seconds,
+        width=job.width,
+        height=job.height,
+        reference_png=reference,
+        request_hash=job.request_hash,
+    )
+    try:
+        rerun, _ = job_submit(user_id=job.user_id, request=request, idempotency_key=f"appeal-{review.pk}")
+    except Refused as exc:
+        raise ReviewError(f"the user cannot start a video now ({exc}); try again later") from None
+    _record(rerun, verdict, moderator=moderator)
+    return rerun
