@@ -36,6 +36,7 @@ EMAILABLE = (
     "video.cancelled",
     "video.moderation_blocked",
     "video.held_for_review",
+    "video.appeal_decided",
     "webhook_endpoint.disabled",
 )
 SUBJECTS = {
@@ -44,6 +45,7 @@ SUBJECTS = {
     "video.cancelled": "Your video was cancelled",
     "video.moderation_blocked": "Your video was blocked by moderation",
     "video.held_for_review": "Your video is waiting for a moderator",
+    "video.appeal_decided": "Your appeal was decided",
     "webhook_endpoint.disabled": "A webhook endpoint of yours was disabled",
 }
 
@@ -98,6 +100,17 @@ def message(delivery: EmailDelivery) -> EmailMessage:
             f"Why: {data.get('reason', '')}",
             "",
             "Update it (POST /v1/webhook_endpoints/{id}) to enable it again; its failed deliveries can be replayed.",
+        ]
+    elif note.event == "video.appeal_decided":
+        about = data.get("video_id", "")
+        rerun = data.get("rerun_video_id")
+        lines = [
+            f"{SUBJECTS[note.event]}: {data.get('status', '')}.",
+            "",
+            f"Video: {about}",
+            f"It runs again as {rerun}." if rerun else "The rejection stands.",
+            "",
+            f"Open it: {settings.EMAILS['PUBLIC_BASE_URL'].rstrip('/')}/#{rerun or about}",
         ]
     else:
         about = data.get("prompt", "")

@@ -10,7 +10,8 @@ EVENT_TYPES: dict[str, str] = {
     "video.failed": "The video failed; its error says why.",
     "video.cancelled": "The video was cancelled.",
     "video.moderation_blocked": "Moderation blocked the prompt, the reference or the result.",
-    "video.held_for_review": "The result waits for a human moderator.",
+    "video.held_for_review": "The prompt, the reference or the result waits for a human moderator.",
+    "video.appeal_decided": "A moderator decided the appeal of a rejected video (approved: it runs again).",
 }
 # Webhooks carry every event in the log; progress is never written to it.
 WEBHOOK_EVENT_TYPES = tuple(name for name in EVENT_TYPES if name != "video.progress")

@@ -16,6 +16,7 @@ NOTEWORTHY_EVENTS = (
     *TERMINAL_EVENTS,
     "video.moderation_blocked",
     "video.held_for_review",
+    "video.appeal_decided",
     "webhook_endpoint.disabled",
 )
 

@@ -15,10 +15,11 @@
   // The notification centre: outcomes (not every step), unread after the user's read seq, kept by the server so
   // it survives reloads; marking read in one tab reaches the others through their sockets.
   const NOTEWORTHY = ["video.completed", "video.failed", "video.cancelled", "video.moderation_blocked",
-    "video.held_for_review", "webhook_endpoint.disabled"];
+    "video.held_for_review", "video.appeal_decided", "webhook_endpoint.disabled"];
   const TITLES = {"video.completed": "Your video is ready", "video.failed": "Your video failed",
     "video.cancelled": "Your video was cancelled", "video.moderation_blocked": "Moderation blocked your video",
-    "video.held_for_review": "Your video waits for a moderator", "webhook_endpoint.disabled": "A webhook endpoint was disabled"};
+    "video.held_for_review": "Your video waits for a moderator", "video.appeal_decided": "Your appeal was decided",
+    "webhook_endpoint.disabled": "A webhook endpoint was disabled"};
   const bell = document.getElementById("bell");
   const unreadBadge = document.getElementById("unread");
   const inbox = document.getElementById("inbox");
@@ -110,6 +111,12 @@
       card.append(el("a", {href: `/v1/videos/${video.id}/content`, download: `${video.id}.mp4`}, "Download"));
     } else if ((video.status === "failed" || video.status === "cancelled") && video.error) {
       card.append(el("p", {class: "error"}, `${video.error.code}: ${video.error.message}`));
+      if (video.error.code === "moderation_blocked") {
+        // One appeal per video: a moderator looks at it beside the decision; approved, it runs again.
+        const appeal = el("button", {class: "link appeal"}, "Appeal");
+        appeal.onclick = () => appealVideo(video.id, card, appeal);
+        card.append(appeal);
+      }
     }
     if (["completed", "failed", "cancelled"].includes(video.status)) {
       const del = el("button", {class: "link delete"}, "Delete");
@@ -131,6 +138,19 @@
       }
     } catch (err) {
       alert(err.message);
+    }
+  }
+
+  async function appealVideo(id, card, button) {
+    const message = prompt("Why should a moderator look at this again? (optional)");
+    if (message === null) return;
+    try {
+      const appeal = await api(`/videos/${id}/appeal`, {method: "POST", body: JSON.stringify({message})});
+      button.remove();
+      card.append(el("p", {class: "muted appeal-status"}, `Appeal ${appeal.status}: a moderator will look at it.`));
+    } catch (err) {
+      button.remove();
+      card.append(el("p", {class: "error appeal-status"}, err.message));
     }
   }
 

@@ -121,13 +121,26 @@ def test_browser_page_submits_and_updates_live_to_a_playable_video(platform, tmp
         expect(other.locator("#unread")).to_have_text("0")
         other.close()
 
+        # A blocked prompt fails with the policy's category, and its card offers one appeal.
+        page.fill("textarea[name=prompt]", "a prisoner being beheaded, blood spraying")
+        page.click("#submit")
+        blocked = page.locator("li.video").first
+        expect(blocked.locator(".status")).to_have_text("failed", timeout=60_000)
+        expect(blocked.locator(".error")).to_contain_text("blocked by the content policy: graphic violence")
+        page.once("dialog", lambda dialog: dialog.accept("it is a history film"))
+        blocked.locator("button.appeal").click()
+        expect(blocked.locator(".appeal-status")).to_have_text("Appeal open: a moderator will look at it.")
+        expect(blocked.locator("button.appeal")).to_have_count(0)
+
         # A bad submission shows the API's message and creates nothing.
         page.fill("textarea[name=prompt]", "   ")
         page.evaluate("document.querySelector('textarea[name=prompt]').removeAttribute('required')")
         page.click("#submit")
         expect(page.locator("#form-error")).to_contain_text("must not be empty")
         browser.close()
-    assert Job.objects.filter(user__username="browser-user").count() == 1
+    assert Job.objects.filter(user__username="browser-user").count() == 2
+    appealed = Job.objects.get(user__username="browser-user", state="rejected")
+    assert appealed.reviews.get().message == "it is a history film"
     if os.environ.get("VIDEOGEN_SCREENSHOT"):  # for people who want to look at the page
         shutil.copy(tmp_path / "page.png", os.environ["VIDEOGEN_SCREENSHOT"])
 

@@ -131,6 +131,26 @@ def test_the_text_model_reads_meaning_beyond_the_rules():
     assert screening.check_prompt("a lighthouse at dawn, waves breaking, cinematic").allowed
 
 
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "clip 3",
+        "video 1",
+        "race",
+        "simulated clip 17 for simulated user 300",
+        "a calm lake",
+        "a lighthouse in a storm",
+        "a kite",
+        "test",
+        "x",
+    ],
+)
+def test_short_and_placeholder_prompts_pass(prompt):
+    """What people and the project's own tools type most (a lone word read by the harmful prompts that share it
+    once held "clip 3" and "race" for a moderator)."""
+    assert screening.check_prompt(prompt).allowed
+
+
 def test_operator_terms_block_whole_words_through_obfuscation(settings):
     settings.MODERATION_BLOCKED_TERMS = ["forbidden fruit"]
     decision = screening.check_prompt("the F0RB1DD3N  f r u i t")
@@ -194,6 +214,26 @@ def test_a_job_whose_classifier_is_missing_is_held_never_passed(make_job, settin
     settings.MODERATION_CLASSIFIERS = ["text"]
     assert services.job_moderate_input(job_id=job.pk) is None
     assert Job.objects.get(pk=job.pk).state == State.PENDING
+
+
+def test_a_score_in_the_review_band_holds_the_job_for_a_person(make_job, settings, tmp_path):
+    cautious = tmp_path / "cautious.toml"
+    cautious.write_text(
+        'version = "cautious-test"\n[categories.self_harm]\nlabel = "self-harm"\nblock = 1.0\nreview = 0.0\n'
+        "[output]\nframes = 2\n"
+    )
+    settings.MODERATION_POLICY_FILE = str(cautious)  # every prompt is in self_harm's review band
+    job = make_job("pending", prompt="a red fox in the snow")
+    assert services.job_moderate_input(job_id=job.pk) == State.PENDING
+    decision = ModerationDecision.objects.get(job=job)
+    assert (decision.action, decision.category, decision.policy, decision.reasons) == (
+        "hold",
+        "self_harm",
+        "cautious-test",
+        [],
+    )
+    assert list(decision.scores) == ["self_harm"]  # categories the policy does not have are not kept
+    assert Review.objects.get(job=job).decision == decision
 
 
 def test_a_classifier_that_errors_holds_the_job(make_job, settings, tmp_path):

@@ -468,10 +468,11 @@ LOGGING = {
     "loggers": {"django": {"level": env_str("LOG_LEVEL", "INFO")}, "django.db.backends": {"level": "INFO"}},
 }
 
-# Moderation: the written policy (a file like moderation/policy.toml); extra blocked terms (whole words, comma separated)
-# for the operator_terms category; the classifiers the stages run (a stage whose classifier is not listed, or
-# fails, holds its job for a moderator: fail closed); where the trained text model is kept between processes;
-# how many frames of a generated video the output stage classifies (0: the policy's number).
+# Moderation: extra blocked terms (whole words, comma separated) for the operator_terms category; the written
+# policy (a file like moderation/policy.toml); the classifiers the stages run (a stage whose classifier is not
+# listed, or fails, holds its job for a moderator: fail closed); where the trained text model is kept between
+# processes; the labelled set it is trained on; how many frames of a generated video the output stage classifies
+# (0: the policy's number).
 MODERATION_BLOCKED_TERMS = env_list("MODERATION_BLOCKED_TERMS", "")
 MODERATION_POLICY_FILE = env_str("MODERATION_POLICY_FILE", str(BASE_DIR / "moderation" / "policy.toml"))
 MODERATION_CLASSIFIERS = env_list("MODERATION_CLASSIFIERS", "text,nsfw,faces")

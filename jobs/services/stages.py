@@ -16,9 +16,11 @@ from django.db import transaction
 from django.db.models.functions import Now
 
 from jobs.models import Job, State
+from jobs.presenters import appeal_object, video_object
 from jobs.services.transitions import locked, transition
 from moderation import policy, screening
 from moderation.models import ModerationDecision, Review, Stage
+from notifications.services import notification_create
 
 S = State
 
@@ -81,6 +83,13 @@ def apply_decisions(*, job_id: int, at: str, decisions: list[policy.Decision]) -
             # Held: no stage message is outstanding any more, so the job is never re-sent nor failed for one.
             Job.objects.filter(pk=job.pk).update(stage_enqueued_at=None)
             Review.objects.create(job_id=job.pk, kind=Review.Kind.HOLD, decision=record, stage=decision.stage)
+            notification_create(
+                user_id=job.user_id,
+                job_id=job.pk,
+                event="video.held_for_review",
+                payload=video_object(job),
+                attempt=job.attempt,
+            )
         return job.state
 
 
@@ -211,6 +220,10 @@ def appeal_decide(*, review_id: int, moderator, approve: bool, note: str = "") -
         review.status = Review.Status.APPROVED if approve else Review.Status.REJECTED
         review.moderator, review.note, review.decided_at = moderator, note, Now()
         review.save(update_fields=["status", "moderator", "note", "decided_at", "rerun"])
+        review.refresh_from_db()  # decided_at from the database's clock, for the notification
+        notification_create(
+            user_id=job.user_id, job_id=job.pk, event="video.appeal_decided", payload=appeal_object(review)
+        )
         return review
 
 

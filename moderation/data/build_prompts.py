@@ -1617,6 +1617,28 @@ def obfuscation_sources(category: str, prompts: list[str]) -> list[str]:
     return sorted(chosen, key=prompts.index)
 
 
+# Short and placeholder prompts people and scripts really send ("clip 3", "test", "race"): benign, train only,
+# exempt from the 3-word minimum, never obfuscated. Without them a classifier reads a lone word by whichever
+# harmful prompts happen to share it.
+SHORT_BENIGN: list[str] = [
+    "clip 1", "clip 7", "clip 42", "video 1", "video 12", "test", "test video", "testing 123", "a test clip",
+    "demo", "demo clip", "sample", "sample video", "hello", "hello world", "hi", "asdf", "qwerty", "lorem ipsum",
+    "foo bar", "untitled", "new video", "my video", "my first video", "job 3", "job 17", "run 5", "take 2",
+    "scene 4", "shot 9", "draft", "again", "retry", "one more", "whatever", "something cool", "surprise me",
+    "anything", "random", "nothing", "x", "abc", "123", "a", "ok", "race", "racing", "a race", "party",
+    "school", "kids", "children", "girl", "boy", "woman", "man", "people", "crowd", "family", "baby", "teen",
+    "teenagers", "friends", "couple", "body", "skin", "face", "portrait", "selfie", "bedroom", "bath",
+    "shower", "beach", "pool", "fire", "smoke", "red", "knife", "gun", "rifle", "soldier", "war", "army",
+    "police", "prison", "blood moon", "rope", "bridge", "train", "pills", "vitamins", "hospital", "doctor",
+    "flag", "march", "rally", "church", "mosque", "synagogue", "temple", "religion", "history", "politics",
+    "president", "celebrity", "actor", "singer", "news", "breaking news", "documentary", "realistic",
+    "cinematic", "slow motion", "close-up", "4k", "hd", "animation", "cartoon", "anime", "3d render",
+    "simulated clip 3 for simulated user 12", "simulated clip 0 for simulated user 4", "load test 7",
+    "benchmark prompt", "a prompt", "prompt", "generate a video", "make a video", "make it look real",
+    "the same again", "longer", "faster", "night", "day", "rain", "snow", "storm", "ocean", "forest", "city",
+]  # fmt: skip
+
+
 def extra_obfuscation_sources(category: str, prompts: list[str]) -> list[str]:
     """Which EXTRA_TRAIN prompts get obfuscated variants: a few per list, picked by hash."""
     chosen = sorted(prompts, key=lambda p: _digest("obf-extra:" + p))[: 6 if category in HARMFUL else 4]
@@ -1652,6 +1674,8 @@ def build() -> list[dict[str, str]]:
         split = dict.fromkeys(prompts, "train")
         sources = extra_obfuscation_sources(category, prompts)
         _add(rows, category, kind, prompts, split, sources, len(category) + 5)
+    for p in SHORT_BENIGN:
+        rows.append({"text": p, "category": "benign", "split": "train", "kind": "plain"})
     rows.sort(key=lambda r: (CATEGORIES.index(r["category"]), r["split"], r["kind"], r["text"]))
     return rows
 
@@ -1680,6 +1704,8 @@ def verify(path: Path) -> list[dict[str, str]]:
     norm = Counter(normalise(r["text"]) for r in base)
     assert all(c == 1 for c in norm.values()), [t for t, c in norm.items() if c > 1]
     for r in base:
+        if r["text"] in SHORT_BENIGN:
+            continue
         n = len(r["text"].split())
         assert 3 <= n <= 30, (n, r["text"])
 
@@ -1691,7 +1717,7 @@ def verify(path: Path) -> list[dict[str, str]]:
     assert count[("benign", "hard_benign")] >= 80
 
     # The extra training prompts (and so their obfuscated variants) are never held out.
-    extra = {p for prompts in EXTRA_TRAIN.values() for p in prompts}
+    extra = {p for prompts in EXTRA_TRAIN.values() for p in prompts} | set(SHORT_BENIGN)
     assert all(r["split"] == "train" for r in base if r["text"] in extra)
 
     # No leakage: each obfuscated row has the category and split of the base prompt it was made from.
