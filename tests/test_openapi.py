@@ -98,6 +98,7 @@ def test_the_schema_and_its_docs_page_are_served_without_a_key(client):
         "/v1/videos/{video_id}",
         "/v1/videos/{video_id}/cancel",
         "/v1/videos/{video_id}/content",
+        "/v1/videos/{video_id}/appeal",
         "/v1/models",
         "/v1/notifications",
         "/v1/credits",
