@@ -624,6 +624,9 @@ def main() -> int:
         _wait_for(lambda: len(fleet.runners()) >= args.gpus, 120, plat, "gpu runners")
         threading.Thread(target=watch_backlog, daemon=True).start()
         clients.poison("chaos-0")
+        # The cpu stage loads its moderation models with its first job (seconds): wait that out, so the
+        # baseline below measures throughput, not a model load.
+        _wait_for(lambda: Job.objects.exclude(state="pending").exists(), 120, plat, "the first moderation")
         threads = clients.run(args.clients)
         time.sleep(3)
 

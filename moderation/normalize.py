@@ -118,8 +118,9 @@ def _common(word: str) -> bool:
 
 
 def _unleet(token: str) -> str:
-    """One word's leetspeak undone: 1 and | read as i or l, whichever makes a common word (`k1ll`, `70p13$$`);
-    a word that stays unknown is split into common words if it can be (`3xpl0s1v3sf0r` -> explosives for)."""
+    """One word's leetspeak undone: 1 and | read as i or l, whichever makes a common word (`k1ll`, `70p13$$`),
+    or several (`pr0nv1d30` -> porn video). A token that reads as no words is left as it is: an id, a hash, a
+    code (`fe1aca70`) is not leetspeak, and splitting it would invent words."""
     if _MEASURE.fullmatch(token):
         return token  # a measure or a format, not a word: 4k, 3d, 1080p, mp4, 90s
     readings = [token.translate(_LEET | str.maketrans({"1": one, "|": one})) for one in "il"]
@@ -128,9 +129,9 @@ def _unleet(token: str) -> str:
             return reading
     for reading in readings:
         parts = wordsegment.segment(reading) if reading.isalpha() else []
-        if len(parts) > 1 and all((len(part) >= 3 or part in _SHORT) and _common(part) for part in parts):
+        if 1 < len(parts) <= 3 and all(len(part) >= 4 and _common(part) for part in parts):
             return " ".join(parts)
-    return readings[0]
+    return token
 
 
 def deleet(text: str) -> str:
