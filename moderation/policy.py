@@ -21,7 +21,7 @@ class Action:
     BLOCK = "block"
 
 
-_SEVERITY = {Action.ALLOW: 0, Action.HOLD: 1, Action.BLOCK: 2}
+SEVERITY = {Action.ALLOW: 0, Action.HOLD: 1, Action.BLOCK: 2}
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def decide(
         act = cat.action(score)
         if act == Action.ALLOW:
             continue
-        rank = (_SEVERITY[act], score - (cat.block if act == Action.BLOCK else cat.review))
+        rank = (SEVERITY[act], score - (cat.block if act == Action.BLOCK else cat.review))
         if rank > best:
             best, action, category = rank, act, name
     reasons = [f"rule ({name}): {phrase}" for name, phrase in rules.items()]

@@ -417,6 +417,8 @@ def test_only_a_moderation_rejection_of_ones_own_video_can_be_appealed(api, make
     assert (bad.status_code, bad.json()["error"]["param"]) == (400, "message")
     long = api.post(f"/v1/videos/{job.public_id}/appeal", {"message": "x" * 1001}, format="json")
     assert long.status_code == 400
+    listed = api.post(f"/v1/videos/{job.public_id}/appeal", ["why"], format="json")
+    assert (listed.status_code, listed.json()["error"]["code"]) == (400, "invalid_body")
     assert not Review.objects.exists()  # nothing was written by the refusals
 
 

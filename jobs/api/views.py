@@ -179,8 +179,9 @@ class VideoAppealView(RateLimitedAPIView):
     @schema.appeal_video
     def post(self, request: Request, video_id: str) -> Response:
         job = _get_job(request, video_id)
-        data = request.data if hasattr(request.data, "get") else {}
-        message = data.get("message", "") if data is not None else ""
+        if not hasattr(request.data, "get"):
+            raise ApiError("The body must be a JSON object or a form.", code="invalid_body")
+        message = request.data.get("message", "")
         if not isinstance(message, str):
             raise ApiError("'message' must be a string.", param="message", code="invalid_type")
         if len(message) > 1000:

@@ -29,7 +29,6 @@ STAGE_TASKS = {S.PENDING: "jobs.tasks.moderate_input", S.REVIEWING: "jobs.tasks.
 # What a verdict moves a job to, from each stage's state, and what the user is told was looked at.
 PASSED = {S.PENDING: S.QUEUED, S.REVIEWING: S.SUCCEEDED}
 WHAT = {S.PENDING: "prompt", S.REVIEWING: "generated video"}
-_SEVERITY = {policy.Action.ALLOW: 0, policy.Action.HOLD: 1, policy.Action.BLOCK: 2}
 
 
 class ReviewError(Exception):
@@ -73,7 +72,7 @@ def apply_decisions(*, job_id: int, at: str, decisions: list[policy.Decision]) -
         if job is None or job.state != at or job.reviews.filter(status=Review.Status.OPEN).exists():
             return None  # a duplicate message: the job moved on, or is held already
         records = [_record(job, decision) for decision in decisions]
-        final = max(range(len(decisions)), key=lambda i: _SEVERITY[decisions[i].action])
+        final = max(range(len(decisions)), key=lambda i: policy.SEVERITY[decisions[i].action])
         decision, record = decisions[final], records[final]
         if decision.action == policy.Action.ALLOW:
             transition(job, PASSED[at], reason=f"{at} moderation passed", actor="moderation", **_passed_fields(at))
