@@ -546,7 +546,11 @@ def run(cfg: SimConfig, *, database_url: str, out_dir: Path, say=print) -> RunDa
     from jobs.accounts import ensure_user
     from jobs.models import CreditEntry, Job, JobEvent, QueueSummary, ShapeCost
     from jobs.services import costs
+    from moderation import screening
 
+    # The cpu stage's input moderation is real: load its models now (seconds, the first time in a process),
+    # not inside the measured run.
+    screening.check_prompt("simulated clip 0 for simulated user 0")
     selectors.forget_summaries()
     costs.forget_cache()
     ShapeCost.objects.update_or_create(
