@@ -18,7 +18,6 @@ from django.core.files.storage import default_storage
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
-from django.utils.html import format_html
 
 from moderation.models import ModerationDecision, Review
 
@@ -197,5 +196,5 @@ def _history(job) -> dict:
         "blocked": ModerationDecision.objects.filter(job__user_id=job.user_id, action="block").count(),
         "appeals": Review.objects.filter(job__user_id=job.user_id, kind=Review.Kind.APPEAL).count(),
         "latest": mine.exclude(pk=job.pk).order_by("-id").only("public_id", "prompt", "state", "created_at")[:HISTORY],
-        "joined": format_html("{}", job.user.date_joined.date()),
+        "joined": job.user.date_joined.date(),
     }
