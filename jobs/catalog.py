@@ -57,6 +57,32 @@ CATALOG: dict[str, ModelSpec] = {
 }
 
 
+def _learn_remote_models() -> None:
+    """Models that only remote pools serve join the catalogue with the sizes and durations their pool lists."""
+    from jobs import backends
+
+    for pool in backends.pools().values():
+        for model in pool.models.values():
+            if model.name in CATALOG:
+                continue
+            if not model.sizes or not model.seconds:
+                raise backends.PoolConfigError(
+                    f"pool {pool.name!r}: model {model.name!r} is not in the catalogue: list its sizes and seconds"
+                )
+            CATALOG[model.name] = ModelSpec(
+                name=model.name,
+                sizes=model.sizes,
+                seconds=model.seconds,
+                fps=24,  # the server's own; only local generation reads it
+                default_size=model.sizes[0],
+                default_seconds=model.seconds[0],
+                supports_reference=pool.dialect.create_as == "multipart",
+            )
+
+
+_learn_remote_models()
+
+
 def default_model() -> str:
     return settings.VIDEOGEN["DEFAULT_MODEL"]
 

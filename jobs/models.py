@@ -360,3 +360,66 @@ class QueueSummary(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model} @ {self.published_at}"
+
+
+class RemoteJob(models.Model):
+    """A job on a remote generation server (jobs.backends), held like a runner's claim.
+
+    Written before the remote create (an intent with our Idempotency-Key), completed with the server's id once it
+    answers, both fenced on the job's (id, attempt, state). The remote id is a lease: the attempt holding it is
+    the only one that may complete the job from it. A crash between the create and the record leaves the intent
+    `creating`; `manage.py remote_worker` reconciles it on start (see gpu_runner.remote).
+    """
+
+    class Phase(models.TextChoices):
+        CREATING = "creating"  # intent written; the create may or may not have reached the server
+        ACTIVE = "active"  # the server's id recorded: polled until it ends
+        DONE = "done"  # its result taken, or its failure recorded
+        LOST = "lost"  # the server forgot it (404), or it was stuck past its bound: our job was retried
+        ABANDONED = "abandoned"  # our job moved on (cancelled, retried elsewhere): cancelled there if it can be
+        UNKNOWN = "unknown"  # created or not, nobody can tell (a crash mid-create on a server without idempotency)
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="remote_jobs")
+    attempt = models.PositiveIntegerField()  # the attempt holding it (moves when a later attempt adopts it)
+    pool = models.CharField(max_length=100)
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    remote_id = models.CharField(max_length=200, blank=True)
+    phase = models.CharField(max_length=16, choices=Phase.choices, default=Phase.CREATING)
+    remote_status = models.CharField(max_length=64, blank=True)
+    remote_progress = models.PositiveSmallIntegerField(null=True, blank=True)
+    detail = models.TextField(blank=True)  # the server's error and our reasons, for staff
+    created_at = models.DateTimeField(auto_now_add=True)
+    recorded_at = models.DateTimeField(null=True, blank=True)
+    next_poll_at = models.DateTimeField(null=True, blank=True)  # a webhook sets it to now (a hint)
+    polled_at = models.DateTimeField(null=True, blank=True)
+    polls = models.PositiveIntegerField(default=0)
+    hints = models.PositiveIntegerField(default=0)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["pool", "next_poll_at"],
+                name="remotejob_live_idx",
+                condition=models.Q(phase__in=["creating", "active"]),
+            ),
+            models.Index(fields=["pool", "remote_id"], name="remotejob_remote_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.pool}:{self.remote_id or self.idempotency_key} ({self.phase})"
+
+
+class RemoteWebhookEvent(models.Model):
+    """A webhook already taken from a pool: a duplicate delivery (same event id) changes nothing."""
+
+    pool = models.CharField(max_length=100)
+    event_id = models.CharField(max_length=200)
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["pool", "event_id"], name="remote_webhook_event_uniq")]
+        indexes = [models.Index(fields=["received_at"], name="remote_webhook_received_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.pool}:{self.event_id}"

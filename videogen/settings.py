@@ -451,6 +451,15 @@ RUNNER_VERSION = env_str("RUNNER_VERSION", "")
 # percentile SIMULATED_P99_SECONDS, times SIMULATED_TIME_FACTOR) through the real runner path and stores a
 # tiny placeholder clip; a prompt containing SIMULATED_POISON_MARKER fails every attempt.
 GPU_BACKEND = env_str("GPU_BACKEND", "diffusers")
+# Remote generation backends (jobs.backends): the TOML file that lists the pools (base URL, credentials, dialect,
+# concurrency, models, webhook secret); empty: none. Each pool is driven by `manage.py remote_worker POOL`.
+REMOTE_POOLS_FILE = env_str("REMOTE_POOLS_FILE", "")
+REMOTE = {
+    # How often a remote worker looks for jobs handed to its pool and for due polls.
+    "TICK_SECONDS": env_float("REMOTE_TICK_SECONDS", 0.1),
+    # The largest result a remote worker downloads.
+    "MAX_RESULT_BYTES": env_int("REMOTE_MAX_RESULT_BYTES", 512 * 1024 * 1024),
+}
 SIMULATED_GENERATION = {
     "P50_SECONDS": env_float("SIMULATED_P50_SECONDS", 30.0),
     "P99_SECONDS": env_float("SIMULATED_P99_SECONDS", 300.0),
@@ -465,7 +474,12 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # Django's own loggers default to INFO and would log every 4xx at WARNING whatever the root level says.
-    "loggers": {"django": {"level": env_str("LOG_LEVEL", "INFO")}, "django.db.backends": {"level": "INFO"}},
+    # httpx logs every request at INFO (webhook deliveries, remote pools): the callers log what matters.
+    "loggers": {
+        "django": {"level": env_str("LOG_LEVEL", "INFO")},
+        "django.db.backends": {"level": "INFO"},
+        "httpx": {"level": "WARNING"},
+    },
 }
 
 # Moderation: extra blocked terms (whole words, comma separated) for the operator_terms category; the written

@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
 from jobs import views
+from jobs.remote_webhooks import remote_webhook
 
 urlpatterns = [
     path("", views.index, name="index"),
@@ -12,6 +13,7 @@ urlpatterns = [
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("v1/", include("jobs.api.urls")),
+    path("internal/backends/<str:pool>/webhook", remote_webhook, name="remote-webhook"),
 ]
 
 handler404 = "videogen.urls.not_found"

@@ -160,8 +160,9 @@ def _hand_out(job_id: int, queue: str, *, send: bool) -> bool:
         queue=queue,
         lease_expires_at=db_now_plus(cfg("DISPATCH_TIMEOUT_SECONDS")),
     )
-    if send:
+    if send and not queue.startswith("remote."):
         # "Try to claim job X", on the runner's own queue: duplicates and losses are harmless, the claim guards.
+        # (A remote pool's worker reads the jobs handed to its queue from this table: no message.)
         queueing.enqueue_runner("gpu_runner.tasks.run_job", job.pk, queue=queue)
     return True
 

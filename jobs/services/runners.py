@@ -148,12 +148,19 @@ def job_holds_clip(*, job_id: int, attempt: int, video_key: str) -> bool:
 
 
 def job_fail_attempt(
-    *, job_id: int, attempt: int, error_code: str, message: str, retryable: bool, detail: str = ""
+    *,
+    job_id: int,
+    attempt: int,
+    error_code: str,
+    message: str,
+    retryable: bool,
+    detail: str = "",
+    backoff: bool = True,
 ) -> bool:
     """The runner's attempt failed: retry with backoff, or fail for good. False: fenced out.
 
     `message` is what the user sees; `detail` (an exception's text: paths, hosts, library internals) goes only
-    to the audit event, for staff."""
+    to the audit event, for staff. `backoff=False`: the job did nothing wrong (a remote server forgot it)."""
     with transaction.atomic():
         job = locked(job_id)
         if job is None or job.state != S.RUNNING or job.attempt != attempt:
@@ -165,6 +172,7 @@ def job_fail_attempt(
             retryable=retryable,
             actor=f"runner:{job.runner_id}",
             detail=detail,
+            backoff=backoff,
         )
         return True
 
