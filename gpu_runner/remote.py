@@ -20,7 +20,8 @@ and for each:
    lost lease) has its remote job cancelled there (DELETE, whatever the dialect does with it) and abandoned.
 
 A worker that starts takes over the pool's running jobs (same attempts, same remote jobs), so a restart costs no
-generation. Run one worker per pool at a time: it offers the pool's whole concurrency.
+generation. One worker drives a pool at a time (it offers the pool's whole concurrency): a second one started
+for the same pool stands by until the first stops heartbeating, then takes over.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ from django.db import close_old_connections, connection
 from django.utils import timezone
 
 from jobs import backends, services
-from jobs.models import Job, RemoteJob, State
+from jobs.models import Job, RemoteJob, Runner, State
 from jobs.remote_webhooks import TOLERANCE_SECONDS
 from jobs.services import remote as remote_services
+from jobs.services.transitions import db_now_plus
 from videogen.video_io import decode_mp4, make_thumbnail, probe_mp4
 
 log = logging.getLogger(__name__)
@@ -160,7 +162,23 @@ class RemoteWorker:
 
     # --- the loop ------------------------------------------------------------------------------------------
 
+    def _other_worker(self) -> str | None:
+        """A live worker already driving this pool (it offers the pool's whole concurrency: two would double it)."""
+        ttl = settings.VIDEOGEN["RUNNER_TTL_SECONDS"]
+        return (
+            Runner.objects.filter(queue=self.pool.queue, draining=False, last_seen_at__gte=db_now_plus(-ttl))
+            .exclude(name=self.name)
+            .values_list("name", flat=True)
+            .first()
+        )
+
     def run(self) -> None:
+        while (other := self._other_worker()) is not None and not self.stop.is_set():
+            log.info("remote worker %s: %s drives pool %s; standing by", self.name, other, self.pool.name)
+            self.stop.wait(settings.VIDEOGEN["RUNNER_TTL_SECONDS"])
+            close_old_connections()
+        if self.stop.is_set():
+            return
         taken = remote_services.remote_takeover(pool=self.pool.name, runner=self.name)
         log.info(
             "remote worker %s: %s slot(s) for %s; took over %s job(s)",

@@ -16,7 +16,7 @@ from django.utils.html import format_html, format_html_join
 
 from jobs import services
 from jobs.accounts import issue_key
-from jobs.models import Account, ApiKey, CreditEntry, Job, JobEvent, Runner
+from jobs.models import Account, ApiKey, CreditEntry, Job, JobEvent, RemoteJob, Runner
 from jobs.services import credits
 from jobs.services.transitions import cfg
 from moderation.models import ModerationDecision
@@ -57,6 +57,30 @@ class ViewOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class RemoteJobInline(admin.TabularInline):
+    model = RemoteJob
+    extra = 0
+    can_delete = False
+    fields = ("created_at", "attempt", "pool", "remote_id", "phase", "remote_status", "polls", "hints", "detail")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(RemoteJob)
+class RemoteJobAdmin(ViewOnlyAdmin):
+    """Jobs on remote generation servers: `unknown` ones may have made a remote job nobody can see (a create cut
+    off on a server without idempotency), `lost` ones were forgotten there or stuck, and retried here."""
+
+    list_display = ("idempotency_key", "pool", "remote_id", "phase", "remote_status", "attempt", "polls", "hints",
+                    "created_at", "finished_at")  # fmt: skip
+    list_filter = ("phase", "pool")
+    search_fields = ("remote_id", "idempotency_key", "job__public_id")
+    readonly_fields = tuple(f.name for f in RemoteJob._meta.fields)
+    show_full_result_count = False
+
+
 @admin.register(Job)
 class JobAdmin(ViewOnlyAdmin):
     list_display = (
@@ -73,7 +97,7 @@ class JobAdmin(ViewOnlyAdmin):
     list_filter = ("state", "model")
     search_fields = ("public_id", "user__username", "user__email", "prompt")
     list_select_related = ("user",)
-    inlines = (JobEventInline, ModerationDecisionInline)
+    inlines = (JobEventInline, ModerationDecisionInline, RemoteJobInline)
     actions = ("cancel_jobs",)
     # State changes go through services only (the transition table), never through the form.
     readonly_fields = tuple(f.name for f in Job._meta.fields)

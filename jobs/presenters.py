@@ -35,7 +35,19 @@ def video_object(job: Job, queue_position: int | None = None, estimated_start_at
         "start_deadline_at": unix_time(job.start_deadline_at),
         "credits": job.credits,
         "attempt": job.attempt,
+        "progress_estimated": _progress_estimated(job),
     }
+
+
+def _progress_estimated(job: Job) -> bool:
+    """Whether `progress` is our estimate (from observed timings) rather than the generator's own count: a remote
+    pool whose server reports no real progress (jobs.backends)."""
+    if job.state != State.RUNNING:
+        return False
+    from jobs import backends
+
+    pool = backends.pool_of_runner(job.runner_id)
+    return pool is not None and not pool.dialect.real_progress
 
 
 def credit_summary(account: Account) -> dict:

@@ -88,27 +88,30 @@ def test_each_dialect_runs_a_job_to_a_stored_clip(dialect, queued):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_progress_is_the_servers_when_real_and_an_estimate_otherwise(queued):
+def test_progress_is_the_servers_when_real_and_an_estimate_otherwise(queued, settings, tmp_path):
+    from jobs.presenters import video_object
+
     with (
         RemoteSim("openai-videos", queue_seconds=0.1, run_seconds=3) as real,
         RemoteSim("aquiles", run_seconds=3) as fake,
     ):
         for sim in (real, fake):
+            path = tmp_path / f"{sim.dialect}.toml"
+            path.write_text(pool_toml("sim", sim.base_url, sim.dialect, poll_seconds=0.05))
+            settings.REMOTE_POOLS_FILE = str(path)  # the video object names the pool's dialect
             worker = RemoteWorker(make_pool(sim))
             job = queued(cost=2.0)
-            seen: set[int] = set()
 
-            def running(job=job, seen=seen) -> bool:
+            def running(job=job) -> bool:
                 job.refresh_from_db()
-                seen.add(job.progress)
                 return job.progress > 0
 
             drive(worker, running)
+            rj = RemoteJob.objects.get(job=job)
+            assert video_object(job)["progress_estimated"] is (sim is fake)
             if sim is real:
-                rj = RemoteJob.objects.get(job=job)
                 assert rj.remote_progress is not None and 0 < job.progress <= rj.remote_progress * 90 // 100
             else:
-                rj = RemoteJob.objects.get(job=job)
                 assert rj.remote_progress is None  # aquiles' simulated 42 is not taken as progress
                 assert 0 < job.progress <= 95  # elapsed over our expected seconds (the job's cost)
 
@@ -288,6 +291,18 @@ def test_a_restarted_worker_takes_over_its_pools_running_jobs(queued):
         drive(second, lambda: state(job) == State.REVIEWING)
         job.refresh_from_db()
         assert job.attempt == 1 and len(sim.creates()) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_second_worker_for_a_pool_stands_by_while_the_first_is_live():
+    pool = backends.parse(pool_toml("sim", "http://127.0.0.1:9/v1", "openai-videos"))["sim"]
+    first, second = RemoteWorker(pool), RemoteWorker(pool)
+    second.name += "-standby"
+    first._beat_once()
+    assert second._other_worker() == first.name  # its run() waits instead of doubling the pool's slots
+    assert services.live_slots() == pool.concurrency
+    services.runner_withdraw(name=first.name)
+    assert second._other_worker() is None
 
 
 def services_remote():

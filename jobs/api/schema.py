@@ -63,6 +63,10 @@ class Video(serializers.Serializer):
     start_deadline_at = serializers.IntegerField(allow_null=True, help_text="extension")
     credits = serializers.IntegerField(help_text="extension: the price reserved or charged")
     attempt = serializers.IntegerField(help_text="extension: runner attempts so far")
+    progress_estimated = serializers.BooleanField(
+        help_text="extension: true while `progress` is estimated from observed timings (a remote server that "
+        "reports no real progress)"
+    )
 
 
 class VideoList(serializers.Serializer):
@@ -271,7 +275,12 @@ cancel_video = extend_schema(
     operation_id="cancelVideo",
     parameters=[_ID],
     summary="Cancel an unfinished video",
-    description="Any unfinished video; a running generation stops at its next heartbeat.",
+    description=(
+        "Any unfinished video; a running generation stops at its next heartbeat. On a remote generation server"
+        " the cancel is sent on (DELETE); servers that cannot stop work already running (FastVideo, Aquiles-Image,"
+        " SGLang Diffusion) may finish it, and the result is discarded: the video stays cancelled and is never"
+        " charged."
+    ),
     request=None,
     responses={200: Video, **errors(404, 409)},
 )
