@@ -443,7 +443,11 @@ def _helper_main(cfg: SimConfig, database_url: str, inbox, outbox) -> None:
 
         django.setup()
         from gpu_runner.simulated import SimulatedCpuStage
+        from moderation import screening
 
+        # This process's cpu stage moderates for real: load its models before saying ready (seconds, and under
+        # load more), or the first prompts wait out the measured window.
+        screening.check_prompt("simulated clip 0 for simulated user 0")
         cpu = SimulatedCpuStage(poll_seconds=cfg.poll_seconds)
         cpu.start()
         outbox.put(("ready", os.getpid()))
@@ -549,7 +553,7 @@ def run(cfg: SimConfig, *, database_url: str, out_dir: Path, say=print) -> RunDa
     from moderation import screening
 
     # The cpu stage's input moderation is real: load its models now (seconds, the first time in a process),
-    # not inside the measured run.
+    # not inside the measured run (this process's, for in-process users; the helper process warms its own).
     screening.check_prompt("simulated clip 0 for simulated user 0")
     selectors.forget_summaries()
     costs.forget_cache()
