@@ -9,7 +9,7 @@ export PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/videogen
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: run test install lint format browser wrk bench simulate bench-dispatch bench-notify chaos eval-safety clean
+.PHONY: promtool run test install lint format browser wrk bench simulate bench-dispatch bench-notify chaos eval-safety clean
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -32,7 +32,12 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium could not be installed: the browser test will be skipped"
 
-test: $(VENV)/.installed browser
+# promtool (Debian's prometheus package) checks the shipped alerting rules and dashboard queries.
+promtool:
+	@command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+		|| echo "promtool could not be installed: the alert-rule checks will be skipped"
+
+test: $(VENV)/.installed browser promtool
 	@DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 		$(PY) scripts/check_services.py
 	$(VENV)/bin/ruff check .

@@ -45,6 +45,7 @@ from jobs.models import Job, RemoteJob, Runner, State
 from jobs.remote_webhooks import TOLERANCE_SECONDS
 from jobs.services import remote as remote_services
 from jobs.services.transitions import db_now_plus
+from videogen import logcontext, metrics
 from videogen.video_io import decode_mp4, make_thumbnail, probe_mp4
 
 log = logging.getLogger(__name__)
@@ -84,13 +85,20 @@ class Client:
         timeout = httpx.Timeout(pool.timeout_seconds, connect=min(5.0, pool.timeout_seconds))
         self.http = httpx.Client(base_url=pool.base_url + "/", headers=headers, timeout=timeout, transport=transport)
 
+    def _count(self, call: str, outcome: str) -> None:
+        metrics.REMOTE_CALLS.labels(self.pool.name, self.pool.dialect.name, call, outcome).inc()
+
     def _send(self, method: str, path: str, **kwargs) -> httpx.Response:
+        call = {"POST": "create", "DELETE": "cancel"}.get(method, "status")
         try:
             response = self.http.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
+            self._count(call, "unreachable")
             raise Unavailable(f"{method} {path}: {exc}", sent=False) from None
         except httpx.HTTPError as exc:
+            self._count(call, "error")
             raise Unavailable(f"{method} {path}: {type(exc).__name__} {exc}", sent=True) from None
+        self._count(call, str(response.status_code))
         if response.status_code == 404:
             raise Gone(f"{method} {path}: 404")
         if response.status_code >= 500 or response.status_code in (408, 409, 429):
@@ -117,6 +125,7 @@ class Client:
         limit = settings.REMOTE["MAX_RESULT_BYTES"]
         try:
             with self.http.stream("GET", f"videos/{remote_id}/content") as response:
+                self._count("content", str(response.status_code))
                 if response.status_code == 404:
                     raise Gone(f"content of {remote_id}: 404")
                 if response.status_code >= 400:
@@ -265,6 +274,10 @@ class RemoteWorker:
         job = services.job_claim(job_id=job_id, runner=self.name)
         if job is None:
             return
+        with logcontext.bind(**logcontext.job_fields(job)):
+            self._start(job)
+
+    def _start(self, job: Job) -> None:
         held = _Held(job.pk, job.attempt)
         earlier = remote_services.remote_adoptable(job_id=job.pk, pool=self.pool.name)
         if earlier is not None and remote_services.remote_adopt(remote_job_id=earlier.pk, attempt=held.attempt):
@@ -354,6 +367,10 @@ class RemoteWorker:
     # --- polling: the truth ----------------------------------------------------------------------------------
 
     def poll(self, rj: RemoteJob) -> None:
+        with logcontext.bind(**logcontext.job_fields(rj.job)):
+            self._poll(rj)
+
+    def _poll(self, rj: RemoteJob) -> None:
         job = rj.job
         moved_on = job.state != State.RUNNING or job.attempt != rj.attempt
         if rj.phase == P.CREATING:

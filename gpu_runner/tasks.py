@@ -23,6 +23,7 @@ from gpu_runner import backend, worker
 from gpu_runner.pipeline import GenerationAborted
 from gpu_runner.worker import runner_name, runner_queue
 from jobs import services
+from videogen import logcontext, metrics
 from videogen.video_io import encode_mp4, make_thumbnail
 
 if TYPE_CHECKING:
@@ -185,6 +186,7 @@ def run_job(job_id: int) -> str:
             first = first or outcome
     finally:
         worker.in_hand.clear()
+        worker.gpu_done_at = None  # the next message starts a new chain: idle time is not a gap
     return first or "not claimed"
 
 
@@ -203,13 +205,21 @@ def _run_one(todo: int | Job, *, take_next: bool) -> tuple[str, Job | None]:
         if worker.stopping.is_set():
             services.job_release(job_id=job.pk, attempt=job.attempt, reason=f"runner {runner} shutting down")
             return "released", None
+    with logcontext.bind(**logcontext.job_fields(job)):  # every line of this attempt names the job and request
+        return _run_claimed(job, runner=runner, take_next=take_next)
+
+
+def _run_claimed(job: Job, *, runner: str, take_next: bool) -> tuple[str, Job | None]:
     job_id, attempt = job.pk, job.attempt
     keys: list[str] = []
     try:
         with LeaseKeeper(job_id, attempt, owner=(job.user_id, job.public_id)) as lease:
             started = time.monotonic()
+            if worker.gpu_done_at is not None:  # the job before, in this chain: the GPU idled since it finished
+                metrics.SLOT_GAP.labels(settings.RUNNER_POOL).observe(started - worker.gpu_done_at)
             frames, fps = backend.generate(job, lease.on_step)
-            took = time.monotonic() - started
+            worker.gpu_done_at = time.monotonic()
+            took = worker.gpu_done_at - started
             if lease.lost.is_set():
                 raise JobLost()
             lease.progress = 85

@@ -28,6 +28,8 @@ draining = threading.Event()
 stopping = threading.Event()
 # Set while a job is in hand (gpu_runner.tasks.run_job).
 in_hand = threading.Event()
+# When the GPU finished its last generation (time.monotonic()), while run_job chains jobs: the slot gap's start.
+gpu_done_at: float | None = None
 # The sentinel that forked this worker: when it is gone, this worker is an orphan (videogen.lineage).
 _sentinel: int | None = None
 ORPHAN_EXIT_SECONDS = 60.0  # the most an orphan waits for its job in hand to be given back

@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import quote, unquote
@@ -16,9 +18,10 @@ from django.utils.html import format_html, format_html_join
 
 from jobs import services
 from jobs.accounts import issue_key
-from jobs.models import Account, ApiKey, CreditEntry, Job, JobEvent, RemoteJob, Runner
+from jobs.models import Account, ApiKey, CreditEntry, Job, JobEvent, OpsSample, RemoteJob, Runner, StuckJob
 from jobs.services import credits
 from jobs.services.transitions import cfg
+from jobs.stuck import Stuck, stuck_jobs
 from moderation.models import ModerationDecision
 
 
@@ -79,6 +82,100 @@ class RemoteJobAdmin(ViewOnlyAdmin):
     search_fields = ("remote_id", "idempotency_key", "job__public_id")
     readonly_fields = tuple(f.name for f in RemoteJob._meta.fields)
     show_full_result_count = False
+
+
+_request_local = threading.local()
+
+
+@admin.register(OpsSample)
+class OperationsAdmin(ViewOnlyAdmin):
+    """The operations page: plots of the last hours (queue depth per tier, throughput, wait p95, busy slots,
+    failures), drawn from the samples the dispatcher takes (jobs.ops)."""
+
+    def changelist_view(self, request, extra_context=None):
+        from django.template.response import TemplateResponse
+
+        from jobs import ops
+
+        try:
+            hours = min(48.0, max(0.1, float(request.GET.get("hours", 6))))
+        except ValueError:
+            hours = 6.0
+        charts, samples = ops.charts(hours)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Operations",
+            "opts": self.model._meta,
+            "charts": charts,
+            "samples": samples,
+            "hours": hours,
+            "width": ops.WIDTH,
+            "height": ops.HEIGHT,
+            "pad": ops.PAD,
+            "every": settings.VIDEOGEN["OPS_SAMPLE_SECONDS"],
+        }
+        return TemplateResponse(request, "admin/jobs/operations.html", context)
+
+
+@admin.register(StuckJob)
+class StuckJobAdmin(ViewOnlyAdmin):
+    """Running jobs far past their shape's estimated p99 (jobs.stuck), with who has them: runner, host, pool,
+    version, last heartbeat, progress and attempts. Requeueing goes through the fenced service: the runner that
+    has the job can no longer complete, charge or notify."""
+
+    list_display = ("public_id", "user", "model", "size", "attempt", "progress", "running_for", "p99", "runner_id",
+                    "host", "pool", "version", "last_heartbeat")  # fmt: skip
+    actions = ("requeue",)
+    list_select_related = ("user",)
+
+    def get_queryset(self, request):
+        # The columns below read what was found for this request (one admin instance serves every thread).
+        _request_local.stuck = {s.job.pk: s for s in stuck_jobs()}
+        return super().get_queryset(request).filter(pk__in=list(_request_local.stuck))
+
+    def _stuck(self, obj) -> Stuck | None:
+        return getattr(_request_local, "stuck", {}).get(obj.pk)
+
+    @admin.display(description="running for")
+    def running_for(self, obj) -> str:
+        s = self._stuck(obj)
+        return f"{s.running_for:.0f} s (stuck past {s.bound:.0f} s)" if s else "-"
+
+    @admin.display(description="shape p99")
+    def p99(self, obj) -> str:
+        s = self._stuck(obj)
+        return f"{s.p99:.1f} s" if s and s.p99 is not None else "too few runs"
+
+    @admin.display(description="host")
+    def host(self, obj) -> str:
+        s = self._stuck(obj)
+        return s.runner.host if s and s.runner else "(runner gone)"
+
+    @admin.display(description="pool")
+    def pool(self, obj) -> str:
+        s = self._stuck(obj)
+        return s.runner.pool if s and s.runner else "-"
+
+    @admin.display(description="version")
+    def version(self, obj) -> str:
+        s = self._stuck(obj)
+        return s.runner.version if s and s.runner else "-"
+
+    @admin.display(description="last heartbeat")
+    def last_heartbeat(self, obj):
+        s = self._stuck(obj)
+        return s.last_heartbeat if s else None
+
+    def has_requeue_permission(self, request) -> bool:
+        return request.user.has_perm("jobs.change_job")
+
+    @admin.action(description="Requeue selected stuck jobs (fenced)", permissions=["requeue"])
+    def requeue(self, request, queryset) -> None:
+        done = sum(
+            services.job_requeue_stuck(job_id=job.pk, attempt=job.attempt, actor=f"staff:{request.user.username}")
+            for job in queryset
+        )
+        self.message_user(request, f"Requeued {done} job(s).", messages.SUCCESS)
 
 
 @admin.register(Job)

@@ -21,6 +21,12 @@ class JobsConfig(AppConfig):
             from videogen import lineage
 
             lineage.install()  # no orphaned sentinel or worker outlives its qcluster
+            if not settings.RUNNER_QUEUE:  # a cpu cluster: each worker heartbeats (`check_liveness cpu`)
+                from django_q.signals import post_spawn
+
+                from jobs.liveness import on_cpu_worker_spawn
+
+                post_spawn.connect(on_cpu_worker_spawn, dispatch_uid="jobs.liveness.cpu")
         from jobs.api.auth import connect_signals
 
         connect_signals()

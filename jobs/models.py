@@ -119,6 +119,8 @@ class Job(models.Model):
     reference_key = models.CharField(max_length=255, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_hash = models.CharField(max_length=64, blank=True)
+    # The X-Request-ID of the submission: its tasks, runners and transitions log it (videogen.logcontext).
+    request_id = models.CharField(max_length=128, blank=True)
 
     # Execution: attempt is the fencing token, incremented by every claim.
     attempt = models.PositiveIntegerField(default=0)
@@ -235,10 +237,14 @@ class JobEvent(models.Model):
     reason = models.CharField(max_length=500, blank=True)
     actor = models.CharField(max_length=200)
     attempt = models.PositiveIntegerField()
+    # The request that caused it: the job's submission, or a later one (a cancel, a moderator's verdict).
+    request_id = models.CharField(max_length=128, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["id"]
+        # The operations sampler counts the last minute's completions, failures and claims (jobs.ops).
+        indexes = [models.Index(fields=["to_state", "created_at"], name="jobevent_to_created_idx")]
 
     def __str__(self) -> str:
         return f"{self.from_state or '∅'} → {self.to_state} ({self.reason})"
@@ -340,6 +346,9 @@ class ShapeCost(models.Model):
     height = models.PositiveSmallIntegerField()
     seconds = models.PositiveSmallIntegerField()
     mean_seconds = models.FloatField()
+    # Exponentially weighted variance around the mean (same rate): with the mean, the p99 estimate behind the
+    # stuck-job view (jobs.selectors.stuck_jobs).
+    var_seconds2 = models.FloatField(default=0.0)
     samples = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -423,3 +432,41 @@ class RemoteWebhookEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.pool}:{self.event_id}"
+
+
+class RoleHeartbeat(models.Model):
+    """A dispatcher or cpu-worker process saying it is alive (runners heartbeat through Runner). Read by
+    `manage.py check_liveness ROLE`, a supervisor's or orchestrator's liveness probe."""
+
+    role = models.CharField(max_length=20)
+    name = models.CharField(max_length=200, unique=True)  # host:pid
+    host = models.CharField(max_length=200)
+    last_seen_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["role", "host"], name="roleheartbeat_role_host_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.role} {self.name}"
+
+
+class StuckJob(Job):
+    """The admin's view of running jobs far past their shape's p99 (jobs.stuck), with a fenced requeue."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "stuck job"
+
+
+class OpsSample(models.Model):
+    """What the system looked like at one moment, for the admin's operations page (jobs.ops): written by the
+    dispatcher every OPS_SAMPLE_SECONDS, kept OPS_SAMPLE_KEEP_HOURS."""
+
+    at = models.DateTimeField(unique=True)
+    data = models.JSONField(default=dict)
+
+    class Meta:
+        verbose_name = "operations sample"
+
+    def __str__(self) -> str:
+        return f"sample at {self.at}"

@@ -30,6 +30,7 @@ from jobs.prepared import Prepared
 from notifications import outbound, outbox
 from notifications.events import WEBHOOK_EVENT_TYPES
 from notifications.models import Notification, WebhookAttempt, WebhookDelivery, WebhookEndpoint, new_signing_secret
+from videogen import metrics
 
 log = logging.getLogger(__name__)
 Status = WebhookDelivery.Status
@@ -193,6 +194,13 @@ def _retry_delay(attempts: int) -> float | None:
 
 def deliver(*, delivery_id: int, attempts: int) -> str:
     """One attempt of a delivery, if it is still the attempt this task was sent for."""
+    outcome = _deliver(delivery_id=delivery_id, attempts=attempts)
+    if outcome in ("delivered", "retrying", "dead"):
+        metrics.WEBHOOK_DELIVERIES.labels(outcome).inc()
+    return outcome
+
+
+def _deliver(*, delivery_id: int, attempts: int) -> str:
     with transaction.atomic():
         delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
         if delivery is None or delivery.status != Status.PENDING or delivery.attempts != attempts:
@@ -218,6 +226,7 @@ def deliver(*, delivery_id: int, attempts: int) -> str:
         if code is not None and 200 <= code < 300:
             WebhookDelivery.objects.filter(pk=delivery_id).update(status=Status.DELIVERED, delivered_at=now)
             WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
+            metrics.WEBHOOK_LAG.observe(max(0.0, (now - delivery.created_at).total_seconds()))
             return "delivered"
         ep = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
         failing_since = ep.failing_since or now

@@ -11,3 +11,5 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("SECRET_KEY", "test-run-only-" + "k" * 40)
 # One tiny model for the whole run, built once (deterministic weights), shared with spawned processes.
 os.environ.setdefault("MODELS_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test-models"))
+# This run's own metric files (videogen.metrics), not a development server's.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test-metrics"))

@@ -32,6 +32,7 @@ class Platform:
             "REDIS_URL": redis_url,
             "SQLITE_PATH": str(workdir / "embedded.sqlite3"),
             "MEDIA_ROOT": str(workdir / "media"),
+            "PROMETHEUS_MULTIPROC_DIR": str(workdir / "metrics"),  # this installation's counters alone
             "PYTHONUNBUFFERED": "1",
             "JOB_HEARTBEAT_SECONDS": "0.5",
             "RUNNER_HEARTBEAT_SECONDS": "0.5",

@@ -7,12 +7,14 @@ import os
 import shutil
 import time
 import warnings
+from urllib.error import HTTPError
+from urllib.request import Request, urlopen
 
 import pytest
 from openai import NotFoundError, OpenAI
 
 from jobs.accounts import api_key_create, ensure_user
-from jobs.models import Job, State
+from jobs.models import Job, JobEvent, State
 from notifications.models import Notification
 from tests.platform import Platform
 from videogen.video_io import decode_mp4, probe_mp4
@@ -222,3 +224,79 @@ def test_embedded_profile_runs_a_generation_and_pushes_live_events(tmp_path, tin
     finally:
         plat.stop()
         print(plat.logs())
+
+
+def _scrape(base_url: str) -> dict[tuple[str, tuple], float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urlopen(base_url + "/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def requests_post(url: str, body: dict, key: str) -> int:
+    request = Request(url, data=json.dumps(body).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urlopen(request, timeout=10) as resp:
+            return resp.status
+    except HTTPError as exc:
+        return exc.code
+
+
+def _value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_metrics_from_every_process_match_the_jobs_that_ran(platform):
+    """Two web processes, the dispatcher, a cpu and a gpu cluster each count in their own file; one scrape sums
+    them, and the database's state gauges sit beside them."""
+    user, _ = ensure_user(username="metrics-user")
+    client = OpenAI(base_url=platform.base_url + "/v1", api_key=api_key_create(user_id=user.pk), max_retries=0)
+    platform.wait_for_runner()
+    warnings.simplefilter("ignore", DeprecationWarning)
+    done = [
+        client.videos.create_and_poll(
+            prompt=f"a red kite, take {i}", poll_interval_ms=100, extra_headers={"X-Request-ID": f"kite-{i}"}
+        )
+        for i in range(3)
+    ]
+    blocked = client.videos.create_and_poll(prompt="terrorist propaganda", poll_interval_ms=100)
+    assert [v.status for v in done] == ["completed"] * 3 and blocked.status == "failed"
+    refused = requests_post(platform.base_url + "/v1/videos", {"prompt": ""}, client.api_key)
+    assert refused == 400
+
+    samples = _scrape(platform.base_url)
+    jobs = list(Job.objects.filter(user=user))
+    ok = [j for j in jobs if j.state == State.SUCCEEDED]
+    assert _value(samples, "videogen_submissions_total", tier="free", outcome="accepted") == 4
+    assert _value(samples, "videogen_submissions_total", tier="free", outcome="rejected") == 1
+    moves = [("pending", "queued", 3), ("pending", "rejected", 1), ("queued", "dispatched", 3)]
+    moves += [("dispatched", "running", 3), ("running", "reviewing", 3), ("reviewing", "succeeded", 3)]
+    for frm, to, n in moves:
+        assert _value(samples, "videogen_transitions_total", from_state=frm, to_state=to) == n, (frm, to)
+    assert _value(samples, "videogen_wait_seconds_count", tier="free", model="wan-tiny") == 3
+    assert _value(samples, "videogen_run_seconds_count", model="wan-tiny") == 3
+    assert _value(samples, "videogen_moderation_decisions_total", stage="input_text", action="allow") == 3
+    assert _value(samples, "videogen_moderation_decisions_total", stage="input_text", action="block") == 1
+    assert _value(samples, "videogen_moderation_decisions_total", stage="output_frames", action="allow") == 3
+    assert _value(samples, "videogen_credits_total", kind="reserve") == sum(j.credits for j in jobs)
+    assert _value(samples, "videogen_credits_total", kind="charge") == sum(j.credits for j in ok)
+    assert _value(samples, "videogen_credits_total", kind="release") == sum(j.credits for j in jobs if j not in ok)
+    # State, from the database: one live runner with one free slot, nothing queued, nothing held.
+    assert _value(samples, "videogen_runner_slots", pool="default") == 1
+    assert _value(samples, "videogen_runner_slots_busy", pool="default") == 0
+    assert _value(samples, "videogen_runners_needed", pool="default") == 0
+    assert _value(samples, "videogen_credits_reserved") == 0
+    # One request id follows each video through the web, cpu, dispatcher and gpu roles' transitions.
+    for i, video in enumerate(done):
+        ids = set(JobEvent.objects.filter(job__public_id=video.id).values_list("request_id", flat=True))
+        assert ids == {f"kite-{i}"}, ids
+    # Every role that serves no HTTP heartbeats: the liveness probe passes for each.
+    for role in ("dispatcher", "cpu", "gpu"):
+        assert f"{role}: live" in platform.manage("check_liveness", role)

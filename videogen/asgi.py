@@ -31,6 +31,7 @@ from jobs.api.hot import HotRoutes  # noqa: E402
 from notifications.consumers import BrowserOriginValidator, EventsConsumer  # noqa: E402
 from notifications.streams import EventStreamConsumer  # noqa: E402
 from videogen.bodylimit import BodyLimitMiddleware  # noqa: E402
+from videogen.requestid import RequestIdASGI  # noqa: E402
 
 # Static files (admin CSS, the page's JS) are served by the web role itself: no extra server to run.
 # The hottest route (a status read by a bearer key) is served on the event loop; Django answers the rest.
@@ -41,10 +42,13 @@ wsgi_http = BodyLimitMiddleware(
 event_stream = AuthMiddlewareStack(ApiKeyAuthMiddleware(EventStreamConsumer.as_asgi()))
 
 
-async def http(scope, receive, send):
+async def _http(scope, receive, send):
     if scope["path"] == "/v1/events":
         return await event_stream(scope, receive, send)
     return await wsgi_http(scope, receive, send)
+
+
+http = RequestIdASGI(_http)  # every HTTP answer carries X-Request-ID, and the logs of its work too
 
 
 application = ProtocolTypeRouter(

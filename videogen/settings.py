@@ -43,6 +43,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # X-Request-ID bound for the logs and kept on the jobs a request makes (videogen.requestid).
+    "videogen.requestid.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # ETag on every GET response, and 304 Not Modified (rate-limit headers kept) when If-None-Match matches.
     "videogen.conditional.ConditionalGetMiddleware",
@@ -214,7 +216,7 @@ SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000) if HTTPS else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS and env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 if env_bool("TRUST_X_FORWARDED_PROTO", False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]  # probes and scrapes come over plain HTTP
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
@@ -298,6 +300,13 @@ VIDEOGEN = {
     # A running generation with no step and no phase for this long is hung: its attempt is given back and the
     # worker process replaced (gpu_runner.tasks.LeaseKeeper). Above the longest step, model load or VAE decode; 0: off.
     "GENERATION_STALL_SECONDS": env_float("GENERATION_STALL_SECONDS", 600.0),
+    # A running job is *stuck* (the admin's stuck-job view, videogen_jobs_stuck) past JOB_STUCK_FACTOR times its
+    # shape's estimated p99 run time, and never before JOB_STUCK_MIN_SECONDS (jobs.stuck).
+    "STUCK_FACTOR": env_float("JOB_STUCK_FACTOR", 1.5),
+    "STUCK_MIN_SECONDS": env_float("JOB_STUCK_MIN_SECONDS", 60.0),
+    # The operations page's samples (jobs.ops): how often the dispatcher takes one, and how long they are kept.
+    "OPS_SAMPLE_SECONDS": env_float("OPS_SAMPLE_SECONDS", 60.0),
+    "OPS_SAMPLE_KEEP_HOURS": env_float("OPS_SAMPLE_KEEP_HOURS", 48.0),
     "RUNNER_HEARTBEAT_SECONDS": env_float("RUNNER_HEARTBEAT_SECONDS", 2.0),
     "RUNNER_TTL_SECONDS": env_float("RUNNER_TTL_SECONDS", 10.0),
     "DISPATCH_INTERVAL_SECONDS": env_float("DISPATCH_INTERVAL_SECONDS", 0.2),
@@ -467,11 +476,38 @@ SIMULATED_GENERATION = {
     "POISON_MARKER": env_str("SIMULATED_POISON_MARKER", "[simulated-poison]"),
 }
 
+# --- observability (videogen.metrics) -----------------------------------------------------------------------
+# /metrics: with METRICS_TOKEN set a scrape must send `Authorization: Bearer <token>`; without it only loopback
+# clients are served. Every process of a host adds its counters to files in PROMETHEUS_MULTIPROC_DIR (one
+# directory per host, shared by its roles; emptied when the whole host restarts, never while roles run).
+METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR  # read by prometheus_client at its import
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+
+# Logs: one JSON object per line from every role (LOG_FORMAT=json, the default), with the request id and the job
+# (id, attempt, runner, user, tier) each line is about (videogen.logcontext); LOG_FORMAT=plain for a terminal.
+LOG_FORMAT = env_str("LOG_FORMAT", "json")
+_LOG_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "videogen.logcontext.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": _LOG_FIELDS + " request_id=%(request_id)s job_id=%(job_id)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "format": _LOG_FIELDS + " %(request_id)s %(job_id)s %(attempt)s %(runner)s %(user)s %(tier)s",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if LOG_FORMAT == "json" else "plain",
+            "filters": ["context"],
+        }
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     # Django's own loggers default to INFO and would log every 4xx at WARNING whatever the root level says.
     # httpx logs every request at INFO (webhook deliveries, remote pools): the callers log what matters.

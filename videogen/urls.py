@@ -4,11 +4,14 @@ from django.urls import include, path
 
 from jobs import views
 from jobs.remote_webhooks import remote_webhook
+from videogen import health
 
 urlpatterns = [
     path("", views.index, name="index"),
     path("settings", views.settings_page, name="settings"),
-    path("healthz", views.healthz, name="healthz"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),

@@ -54,7 +54,7 @@ from jobs.api.views import VideoDetailView, VideosView, is_sdk_retry, poll_heade
 from jobs.models import State
 from jobs.presenters import video_object
 from jobs.services import SubmitRequest
-from videogen import aiodb
+from videogen import aiodb, metrics
 from videogen.conditional import KEPT_ON_304
 
 log = logging.getLogger(__name__)
@@ -359,8 +359,15 @@ async def create(raw_key: str, submit: SubmitRequest, retried: bool) -> Answer:
 async def _create(key_hash: str, submit: SubmitRequest, retried: bool) -> Answer:
     admitted = await _admit(key_hash, True)
     if isinstance(admitted, Answer):
+        metrics.submission("", admitted.status)
         return admitted
     user, headers = admitted
+    answer = await _create_admitted(user, headers, submit, retried)
+    metrics.submission(ratelimit.tier_of(user), answer.status)
+    return answer
+
+
+async def _create_admitted(user, headers: dict[str, str], submit: SubmitRequest, retried: bool) -> Answer:
     job = services.new_job(user_id=user.pk, request=submit, idempotency_key=None)
     try:
         job, created = await aiodb.transact(
@@ -370,6 +377,8 @@ async def _create(key_hash: str, submit: SubmitRequest, retried: bool) -> Answer
         return _error(refused(exc.refusal), headers)
     if not created:
         headers["Idempotent-Replayed"] = "true"
+    elif job.credits:
+        metrics.CREDITS.labels("reserve").inc(job.credits)
     return Answer(201 if created else 200, _render(video_object(job)), headers | poll_headers(job))
 
 

@@ -14,7 +14,7 @@ from jobs import accounts, selectors, services
 from jobs.api import downloads, schema
 from jobs.api.errors import ApiError, not_found
 from jobs.api.params import MAX_PAGE, int_param
-from jobs.api.ratelimit import RateLimitedAPIView
+from jobs.api.ratelimit import RateLimitedAPIView, tier_of
 from jobs.api.validation import parse_create
 from jobs.catalog import CATALOG
 from jobs.models import Job, State
@@ -22,6 +22,7 @@ from jobs.presenters import appeal_object, credit_entry, credit_summary, video_o
 from notifications import emails
 from notifications.selectors import notification_dict, notifications_after, read_state
 from notifications.services import notifications_mark_read
+from videogen import metrics
 
 
 def _get_job(request: Request, video_id: str) -> Job:
@@ -62,6 +63,13 @@ def refused(refusal) -> ApiError:
 
 class VideosView(RateLimitedAPIView):
     submit_methods = frozenset({"POST"})  # also counts against the tier's SUBMIT_RATE_PER_MINUTE
+
+    def finalize_response(self, request: Request, response, *args, **kwargs):
+        response = super().finalize_response(request, response, *args, **kwargs)
+        if request.method == "POST":
+            tier = tier_of(request.user) if request.user.is_authenticated else ""
+            metrics.submission(tier, response.status_code)
+        return response
 
     @schema.create_videos
     def post(self, request: Request) -> Response:

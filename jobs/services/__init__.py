@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from jobs.services.actions import NotTerminal, job_cancel, job_delete
+from jobs.services.actions import NotTerminal, job_cancel, job_delete, job_requeue_stuck
 from jobs.services.credits import InsufficientCredits
 from jobs.services.dispatch import (
     DISPATCH_LOCK_KEY,
@@ -92,6 +92,7 @@ __all__ = [
     "job_holds_clip",
     "job_moderate_input",
     "job_release",
+    "job_requeue_stuck",
     "job_review_output",
     "job_submit",
     "live_slots",

@@ -1,4 +1,4 @@
-"""What users and staff do to a job: cancel it, delete it."""
+"""What users and staff do to a job: cancel it, delete it, requeue it when it is stuck."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.db.models.functions import Now
 
 from jobs.models import Job
 from jobs.services import retention
-from jobs.services.transitions import locked, transition
+from jobs.services.transitions import locked, retry_or_fail, transition
 
 
 class NotTerminal(Exception):
@@ -30,6 +30,27 @@ def job_cancel(*, job_id: int, actor: str) -> Job:
             error_code="",  # a retry's last error no longer applies
             error_message="",
         )
+
+
+def job_requeue_stuck(*, job_id: int, attempt: int, actor: str) -> bool:
+    """Staff: a stuck running job goes back to the queue now, as the reaper would once its lease expired. Fenced
+    on the attempt staff looked at: the runner that has it is fenced out (its completion, progress and charge
+    are refused from here on), and a job that moved on meanwhile is left alone (False). The attempt counts; at
+    the last one the job fails instead, as any retry."""
+    with transaction.atomic():
+        job = locked(job_id)
+        if job is None or job.state != "running" or job.attempt != attempt:
+            return False
+        retry_or_fail(
+            job,
+            error_code="stuck_requeued",
+            message="The runner stopped making progress; the video was queued again.",
+            retryable=True,
+            actor=actor,
+            detail=f"requeued from the stuck-job view (runner {job.runner_id})",
+            backoff=False,
+        )
+        return True
 
 
 def job_delete(*, job_id: int) -> Job:

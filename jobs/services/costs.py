@@ -69,6 +69,9 @@ def observe(*, model: str, width: int, height: int, seconds: int, took: float) -
     shape = ShapeCost.objects.filter(model=model, width=width, height=height, seconds=seconds)
     moved = {
         "mean_seconds": F("mean_seconds") + rate * (took - F("mean_seconds")),
+        # West's exponentially weighted variance; F() reads the old mean, as the formula wants.
+        "var_seconds2": (1 - rate)
+        * (F("var_seconds2") + rate * (took - F("mean_seconds")) * (took - F("mean_seconds"))),
         "samples": F("samples") + 1,
         "updated_at": Now(),
     }

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from jobs.models import Account, CreditEntry, Job, State
+from videogen import metrics
 
 K = CreditEntry.Kind
 
@@ -92,6 +93,7 @@ def settle(job: Job) -> None:
         actor="system",
         note=note,
     )
+    metrics.on_commit(lambda: metrics.CREDITS.labels(kind).inc(job.credits))
 
 
 def grant(*, user_id: int, amount: int, actor: str, note: str = "", kind: str = K.GRANT) -> CreditEntry:

@@ -27,6 +27,7 @@ from jobs.models import Job, QueueSummary, Runner, State
 from jobs.services import fairness, policy
 from jobs.services.stages import STAGE_TASKS
 from jobs.services.transitions import cfg, db_now_plus, fail, retry_or_fail, transition
+from videogen import metrics
 
 S = State
 DISPATCH_LOCK_KEY = 0x76696465  # "vide"
@@ -234,7 +235,7 @@ def _each_locked(candidates: QuerySet[Job], handle: Callable[[Job], None], batch
 
 def reap_expired(batch: int = 100) -> int:
     """Dispatched or running jobs whose lease ran out (database clock): retry with backoff or fail."""
-    return _each_locked(
+    reaped = _each_locked(
         Job.objects.filter(state__in=(S.DISPATCHED, S.RUNNING), lease_expires_at__lt=Now()),
         lambda job: retry_or_fail(
             job,
@@ -246,6 +247,9 @@ def reap_expired(batch: int = 100) -> int:
         ),
         batch,
     )
+    if reaped:
+        metrics.LEASE_EXPIRIES.inc(reaped)
+    return reaped
 
 
 def expire_deadlines(batch: int = 100) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from django.db import transaction
 from django.db.models import F
 from django.db.models.functions import Coalesce, Now
+from django.utils import timezone
 
 from jobs import queueing
 from jobs.models import Job, Runner, State
@@ -13,6 +14,7 @@ from jobs.services import costs, dispatch
 from jobs.services.stages import STAGE_TASKS
 from jobs.services.transitions import cfg, db_now_plus, locked, retry_or_fail, transition
 from notifications.services import push_progress
+from videogen import metrics
 
 S = State
 
@@ -30,6 +32,9 @@ def job_claim(*, job_id: int, runner: str) -> Job | None:
 
 
 def _claim(job: Job, *, runner: str) -> Job:
+    if job.queued_at is not None and job.attempt == 0:
+        waited = max(0.0, (timezone.now() - job.queued_at).total_seconds())
+        metrics.on_commit(lambda: metrics.WAIT.labels(job.tier, job.model).observe(waited))
     return transition(
         job,
         S.RUNNING,
@@ -136,6 +141,7 @@ def _complete(
         if next_job is not None and claim_as is not None:
             next_job = _claim(next_job, runner=claim_as)
         if gpu_seconds is not None:
+            metrics.on_commit(lambda: metrics.RUN.labels(job.model).observe(gpu_seconds))
             # Last, so the shape's row lock (runners finishing the same shape queue on it) is held only until
             # the commit, and not in a commit of its own while the GPU waits for its next job.
             costs.observe(model=job.model, width=job.width, height=job.height, seconds=job.seconds, took=gpu_seconds)

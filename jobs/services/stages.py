@@ -21,6 +21,7 @@ from jobs.services.transitions import locked, transition
 from moderation import policy, screening
 from moderation.models import ModerationDecision, Review, Stage
 from notifications.services import notification_create
+from videogen import metrics
 
 S = State
 
@@ -36,6 +37,7 @@ class ReviewError(Exception):
 
 
 def _record(job: Job, decision: policy.Decision, moderator=None) -> ModerationDecision:
+    metrics.on_commit(metrics.MODERATION.labels(decision.stage, decision.action).inc)
     return ModerationDecision.objects.create(
         job_id=job.pk,
         stage=decision.stage,

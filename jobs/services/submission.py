@@ -24,6 +24,7 @@ from jobs.prepared import Prepared
 from jobs.services import admission, costs, credits
 from jobs.services.stages import STAGE_TASKS
 from jobs.services.transitions import cfg, db_now_plus
+from videogen import logcontext, metrics
 
 S = State
 UNFINISHED = (S.PENDING, S.QUEUED, S.DISPATCHED, S.RUNNING, S.REVIEWING)
@@ -85,6 +86,8 @@ def job_submit(
         raise
     if not created and new_reference:
         default_storage.delete(new_reference)  # a concurrent twin won; it keeps its own copy
+    if created and saved.credits:
+        metrics.CREDITS.labels("reserve").inc(saved.credits)
     return saved, created
 
 
@@ -102,6 +105,7 @@ def new_job(*, user_id: int, request: SubmitRequest, idempotency_key: str | None
         seed=secrets.randbelow(2**31),
         idempotency_key=idempotency_key or None,
         request_hash=request.request_hash,
+        request_id=logcontext.request_id(),
         stage_enqueued_at=Now(),
         credits=spec.price(width=request.width, height=request.height, seconds=request.seconds) if spec else 1,
     )
@@ -253,7 +257,13 @@ def submission_steps(job: Job, *, user_id: int, request: SubmitRequest, retried:
     usage_fields = ("usage_day", "day_jobs", "day_allowance_used", "credit_balance")
     writes.append(batch.update_fields(account, usage_fields))
     event = JobEvent(
-        job_id=job.pk, from_state="", to_state=S.PENDING, reason="submitted", actor=f"user:{user_id}", attempt=0
+        job_id=job.pk,
+        from_state="",
+        to_state=S.PENDING,
+        reason="submitted",
+        actor=f"user:{user_id}",
+        attempt=0,
+        request_id=job.request_id,
     )
     writes.append(batch.insert(event))
     writes.append(batch.insert(queueing.cpu_message(STAGE_TASKS[S.PENDING], job.pk)))

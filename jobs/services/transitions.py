@@ -19,6 +19,7 @@ from jobs.models import PUBLIC_STATUS, TERMINAL, Job, JobEvent, State, can_trans
 from jobs.presenters import video_object
 from jobs.services import credits, fairness
 from notifications.services import notification_create
+from videogen import logcontext, metrics
 
 S = State
 
@@ -65,7 +66,9 @@ def transition(job: Job, to: str, *, reason: str, actor: str, **fields: object) 
         reason=reason[:500],
         actor=actor,
         attempt=job.attempt,
+        request_id=logcontext.request_id() or job.request_id,
     )
+    metrics.on_commit(metrics.TRANSITIONS.labels(from_state, to).inc)
     if to in TERMINAL and job.credits:  # unmetered jobs (credits 0) hold nothing
         credits.settle(job)
     event = _event_for(from_state, to)
@@ -124,6 +127,8 @@ def retry_or_fail(
             error_code=error_code,  # the last error stays visible while it waits
             error_message=message[:2000],
         )
+        metrics.on_commit(metrics.RETRIES.labels(error_code).inc)
     else:
         reason = f"attempt {job.attempt} failed ({error_code}): {why}"
         fail(job, reason=reason, actor=actor, code=error_code, message=message)
+        metrics.on_commit(metrics.DEAD_JOBS.labels(error_code).inc)

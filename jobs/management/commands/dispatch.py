@@ -17,7 +17,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connection
 
-from jobs import services
+from jobs import liveness, ops, services
 from notifications import emails, webhooks
 
 log = logging.getLogger("jobs.dispatcher")
@@ -52,12 +52,16 @@ class Command(BaseCommand):
         # Removing files waits on storage round trips: its own thread too.
         if settings.VIDEOGEN["RETENTION_SWEEP_SECONDS"] > 0:
             threading.Thread(target=self._retention_loop, name="retention", daemon=True).start()
+        # Liveness (`check_liveness dispatcher`): the loop itself beats (every 5 passes), so a hung loop shows.
         passes = 0
         while self.running:
             try:
                 close_old_connections()
                 if passes % 1000 == 0:
                     services.runners_forget_stale()
+                    liveness.forget_stale()
+                if passes % 5 == 0:
+                    liveness.beat("dispatcher")
                 passes += 1
                 reaped = services.reap_expired()
                 resent = services.resend_stalled_stages()
@@ -75,11 +79,15 @@ class Command(BaseCommand):
 
     def _publish_loop(self) -> None:
         every = settings.VIDEOGEN["QUEUE_PUBLISH_SECONDS"]
+        self._next_sample = 0.0
         while self.running:
             took = 0.0
             try:
                 close_old_connections()
                 took = services.publish_queue_summary()
+                if time.monotonic() >= self._next_sample:  # the operations page's sample, after a fresh summary
+                    ops.take_sample()
+                    self._next_sample = time.monotonic() + settings.VIDEOGEN["OPS_SAMPLE_SECONDS"]
             except Exception:
                 log.exception("publishing the queue summary failed; retrying")
                 connection.close()
