@@ -119,8 +119,9 @@ class Job(models.Model):
     reference_key = models.CharField(max_length=255, blank=True)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_hash = models.CharField(max_length=64, blank=True)
-    # The X-Request-ID of the submission: its tasks, runners and transitions log it (videogen.logcontext).
-    request_id = models.CharField(max_length=128, blank=True)
+    # The X-Request-ID of the submission: its tasks, runners and transitions log it (videogen.logcontext). A
+    # database default too, so bulk loads that name their columns (benchmarks, backfills) need not know it.
+    request_id = models.CharField(max_length=128, blank=True, default="", db_default="")
 
     # Execution: attempt is the fencing token, incremented by every claim.
     attempt = models.PositiveIntegerField(default=0)
@@ -238,7 +239,7 @@ class JobEvent(models.Model):
     actor = models.CharField(max_length=200)
     attempt = models.PositiveIntegerField()
     # The request that caused it: the job's submission, or a later one (a cancel, a moderator's verdict).
-    request_id = models.CharField(max_length=128, blank=True)
+    request_id = models.CharField(max_length=128, blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -184,3 +184,20 @@ def test_log_lines_are_json_with_the_bound_request_and_job(settings):
     assert {k: line[k] for k in logcontext.FIELDS} == {
         "request_id": "req-9", "job_id": 42, "attempt": 2, "runner": "host:7", "user": 3, "tier": "paid",
     }  # fmt: skip
+
+
+@pytest.mark.django_db
+def test_every_submission_answer_is_counted_a_refused_key_too(client, api):
+    def count(outcome: str, tier: str) -> float:
+        key = ("videogen_submissions_total", (("outcome", outcome), ("tier", tier)))
+        return scrape(client).get(key, 0.0)
+
+    before = count("rejected", "unknown"), count("rejected", "free"), count("accepted", "free")
+    refused = client.post("/v1/videos", {"prompt": "x"}, content_type="application/json",
+                          HTTP_AUTHORIZATION="Bearer vg-not-a-key")  # fmt: skip
+    assert refused.status_code == 401 and refused.json()["error"]["code"] == "invalid_api_key"
+    assert api.post("/v1/videos", {"prompt": ""}, format="json").status_code == 400
+    assert api.post("/v1/videos", {"prompt": "a calm lake"}, format="json").status_code == 201
+    assert (count("rejected", "unknown"), count("rejected", "free"), count("accepted", "free")) == (
+        before[0] + 1, before[1] + 1, before[2] + 1,
+    )  # fmt: skip

@@ -67,7 +67,9 @@ class VideosView(RateLimitedAPIView):
     def finalize_response(self, request: Request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)
         if request.method == "POST":
-            tier = tier_of(request.user) if request.user.is_authenticated else ""
+            # After a refused key DRF's user is None (and asking for it again would authenticate again).
+            user = getattr(request, "_user", None)
+            tier = tier_of(user) if user is not None and user.is_authenticated else ""
             metrics.submission(tier, response.status_code)
         return response
 
