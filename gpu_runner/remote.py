@@ -10,7 +10,9 @@ and for each:
    server that honours Idempotency-Key (openai-videos, videogen) the next poll sends the same create again and
    gets the same remote job; elsewhere nobody can tell whether it was made, so the intent becomes `unknown`
    (logged, shown in the admin), the attempt is retried, and a remote job made in that window is an orphan
-   that runs to its end unseen: the window is one create request long;
+   that runs to its end unseen: the window is one create request long. A create refused before anything was
+   sent (the server down or restarting) is sent again each poll, on any server, keeping the job's attempt
+   and slot, until the server answers or the stuck bound passes;
 3. polls every live remote job each `poll_seconds` (the truth); a webhook only moves the next poll to now;
 4. on `completed` downloads the clip into our storage and completes the job (fenced): output moderation and
    everything after runs as for a local clip, and no remote URL ever reaches a user; on `failed` the attempt
@@ -56,6 +58,9 @@ BACKEND_ERROR = "The video could not be generated because of an error on the gen
 BACKEND_REFUSED = "The generation backend refused this request."
 # Share of the progress bar the remote generation fills; downloading and storing the clip are the rest.
 REMOTE_SHARE = 90
+# An intent's remote_status while its create is unconfirmed: refused before anything was sent (safe to send
+# again on any server), or being sent again.
+NOT_SENT, SENDING = "create-not-sent", "create-sending"
 
 
 class Unavailable(Exception):
@@ -296,6 +301,10 @@ class RemoteWorker:
         if job.reference_key:
             with default_storage.open(job.reference_key, "rb") as fh:
                 reference = fh.read()
+        if rj.remote_status == NOT_SENT:  # from here until it answers, this create may reach the server
+            remote_services.remote_polled(
+                remote_job_id=rj.pk, status=SENDING, progress=None, poll_in=self.pool.timeout_seconds
+            )
         try:
             answer = self.client.create(fields=fields, reference=reference, key=rj.idempotency_key)
         except Refused as exc:
@@ -303,7 +312,15 @@ class RemoteWorker:
             return
         except (Unavailable, Gone) as exc:
             sent = not isinstance(exc, Unavailable) or exc.sent
-            if sent and self.pool.dialect.idempotent_create:
+            if not sent:
+                # Refused before a byte was sent (the server is down or restarting): nothing was made, so any
+                # dialect may send it again. The job keeps its attempt and its slot, and waits for the server
+                # (up to the stuck bound) rather than burning attempts while it restarts.
+                remote_services.remote_polled(
+                    remote_job_id=rj.pk, status=NOT_SENT, progress=None, poll_in=self.pool.poll_seconds, detail=str(exc)
+                )
+                return
+            if self.pool.dialect.idempotent_create:
                 # Made or not, the same key asks again at the next poll and gets the same remote job.
                 remote_services.remote_polled(
                     remote_job_id=rj.pk,
@@ -313,18 +330,16 @@ class RemoteWorker:
                     detail=str(exc),
                 )
                 return
-            phase = P.UNKNOWN if sent else P.LOST
             self._fail(
-                rj, code="backend_unavailable", message=BACKEND_ERROR, retryable=True, detail=str(exc), phase=phase
+                rj, code="backend_unavailable", message=BACKEND_ERROR, retryable=True, detail=str(exc), phase=P.UNKNOWN
             )
-            if phase == P.UNKNOWN:
-                log.warning(
-                    "pool %s: job %s: create %s may have made a remote job we cannot see (%s)",
-                    self.pool.name,
-                    job.pk,
-                    rj.idempotency_key,
-                    exc,
-                )
+            log.warning(
+                "pool %s: job %s: create %s may have made a remote job we cannot see (%s)",
+                self.pool.name,
+                job.pk,
+                rj.idempotency_key,
+                exc,
+            )
             return
         remote_id = backends.remote_id(answer)
         if not remote_id:
@@ -419,7 +434,16 @@ class RemoteWorker:
             )
 
     def _reconcile(self, rj: RemoteJob, job: Job, moved_on: bool) -> None:
-        """An intent whose create was never confirmed (a crash, or a create that timed out)."""
+        """An intent whose create was never confirmed: refused unsent (the server was down), cut off by a crash, or
+        timed out."""
+        if rj.remote_status == NOT_SENT:
+            if moved_on:
+                remote_services.remote_end(
+                    remote_job_id=rj.pk, phase=P.ABANDONED, detail=f"never sent; job is {job.state}"
+                )
+            elif not self._stuck(rj, job):
+                self._create(rj, job)
+            return
         if not self.pool.dialect.idempotent_create:
             detail = "a create was cut off; the server cannot say whether it made the job (no idempotency)"
             log.warning("pool %s: job %s: %s", self.pool.name, job.pk, detail)

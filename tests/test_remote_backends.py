@@ -203,6 +203,27 @@ def test_an_unreachable_server_is_polled_on_until_it_answers(queued):
         drive(worker, lambda: state(job) == State.REVIEWING)
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("dialect", ["vllm-omni", "openai-videos"])
+def test_a_server_down_at_create_costs_no_attempt_and_gets_the_create_once_it_is_back(dialect, queued):
+    with RemoteSim(dialect) as sim:
+        worker = RemoteWorker(make_pool(sim))
+        port = sim.server.server_address[1]
+        worker.client.http.base_url = f"http://127.0.0.1:{port + 1 if port < 65535 else port - 1}/v1/"  # refused
+        job = queued()
+        drive(worker, lambda: RemoteJob.objects.filter(job=job, remote_status="create-not-sent").exists())
+        for _ in range(5):  # it stays down a while: the job waits, holding its attempt, and is never failed
+            worker._beat_once()
+            worker.tick()
+            time.sleep(0.06)
+        job.refresh_from_db()
+        assert (job.state, job.attempt) == (State.RUNNING, 1)
+        worker.client.http.base_url = sim.base_url + "/"
+        drive(worker, lambda: state(job) == State.REVIEWING)
+        job.refresh_from_db()
+        assert job.attempt == 1 and len(sim.creates()) == 1
+
+
 # --- cancel, crash windows, adoption -----------------------------------------------------------------------------
 
 
