@@ -23,6 +23,7 @@ from django.utils import timezone
 from jobs.prepared import Prepared
 from notifications import outbox
 from notifications.models import EmailDelivery, Notification, NotificationPreference
+from videogen import metrics
 
 log = logging.getLogger(__name__)
 Status = EmailDelivery.Status
@@ -147,11 +148,16 @@ def send(*, delivery_id: int, attempts: int) -> str:
         log.warning("email %s attempt %s failed: %s", delivery_id, number, error)
         if number > len(schedule):
             EmailDelivery.objects.filter(pk=delivery_id).update(status=Status.FAILED, error=error, next_attempt_at=None)
+            metrics.EMAIL_DELIVERIES.labels("failed").inc()
             return "failed"
         retry_at = timezone.now() + dt.timedelta(seconds=schedule[number - 1])
         EmailDelivery.objects.filter(pk=delivery_id).update(error=error, next_attempt_at=retry_at)
+        metrics.EMAIL_DELIVERIES.labels("retrying").inc()
         return "retrying"
-    EmailDelivery.objects.filter(pk=delivery_id).update(status=Status.SENT, sent_at=timezone.now(), error="")
+    sent_at = timezone.now()
+    EmailDelivery.objects.filter(pk=delivery_id).update(status=Status.SENT, sent_at=sent_at, error="")
+    metrics.EMAIL_DELIVERIES.labels("sent").inc()
+    metrics.EMAIL_LAG.observe(max(0.0, (sent_at - delivery.notification.created_at).total_seconds()))
     return "sent"
 
 

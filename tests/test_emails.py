@@ -13,6 +13,7 @@ from jobs.services.transitions import locked, transition
 from notifications import emails
 from notifications.models import EmailDelivery
 from tests.cpu_tasks import run_queued
+from videogen import metrics
 
 pytestmark = pytest.mark.django_db
 
@@ -60,10 +61,18 @@ def test_a_failed_send_is_retried_by_the_sweep_and_sent_once(owner, make_job, mo
         return real_send(message, *args, **kwargs)
 
     monkeypatch.setattr(emails.EmailMessage, "send", flaky)
+    counted = {o: metrics.EMAIL_DELIVERIES.labels(o)._value.get() for o in ("retrying", "sent")}
+    lags = metrics.EMAIL_LAG._sum.get()
     assert _run_tasks() == ["retrying"]
     EmailDelivery.objects.update(next_attempt_at=timezone.now())
     assert emails.enqueue_due() == 1
     assert _run_tasks() == ["sent"]
+    # /metrics: one retry and one send counted, and the send's lag observed.
+    assert {o: metrics.EMAIL_DELIVERIES.labels(o)._value.get() - counted[o] for o in counted} == {
+        "retrying": 1,
+        "sent": 1,
+    }
+    assert metrics.EMAIL_LAG._sum.get() > lags
     assert len(mail.outbox) == 1 and "It broke." in mail.outbox[0].body
     assert EmailDelivery.objects.get().attempts == 2
 

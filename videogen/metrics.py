@@ -54,6 +54,10 @@ WEBHOOK_DELIVERIES = Counter("videogen_webhook_deliveries_total", "Webhook deliv
 WEBHOOK_LAG = Histogram(
     "videogen_webhook_delivery_lag_seconds", "From the event to its successful delivery", buckets=LAG_BUCKETS
 )
+EMAIL_DELIVERIES = Counter("videogen_email_deliveries_total", "Notification email send attempts", ["outcome"])
+EMAIL_LAG = Histogram(
+    "videogen_email_delivery_lag_seconds", "From the notification to its email being sent", buckets=LAG_BUCKETS
+)
 CREDITS = Counter("videogen_credits_total", "Credits reserved at admission and settled at the end", ["kind"])
 
 
