@@ -9,7 +9,7 @@ Two kinds, so every figure is right however many processes and hosts run:
   each pool needs, webhook dead letters, credits reserved): read from the database at scrape time, so they are
   the cluster's, whichever web process answers.
 
-Counters of roles on a host without a web role are served by `manage.py metrics_server` there.
+A host without a web role has its counters served by any web process pointed at its PROMETHEUS_MULTIPROC_DIR.
 """
 
 from __future__ import annotations
