@@ -223,9 +223,8 @@ class RemoteWorker:
                 log.warning("remote worker %s could not withdraw", self.name, exc_info=True)
 
     def tick(self) -> None:
-        for job_id in Job.objects.filter(state=State.DISPATCHED, queue=self.pool.queue).values_list("pk", flat=True)[
-            :100
-        ]:
+        handed = Job.objects.filter(state=State.DISPATCHED, queue=self.pool.queue).values_list("pk", flat=True)
+        for job_id in handed[:100]:
             self.start(job_id)
         for rj in remote_services.remote_due(pool=self.pool.name):
             self.poll(rj)

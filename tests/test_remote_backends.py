@@ -15,6 +15,7 @@ from standardwebhooks import Webhook
 from gpu_runner.remote import RemoteWorker
 from jobs import backends, services
 from jobs.models import CreditEntry, Job, JobEvent, RemoteJob, State
+from jobs.services import remote as remote_services
 from tests.remote_sim import QUIRKS, RemoteSim
 
 P = RemoteJob.Phase
@@ -253,7 +254,7 @@ def test_a_crash_between_create_and_record_is_reconciled_by_the_same_key(queued)
         services.dispatch_once()
         claimed = services.job_claim(job_id=job.pk, runner=worker.name)
         key = f"videogen-{job.public_id}-{claimed.attempt}"
-        rj = services_remote().remote_begin(job_id=job.pk, attempt=claimed.attempt, pool="sim", key=key)
+        rj = remote_services.remote_begin(job_id=job.pk, attempt=claimed.attempt, pool="sim", key=key)
         worker.client.create(fields={"model": "remote-wan", "prompt": job.prompt}, reference=None, key=key)
         # ...and the worker died here, before recording the id. A new worker starts:
         fresh = RemoteWorker(pool)
@@ -272,7 +273,7 @@ def test_without_idempotency_a_cut_off_create_is_marked_unknown_and_retried(queu
         worker._beat_once()
         services.dispatch_once()
         claimed = services.job_claim(job_id=job.pk, runner=worker.name)
-        rj = services_remote().remote_begin(
+        rj = remote_services.remote_begin(
             job_id=job.pk, attempt=claimed.attempt, pool="sim", key=f"videogen-{job.public_id}-1"
         )
         drive(RemoteWorker(pool), lambda: state(job) == State.REVIEWING)
@@ -306,9 +307,7 @@ def test_a_restarted_worker_takes_over_its_pools_running_jobs(queued):
         drive(first, lambda: RemoteJob.objects.filter(job=job, phase=P.ACTIVE).exists())
         second = RemoteWorker(pool)
         second.name += "-restarted"
-        from jobs.services.remote import remote_takeover
-
-        assert remote_takeover(pool="sim", runner=second.name) == 1
+        assert remote_services.remote_takeover(pool="sim", runner=second.name) == 1
         drive(second, lambda: state(job) == State.REVIEWING)
         job.refresh_from_db()
         assert job.attempt == 1 and len(sim.creates()) == 1
@@ -324,12 +323,6 @@ def test_a_second_worker_for_a_pool_stands_by_while_the_first_is_live():
     assert services.live_slots() == pool.concurrency
     services.runner_withdraw(name=first.name)
     assert second._other_worker() is None
-
-
-def services_remote():
-    from jobs.services import remote
-
-    return remote
 
 
 # --- the webhook endpoint ----------------------------------------------------------------------------------------
