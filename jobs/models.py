@@ -157,6 +157,8 @@ class Job(models.Model):
     deleted_at = models.DateTimeField(null=True, blank=True)
     # When the job's stored files were removed (jobs.services.retention); its keys are blank from then on.
     files_purged_at = models.DateTimeField(null=True, blank=True)
+    # When its prompt and every copy of it were erased (its owner's DELETE, or PROMPT_RETENTION_SECONDS).
+    prompt_erased_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -187,6 +189,14 @@ class Job(models.Model):
                 fields=["start_deadline_at"],
                 name="job_waiting_deadline_idx",
                 condition=models.Q(state__in=["pending", "queued"], start_deadline_at__isnull=False),
+            ),
+            # Retention: finished jobs whose prompt is still kept, oldest end first.
+            models.Index(
+                fields=["completed_at"],
+                name="job_prompt_due_idx",
+                condition=models.Q(
+                    state__in=["succeeded", "failed", "rejected", "cancelled"], prompt_erased_at__isnull=True
+                ),
             ),
             # Retention: finished jobs whose files are still stored, oldest end first per state.
             models.Index(

@@ -58,7 +58,7 @@ class OpenFirst(admin.SimpleListFilter):
     parameter_name = "status"
 
     def lookups(self, request, model_admin):
-        return [("open", "Open"), ("decided", "Decided"), ("all", "All")]
+        return [("open", "Open"), ("decided", "Decided or withdrawn"), ("all", "All")]
 
     def queryset(self, request, queryset):
         value = self.value() or "open"

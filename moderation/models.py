@@ -57,6 +57,8 @@ class Review(models.Model):
         OPEN = "open"
         APPROVED = "approved"
         REJECTED = "rejected"
+        # The held job ended or moved on without a verdict (cancelled, expired): nothing is left to decide.
+        WITHDRAWN = "withdrawn"
 
     job = models.ForeignKey("jobs.Job", on_delete=models.CASCADE, related_name="reviews")
     kind = models.CharField(max_length=8, choices=Kind.choices)
@@ -64,7 +66,7 @@ class Review(models.Model):
     decision = models.ForeignKey(ModerationDecision, null=True, on_delete=models.SET_NULL, related_name="+")
     stage = models.CharField(max_length=16, choices=Stage.choices)  # where the held job waits
     message = models.CharField(max_length=1000, blank=True)  # the user's words, for an appeal
-    status = models.CharField(max_length=8, choices=Status.choices, default=Status.OPEN)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
     moderator = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

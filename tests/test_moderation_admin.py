@@ -125,3 +125,42 @@ def test_a_verdict_needs_a_choice(moderator, make_job, settings):
     page = _browser(moderator).post(f"/admin/moderation/review/{review.pk}/change/", {"verdict": "maybe"}, follow=True)
     assert "Choose Approve or Reject" in page.content.decode()
     assert Review.objects.get(pk=review.pk).status == "open"
+
+
+def _held_prompt(make_job, settings, **fields) -> Job:
+    settings.MODERATION_CLASSIFIERS = []  # the text classifier "missing": the input stage must hold
+    job = make_job("pending", prompt="a lantern festival", **fields)
+    assert services.job_moderate_input(job_id=job.pk) == State.PENDING
+    assert Review.objects.get(job=job).status == "open"
+    return job
+
+
+def test_a_held_video_the_user_cancels_leaves_the_queue(moderator, make_job, settings):
+    # Hold, cancel, repeat must not fill the moderators' queue with items nobody can close.
+    job = _held_video(make_job, settings)
+    services.job_cancel(job_id=job.pk, actor="user")
+    review = Review.objects.get(job=job)
+    assert review.status == "withdrawn" and review.decided_at is not None
+    assert "cancelled" in review.note
+    listing = _browser(moderator).get("/admin/moderation/review/?status=open")
+    assert (
+        listing.status_code == 200 and f"/admin/moderation/review/{review.pk}/change/" not in listing.content.decode()
+    )
+    with pytest.raises(services.ReviewError):
+        services.review_decide(review_id=review.pk, moderator=moderator, approve=True)
+
+
+def test_a_held_prompt_past_its_start_deadline_leaves_the_queue(make_job, settings):
+    from django.utils import timezone
+
+    job = _held_prompt(make_job, settings, start_deadline_at=timezone.now() - timezone.timedelta(seconds=1))
+    assert services.expire_deadlines() == 1
+    assert Job.objects.get(pk=job.pk).state == State.CANCELLED
+    assert Review.objects.get(job=job).status == "withdrawn"
+
+
+def test_a_verdict_still_closes_its_review_as_decided(moderator, make_job, settings):
+    job = _held_prompt(make_job, settings)
+    review = services.review_decide(review_id=Review.objects.get(job=job).pk, moderator=moderator, approve=True)
+    assert Review.objects.get(pk=review.pk).status == "approved"
+    assert Job.objects.get(pk=job.pk).state == State.QUEUED

@@ -322,6 +322,15 @@ VIDEOGEN = {
     "VIDEO_RETENTION_SECONDS": env_int("VIDEO_RETENTION_SECONDS", 7 * 24 * 3600),
     "REJECTED_RETENTION_SECONDS": env_int("REJECTED_RETENTION_SECONDS", 7 * 24 * 3600),
     "DISCARDED_RETENTION_SECONDS": env_int("DISCARDED_RETENTION_SECONDS", 3600),
+    # A finished job's prompt, and every copy of it (notifications, webhook bodies, emails, the text of its
+    # moderation records), is erased this long after it ended; a job whose appeal is open keeps it until decided.
+    "PROMPT_RETENTION_SECONDS": env_int("PROMPT_RETENTION_SECONDS", 30 * 24 * 3600),
+    # Rows that grow with every job are deleted after these (the credit ledger, jobs and moderation decisions
+    # stay): the audit trail of state changes; the notification log with its webhook deliveries, their attempts
+    # and its emails (longer than any delivery's retries); django-q2's task results.
+    "EVENT_RETENTION_SECONDS": env_int("EVENT_RETENTION_SECONDS", 90 * 24 * 3600),
+    "NOTIFICATION_RETENTION_SECONDS": env_int("NOTIFICATION_RETENTION_SECONDS", 30 * 24 * 3600),
+    "TASK_RESULT_RETENTION_SECONDS": env_int("TASK_RESULT_RETENTION_SECONDS", 7 * 24 * 3600),
     "RETENTION_SWEEP_SECONDS": env_float("RETENTION_SWEEP_SECONDS", 60.0),
     "POLL_AFTER_MS": env_int("POLL_AFTER_MS", 500),
     "NOTIFY_POLL_SECONDS": env_float("NOTIFY_POLL_SECONDS", 0.2),

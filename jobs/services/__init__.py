@@ -22,7 +22,15 @@ from jobs.services.dispatch import (
     reap_expired,
     resend_stalled_stages,
 )
-from jobs.services.retention import RETENTION_BATCH, purge_expired_files, purge_job_files
+from jobs.services.retention import (
+    RETENTION_BATCH,
+    erase_expired_prompts,
+    erase_prompts,
+    purge_expired_files,
+    purge_expired_rows,
+    purge_job_files,
+)
+from jobs.services.retention import sweep as retention_sweep
 from jobs.services.runners import (
     job_claim,
     job_complete,
@@ -80,6 +88,8 @@ __all__ = [
     "apply_decisions",
     "db_now_plus",
     "dispatch_once",
+    "erase_expired_prompts",
+    "erase_prompts",
     "expire_deadlines",
     "free_slots",
     "job_cancel",
@@ -100,9 +110,11 @@ __all__ = [
     "new_job",
     "publish_queue_summary",
     "purge_expired_files",
+    "purge_expired_rows",
     "purge_job_files",
     "reap_expired",
     "resend_stalled_stages",
+    "retention_sweep",
     "review_decide",
     "runner_drain",
     "runner_gone",

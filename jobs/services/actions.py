@@ -62,5 +62,6 @@ def job_delete(*, job_id: int) -> Job:
         if not job.is_terminal:
             raise NotTerminal()
         Job.objects.filter(pk=job.pk).update(deleted_at=Now())
-    retention.purge_job_files(job, erase_prompt=True)
+        retention.erase_prompts(job_ids=[job.pk])
+    retention.purge_job_files(job)
     return job

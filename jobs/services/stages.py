@@ -182,6 +182,10 @@ def appeal_create(*, job_id: int, message: str = "") -> Review:
         job = locked(job_id)
         if job is None or job.state != S.REJECTED or job.error_code != "moderation_blocked":
             raise AppealRefused("only a video rejected by moderation can be appealed")
+        if job.prompt_erased_at is not None:
+            raise AppealRefused(
+                "this video's prompt has been erased (deleted or past its retention): nothing to review"
+            )
         if Review.objects.filter(job_id=job.pk, kind=Review.Kind.APPEAL).exists():
             raise AppealRefused("this video has been appealed already: a video is appealed once")
         blocked = job.moderation_decisions.filter(action=policy.Action.BLOCK).order_by("-id").first()

@@ -18,10 +18,12 @@ from django.db.models.functions import Coalesce, Now
 from jobs.models import PUBLIC_STATUS, TERMINAL, Job, JobEvent, State, can_transition
 from jobs.presenters import video_object
 from jobs.services import credits, fairness
+from moderation.models import Review
 from notifications.services import notification_create
 from videogen import logcontext, metrics
 
 S = State
+HELD_STATES = (S.PENDING, S.REVIEWING)  # where a job waits while a moderator holds it
 
 
 class TransitionError(Exception):
@@ -69,6 +71,12 @@ def transition(job: Job, to: str, *, reason: str, actor: str, **fields: object) 
         request_id=logcontext.request_id() or job.request_id,
     )
     metrics.on_commit(metrics.TRANSITIONS.labels(from_state, to).inc)
+    if from_state in HELD_STATES:
+        # A held job that moves on without a verdict (cancelled, past its deadline) leaves nothing to decide; a
+        # verdict marks its review after this.
+        Review.objects.filter(job_id=job.pk, kind=Review.Kind.HOLD, status=Review.Status.OPEN).update(
+            status=Review.Status.WITHDRAWN, decided_at=Now(), note=f"withdrawn: {reason}"[:1000]
+        )
     if to in TERMINAL and job.credits:  # unmetered jobs (credits 0) hold nothing
         credits.settle(job)
     event = _event_for(from_state, to)

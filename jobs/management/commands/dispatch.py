@@ -1,6 +1,6 @@
 """The dispatcher role: reap expired leases, re-send stalled stages, cancel jobs past their start deadline,
-bind queued jobs to free slots by the fair-share policy, publish queue positions and waits, and remove the
-files of finished jobs past their retention; repeat.
+bind queued jobs to free slots by the fair-share policy, publish queue positions and waits, and sweep what is past
+its retention (files, prompts, old rows); repeat.
 
 Several dispatchers may run (on several hosts): each dispatch pass takes a transaction-scoped advisory
 lock, and the reaper's row locks and conditional updates make its passes safe to overlap.
@@ -39,9 +39,10 @@ class Command(BaseCommand):
             expired = services.expire_deadlines()
             dispatched = services.dispatch_once()
             services.publish_queue_summary()
-            purged = services.purge_expired_files()
+            swept, _ = services.retention_sweep()
             self.stdout.write(
-                f"reaped {reaped}, resent {resent}, expired {expired}, dispatched {dispatched}, files purged {purged}"
+                f"reaped {reaped}, resent {resent}, expired {expired}, dispatched {dispatched}, "
+                f"files purged {swept['files']}, prompts erased {swept['prompts']}"
             )
             return
         interval = settings.VIDEOGEN["DISPATCH_INTERVAL_SECONDS"]
@@ -98,16 +99,16 @@ class Command(BaseCommand):
     def _retention_loop(self) -> None:
         every = settings.VIDEOGEN["RETENTION_SWEEP_SECONDS"]
         while self.running:
-            purged = 0
+            full = False
             try:
                 close_old_connections()
-                purged = services.purge_expired_files()
-                if purged:
-                    log.info("removed the files of %s finished jobs", purged)
+                done, full = services.retention_sweep()
+                if any(done.values()):
+                    log.info("retention sweep: %s", ", ".join(f"{what} {n}" for what, n in done.items()))
             except Exception:
                 log.exception("the retention sweep failed; retrying")
                 connection.close()
-            if purged < services.RETENTION_BATCH:  # a full batch means more is due: go on at once
+            if not full:  # a full batch means more is due: go on at once
                 time.sleep(every)
         connection.close()
 
