@@ -7,8 +7,9 @@ hands their scores here; a stage records the Decision and moves the job (jobs.se
 from __future__ import annotations
 
 import functools
+import math
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +67,24 @@ def _parse(path: Path) -> Policy:
     return Policy(version=data["version"], categories=categories, output_frames=int(data["output"]["frames"]))
 
 
+def valid_score(score: object) -> bool:
+    """A classifier's score the thresholds can judge: a finite number in [0, 1]."""
+    try:
+        value = float(score)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(value) and 0.0 <= value <= 1.0
+
+
+def strictest(scores: Iterable[object]) -> float:
+    """The largest of some scores (0 for none), or NaN when any of them is not a valid score: `max` would keep or
+    drop a NaN depending on where it stands, and a lost NaN would let a broken classifier allow."""
+    values = list(scores)
+    if not all(valid_score(v) for v in values):
+        return math.nan
+    return max((float(v) for v in values), default=0.0)  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
 class Decision:
     action: str
@@ -96,10 +115,19 @@ def decide(
     """The policy's action for one stage: the strictest over all categories. `scores` are the classifiers'
     (a category a stage cannot see is simply absent), `rules` the text rules that fired (category -> phrase;
     each sets its category's score to 1), `failures` the classifiers that could not run: then nothing is
-    allowed on a guess, and the job is held for a person unless a category already blocks."""
+    allowed on a guess, and the job is held for a person unless a category already blocks. A score that is not a
+    number in [0, 1] (NaN compares false with every threshold) is a failure of its classifier, never an allow."""
     policy = policy or load()
     rules = rules or {}
-    merged = {name: round(float(score), 4) for name, score in scores.items() if name in policy.categories}
+    failures = list(failures or [])
+    merged: dict[str, float] = {}
+    for name, score in scores.items():
+        if name not in policy.categories:
+            continue
+        if not valid_score(score):
+            failures.append(f"{name}: not a score in [0, 1] ({score!r})")
+            continue
+        merged[name] = round(float(score), 4)
     for name in rules:
         merged[name] = 1.0
     action, category = Action.ALLOW, ""

@@ -108,11 +108,13 @@ def image_scores(frame: np.ndarray) -> ImageScores:
         nsfw, nudenet = _open_nsfw(), _nudenet()
     explicit = nsfw.classify(Image.fromarray(frame)).nsfw
     detections = nudenet.detect(np.ascontiguousarray(frame[:, :, ::-1]))  # NudeNet reads OpenCV's BGR
-    exposed = max((d["score"] for d in detections if d["class"] in EXPOSED), default=0.0)
+    if not all(policy.valid_score(d["score"]) for d in detections):
+        raise ValueError("NudeNet gave a detection score that is not in [0, 1]")  # a face or nudity it cannot judge
     face = "faces" in settings.MODERATION_CLASSIFIERS and any(
         d["class"] in FACES and d["score"] >= FACE_MIN_SCORE for d in detections
     )
-    return ImageScores(sexual=float(max(explicit, exposed)), face=face)
+    sexual = policy.strictest([explicit, *(d["score"] for d in detections if d["class"] in EXPOSED)])
+    return ImageScores(sexual=sexual, face=face)
 
 
 def decode_image(data: bytes) -> np.ndarray:
@@ -131,8 +133,8 @@ def check_reference(data: bytes, prompt_scores: dict[str, float]) -> policy.Deci
         return policy.decide(Stage.INPUT_IMAGE, {}, failures=[f"image: {type(exc).__name__}: {exc}"])
     scores = {"sexual_explicit": found.sexual}
     if found.face:
-        prompt_sexual = max(prompt_scores.get("sexual_explicit", 0.0), prompt_scores.get("sexual_minors", 0.0))
-        scores["nonconsensual_likeness"] = max(found.sexual, prompt_sexual)
+        prompt_sexual = [prompt_scores.get("sexual_explicit", 0.0), prompt_scores.get("sexual_minors", 0.0)]
+        scores["nonconsensual_likeness"] = policy.strictest([found.sexual, *prompt_sexual])
     reasons = ["a face in the reference image"] if found.face else []
     decision = policy.decide(Stage.INPUT_IMAGE, scores)
     return policy.Decision(**{**decision.__dict__, "reasons": decision.reasons + reasons})
@@ -154,7 +156,7 @@ def check_frames(frames: Sequence[np.ndarray]) -> policy.Decision:
     if len(frames) == 0:
         return policy.decide(Stage.OUTPUT_FRAMES, {}, failures=["no frames to classify"])
     try:
-        sexual = max(image_scores(frame).sexual for frame in frames)
+        sexual = policy.strictest(image_scores(frame).sexual for frame in frames)  # one NaN frame holds them all
     except Exception as exc:
         log.exception("moderation: the image classifiers failed on generated frames")
         return policy.decide(Stage.OUTPUT_FRAMES, {}, failures=[f"image: {type(exc).__name__}: {exc}"])

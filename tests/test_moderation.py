@@ -5,6 +5,7 @@ test process."""
 from __future__ import annotations
 
 import io
+import math
 
 import numpy as np
 import pytest
@@ -120,6 +121,30 @@ def test_a_failed_classifier_holds_what_would_pass_but_not_what_a_rule_blocks():
     assert held.action == Action.HOLD and held.reasons == ["classifier unavailable: text: boom"]
     blocked = policy.decide("input_text", {}, rules={"hate": "heil hitler"}, failures=["text: boom"])
     assert blocked.action == Action.BLOCK
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, -0.2, 1.5, None])
+def test_a_score_that_is_not_in_0_1_holds_for_a_person_like_a_failed_classifier(bad, make_job):
+    cats = policy.load().categories
+    held = policy.decide("output_frames", {"sexual_explicit": bad})
+    assert held.action == Action.HOLD and held.category == ""
+    assert held.scores == {} and "sexual_explicit: not a score in [0, 1]" in held.reasons[0]
+    # Recorded as any decision is: nothing Postgres' jsonb refuses (it has no NaN or infinity).
+    job = make_job("reviewing")
+    ModerationDecision.objects.create(
+        job=job, stage=held.stage, action=held.action, scores=held.scores, policy=held.policy, reasons=held.reasons
+    )
+    # A category that blocks still blocks beside the broken score.
+    blocked = policy.decide("input_text", {"graphic_violence": bad, "hate": cats["hate"].block})
+    assert (blocked.action, blocked.category) == (Action.BLOCK, "hate")
+
+
+def test_one_broken_score_among_several_is_never_lost_by_taking_the_largest():
+    # max() keeps or drops a NaN depending on where it stands: a NaN frame after a clean one would allow.
+    for scores in ([0.1, math.nan], [math.nan, 0.1], [0.1, math.inf, 0.2], [0.1, -1.0]):
+        assert math.isnan(policy.strictest(scores))
+        assert policy.decide("output_frames", {"sexual_explicit": policy.strictest(scores)}).action == Action.HOLD
+    assert policy.strictest([0.1, 0.7, 0.2]) == 0.7 and policy.strictest([]) == 0.0
 
 
 def test_the_text_model_reads_meaning_beyond_the_rules():
