@@ -22,6 +22,7 @@ from channels.security.websocket import WebsocketDenier
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
+from jobs.api.auth import credential_live
 from notifications import sockets
 from notifications.selectors import counter_state, notification_dict, notifications_after, read_state, replay_floor
 from notifications.services import user_group
@@ -58,10 +59,13 @@ def same_origin(origin: str, scope, headers) -> bool:
     return origin == f"{scheme}://{host}"
 
 
-def still_here(user_id: int, channel_name: str) -> tuple[int, int]:
-    """A stream's periodic resync, in one trip to a thread: renew its place among the user's open streams, and
-    read the user's (last seq, read seq). Only when these moved does the stream read the log (most resyncs of
-    an idle socket read one row and nothing else)."""
+def still_here(user_id: int, channel_name: str, key_hash: str | None) -> tuple[int, int] | None:
+    """A stream's periodic resync, in one trip to a thread: None if its credential (the key it opened with, or
+    its user for a browser's session) no longer works; otherwise renew its place among the user's open streams
+    and read the user's (last seq, read seq). Only when these moved does the stream read the log (most resyncs
+    of an idle socket read two rows and nothing else)."""
+    if not credential_live(user_id=user_id, key_hash=key_hash):
+        return None
     sockets.refresh(user_id, channel_name)
     return counter_state(user_id=user_id)
 
@@ -92,6 +96,7 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=4401)
             return
         self.user_id = user.pk
+        self.key_hash = self.scope.get("api_key_hash")  # None: the browser's session
         query = parse_qs(self.scope.get("query_string", b"").decode())
         try:
             self.last_seq = max(0, int(query.get("last_seq", ["0"])[0]))
@@ -126,7 +131,10 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
         told: tuple[int, int] | None = None  # the (last seq, read seq) the client's badge last reflected
         while True:
             try:
-                state = await database_sync_to_async(still_here)(self.user_id, self.channel_name)
+                state = await database_sync_to_async(still_here)(self.user_id, self.channel_name, self.key_hash)
+                if state is None:
+                    await self.close_revoked()
+                    return
                 if state[0] > self.last_seq:
                     await self.send_backlog()  # a lost hint
                 if state != told:
@@ -135,6 +143,25 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             except Exception:
                 log.warning("resync failed", exc_info=True)
             await asyncio.sleep(every)
+
+    async def notify_credentials(self, message: dict) -> None:
+        """A key of this user was revoked or the user deactivated (maybe another key, another process)."""
+        if not await database_sync_to_async(credential_live)(user_id=self.user_id, key_hash=self.key_hash):
+            await self.close_revoked()
+
+    async def close_revoked(self) -> None:
+        """The credential no longer works: nothing more is sent, and the socket closes with 4401."""
+        if getattr(self, "revoked", False):
+            return
+        self.revoked = True
+        if hasattr(self, "resync") and self.resync is not asyncio.current_task():
+            self.resync.cancel()
+        await self.close(code=4401)
+
+    async def send(self, text_data=None, bytes_data=None, close=False) -> None:
+        if getattr(self, "revoked", False):
+            return  # closed for its credential: a hint or a read already on its way is dropped
+        await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
 
     @classmethod
     async def decode_json(cls, text_data: str):

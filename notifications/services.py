@@ -102,6 +102,12 @@ def push_progress(*, user_id: int, video_id: str, progress: int) -> None:
     _push(user_id, {"type": "notify.progress", "video_id": video_id, "progress": progress})
 
 
+def push_credentials_changed(*, user_id: int) -> None:
+    """A key of this user was revoked or deleted, or the user deactivated: each of their live streams, in every
+    web process, checks its own credential and closes if it no longer works (each resync checks it too)."""
+    _push(user_id, {"type": "notify.credentials"})
+
+
 def _push(user_id: int, message: dict) -> None:
     layer = get_channel_layer()
     if layer is None:

@@ -20,6 +20,7 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
+from jobs.api.auth import credential_live
 from notifications import sockets
 from notifications.consumers import ensure_db_poller, next_in_line, progress_event, still_here
 from notifications.selectors import notification_dict, notifications_after, read_state, replay_floor
@@ -60,6 +61,7 @@ class EventStreamConsumer(AsyncHttpConsumer):
         except ValueError:
             await self._refuse(400, "'Last-Event-ID' (or last_seq) must be a notification seq.", "invalid_value")
         self.user_id = user.pk
+        self.key_hash = self.scope.get("api_key_hash")  # None: the browser's session
         if not await asyncio.to_thread(sockets.admit, self.user_id, self.channel_name):
             await self._refuse(429, "Too many open event streams and sockets for this user.", "too_many_streams")
         self.counted = True
@@ -96,11 +98,33 @@ class EventStreamConsumer(AsyncHttpConsumer):
                 await self.send_body(b": keep-alive\n\n", more_body=True)
                 if since_resync >= resync:
                     since_resync = 0.0
-                    last_seq, _ = await database_sync_to_async(still_here)(self.user_id, self.channel_name)
-                    if last_seq > self.last_seq:
+                    state = await database_sync_to_async(still_here)(self.user_id, self.channel_name, self.key_hash)
+                    if state is None:
+                        await self.end_revoked()
+                        return
+                    if state[0] > self.last_seq:
                         await self.send_backlog()  # a lost hint
             except Exception:
                 log.warning("event stream tick failed", exc_info=True)
+
+    async def notify_credentials(self, message: dict) -> None:
+        """A key of this user was revoked or the user deactivated (maybe another key, another process)."""
+        if not await database_sync_to_async(credential_live)(user_id=self.user_id, key_hash=self.key_hash):
+            await self.end_revoked()
+
+    async def end_revoked(self) -> None:
+        """The credential no longer works: the stream ends here (the server then reports the disconnect)."""
+        if getattr(self, "ended", False):
+            return
+        self.ended = True
+        await super().send_body(b"", more_body=False)
+        if hasattr(self, "ticker") and self.ticker is not asyncio.current_task():
+            self.ticker.cancel()
+
+    async def send_body(self, body: bytes, *, more_body: bool = False) -> None:
+        if getattr(self, "ended", False):
+            return  # ended for its credential: a hint or a read already on its way is dropped
+        await super().send_body(body, more_body=more_body)
 
     async def notify_hint(self, message: dict) -> None:
         if await next_in_line(self, message, self.send_note):

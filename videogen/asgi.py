@@ -30,7 +30,9 @@ from jobs.api.auth import ApiKeyAuthMiddleware  # noqa: E402
 from jobs.api.hot import HotRoutes  # noqa: E402
 from notifications.consumers import BrowserOriginValidator, EventsConsumer  # noqa: E402
 from notifications.streams import EventStreamConsumer  # noqa: E402
+from videogen.asgiguard import DjangoGuard  # noqa: E402
 from videogen.bodylimit import BodyLimitMiddleware  # noqa: E402
+from videogen.headers import DropUnderscoreHeaders  # noqa: E402
 from videogen.requestid import RequestIdASGI  # noqa: E402
 
 # Static files (admin CSS, the page's JS) are served by the web role itself: no extra server to run.
@@ -38,8 +40,9 @@ from videogen.requestid import RequestIdASGI  # noqa: E402
 wsgi_http = BodyLimitMiddleware(
     HotRoutes(WSGIMiddleware(StaticFilesHandler(django_wsgi), workers=settings.WEB_THREADS))
 )
-# Server-Sent Events are long-lived: an async consumer, never a thread of the pool.
-event_stream = AuthMiddlewareStack(ApiKeyAuthMiddleware(EventStreamConsumer.as_asgi()))
+# Server-Sent Events are long-lived: an async consumer, never a thread of the pool; Django's host check and
+# security headers still apply (DjangoGuard), as on every route Django serves.
+event_stream = DjangoGuard(AuthMiddlewareStack(ApiKeyAuthMiddleware(EventStreamConsumer.as_asgi())))
 
 
 async def _http(scope, receive, send):
@@ -51,11 +54,14 @@ async def _http(scope, receive, send):
 http = RequestIdASGI(_http)  # every HTTP answer carries X-Request-ID, and the logs of its work too
 
 
-application = ProtocolTypeRouter(
-    {
-        "http": http,
-        "websocket": BrowserOriginValidator(
-            AuthMiddlewareStack(ApiKeyAuthMiddleware(URLRouter([path("ws/events", EventsConsumer.as_asgi())])))
-        ),
-    }
+# One reading of every request: header names with an underscore never get past here (videogen.headers).
+application = DropUnderscoreHeaders(
+    ProtocolTypeRouter(
+        {
+            "http": http,
+            "websocket": BrowserOriginValidator(
+                AuthMiddlewareStack(ApiKeyAuthMiddleware(URLRouter([path("ws/events", EventsConsumer.as_asgi())])))
+            ),
+        }
+    )
 )

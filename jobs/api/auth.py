@@ -71,9 +71,10 @@ class KeyAuth:
         self.remembered_since = remembered_since
 
 
-def user_for_key(raw: str):
-    """The active user a live key belongs to, or None."""
-    return _user_for_hash(hash_key(raw))[0]
+def _fresh_lookup(key_hash: str):
+    user = _lookup(key_hash)
+    remember(key_hash, user)
+    return user
 
 
 def _user_for_hash(key_hash: str) -> tuple[object, float | None]:
@@ -136,10 +137,29 @@ def forget(key_hash: str) -> None:
     _known.pop(key_hash, None)
 
 
-def credentials_changed(key_hashes: list[str]) -> None:
+def credential_live(*, user_id: int, key_hash: str | None) -> bool:
+    """Whether a live stream's credential still works, read now (never remembered): its key is live and its
+    user active, or for a browser's session, its user is still active."""
+    if key_hash is not None:
+        rows = _key_user.fetch(key_hash=key_hash)
+        return bool(rows) and rows[0][0] == user_id
+    return get_user_model().objects.filter(pk=user_id, is_active=True).exists()
+
+
+def credentials_changed(key_hashes: list[str], *, user_ids: tuple[int, ...] = ()) -> None:
     """These keys' answers changed: once the transaction commits, this process forgets them and their markers
     are left in Redis for every other web process. Without Redis (the embedded profile runs one process)
-    forgetting here is all there is."""
+    forgetting here is all there is. The open event streams of `user_ids` (a key revoked or deleted, a user
+    deactivated) are told too, in every web process, and close if their credential no longer works."""
+
+    def tell_streams() -> None:
+        from notifications.services import push_credentials_changed
+
+        for user_id in user_ids:
+            push_credentials_changed(user_id=user_id)
+
+    if user_ids:
+        transaction.on_commit(tell_streams)
     if not key_hashes:
         return
 
@@ -170,16 +190,17 @@ def _user_keys(user_id: int) -> list[str]:
 
 def _on_key_changed(sender, instance: ApiKey, created: bool = False, **kwargs) -> None:
     if not created:  # a new key was never looked up
-        credentials_changed([instance.key_hash])
+        credentials_changed([instance.key_hash], user_ids=(instance.user_id,))
 
 
 def _on_user_changed(sender, instance, created: bool = False, update_fields=None, **kwargs) -> None:
     if not created and (update_fields is None or "is_active" in update_fields):  # not a login's last_login
-        credentials_changed(_user_keys(instance.pk))
+        credentials_changed(_user_keys(instance.pk), user_ids=() if instance.is_active else (instance.pk,))
 
 
 def _on_user_deleted(sender, instance, **kwargs) -> None:
-    credentials_changed(_user_keys(instance.pk))  # pre_delete: the keys are still there to be named
+    # pre_delete: the keys are still there to be named
+    credentials_changed(_user_keys(instance.pk), user_ids=(instance.pk,))
 
 
 def _on_account_changed(sender, instance: Account, created: bool = False, update_fields=None, **kwargs) -> None:
@@ -216,7 +237,10 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
 
 
 class ApiKeyAuthMiddleware:
-    """Websockets: non-browser clients authenticate with `Authorization: Bearer KEY` (browsers use the session)."""
+    """Live streams: non-browser clients authenticate with `Authorization: Bearer KEY` (browsers use the session).
+
+    The key is looked up now, not remembered (a stream opens rarely, and a key revoked a moment ago in another
+    process must not open one), and its hash stays in the scope: the stream checks it again on each resync."""
 
     def __init__(self, inner) -> None:
         self.inner = inner
@@ -225,7 +249,8 @@ class ApiKeyAuthMiddleware:
         headers = dict(scope.get("headers") or [])
         raw = headers.get(b"authorization", b"").decode("latin-1")
         if raw.lower().startswith("bearer "):
-            user = await database_sync_to_async(user_for_key)(raw[7:].strip())
+            key_hash = hash_key(raw[7:].strip())
+            user = await database_sync_to_async(_fresh_lookup)(key_hash)
             if user is not None:
-                scope = dict(scope, user=user)
+                scope = dict(scope, user=user, api_key_hash=key_hash)
         return await self.inner(scope, receive, send)
