@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import socket
 import threading
 import time
@@ -171,6 +172,8 @@ class RemoteWorker:
         self.pool = pool
         self.client = client or Client(pool)
         self.name = f"remote:{pool.name}@{socket.gethostname()}:{os.getpid()}"
+        # Names this worker's uploads: a takeover keeps the attempt, so two workers can hold one attempt.
+        self.token = secrets.token_hex(6)
         self.stop = threading.Event()
         self._last_sweep = 0.0
 
@@ -516,7 +519,10 @@ class RemoteWorker:
         except Exception as exc:  # a 413-sized or undecodable answer: this attempt's result is unusable
             self._fail(rj, code="backend_error", message=BACKEND_ERROR, retryable=True, detail=f"result: {exc}")
             return
-        base = f"videos/{job.public_id}/attempt-{rj.attempt}"
+        # Under this worker's own name: a worker that took the pool over keeps the attempt, so both may collect
+        # the clip; the one fenced out below then deletes only its own upload, never the clip the other completed
+        # with (object stores overwrite a key in place).
+        base = f"videos/{job.public_id}/attempt-{rj.attempt}-{self.token}"
         keys = [
             default_storage.save(f"{base}.mp4", ContentFile(data)),
             default_storage.save(f"{base}.webp", ContentFile(make_thumbnail(first[0]))),

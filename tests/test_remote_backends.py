@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 
+import numpy as np
 import pytest
 from django.core.files.storage import default_storage
 from django.utils import timezone
@@ -17,6 +18,8 @@ from jobs import backends, services
 from jobs.models import CreditEntry, Job, JobEvent, RemoteJob, State
 from jobs.services import remote as remote_services
 from tests.remote_sim import QUIRKS, RemoteSim
+from tests.test_storage_s3 import s3_server, s3_storage  # noqa: F401  (fixtures: a real S3 API on loopback)
+from videogen.video_io import decode_mp4
 
 P = RemoteJob.Phase
 SECRET = "whsec_" + "dGVzdC1zZWNyZXQtZm9yLXJlbW90ZS1wb29scw=="
@@ -311,6 +314,40 @@ def test_a_restarted_worker_takes_over_its_pools_running_jobs(queued):
         drive(second, lambda: state(job) == State.REVIEWING)
         job.refresh_from_db()
         assert job.attempt == 1 and len(sim.creates()) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("s3_storage")
+def test_two_workers_holding_one_attempt_never_delete_the_clip_the_other_completed_with(queued):
+    """A worker that stopped heartbeating (hung, not dead) while another took its pool over: both hold the same
+    attempt of the job, and both may collect the finished clip into the bucket, where a key is overwritten in
+    place. The one fenced out must remove only what it stored itself."""
+    with RemoteSim("openai-videos", run_seconds=0.3) as sim:
+        pool = make_pool(sim)
+        first = RemoteWorker(pool)
+        job = queued()
+        drive(first, lambda: RemoteJob.objects.filter(job=job, phase=P.ACTIVE).exists())
+        second = RemoteWorker(pool)
+        second.name += "-took-over"
+        assert remote_services.remote_takeover(pool="sim", runner=second.name) == 1
+        [rj] = RemoteJob.objects.filter(job=job)
+        deadline = time.monotonic() + 15
+        while backends.read_status(pool.dialect, first.client.status(rj.remote_id)).phase != backends.COMPLETED:
+            assert time.monotonic() < deadline, "the remote job did not finish"
+            time.sleep(0.05)
+        while not (hung := remote_services.remote_due(pool="sim")):  # what the hung worker read before it stalled
+            assert time.monotonic() < deadline, "no poll came due"
+            time.sleep(0.02)
+        drive(second, lambda: state(job) == State.REVIEWING)
+        first.poll(hung[0])  # it wakes up, collects the clip too, and is fenced out at completion
+        job.refresh_from_db()
+        assert job.runner_id == second.name and job.attempt == 1 and len(sim.creates()) == 1
+        with default_storage.open(job.video_key, "rb") as fh:
+            assert np.array_equal(decode_mp4(fh.read()), decode_mp4(sim.clip))
+        assert default_storage.exists(job.thumbnail_key)
+        # Nothing of the fenced-out worker is left behind either.
+        _dirs, files = default_storage.listdir(f"videos/{job.public_id}")
+        assert sorted(f"videos/{job.public_id}/{name}" for name in files) == sorted([job.video_key, job.thumbnail_key])
 
 
 @pytest.mark.django_db(transaction=True)
