@@ -137,13 +137,16 @@ def forget_summaries() -> None:
     _summaries.clear()
 
 
-def queue_estimate(job: Job) -> tuple[int | None, dt.datetime | None]:
-    """(queue_position, estimated_start_at) of a queued job, from the published summary: no queue scan."""
+def queue_estimate(
+    job: Job, published: tuple[policy.ModelQueue | None, float] | None = None
+) -> tuple[int | None, dt.datetime | None]:
+    """(queue_position, estimated_start_at) of a queued job, from the published summary: no queue scan. A caller
+    that read the summary itself (the event loop, which may not use Django's connection) passes it in."""
     if job.state == State.DISPATCHED:
         return 1, None  # handed to a runner: starts as soon as it claims it
     if job.state != State.QUEUED or job.vtag is None:
         return None, None
-    summary, at = queue_summary(job.model)
+    summary, at = published if published is not None else queue_summary(job.model)
     if summary is None:
         return None, None
     est = policy.estimate(summary, fairness.weights(), tier=job.tier, tag=job.vtag, job_id=job.pk)

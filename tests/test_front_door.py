@@ -159,6 +159,32 @@ def test_the_web_role_refuses_big_unauthenticated_uploads_early(platform_factory
     assert response.startswith(b"HTTP/1.1 401"), response[:200]
 
 
+@pytest.mark.e2e
+@pytest.mark.django_db(transaction=True)
+def test_the_web_role_drops_header_names_with_underscores(platform_factory):
+    """`Idempotency_Key` and `Idempotency-Key` are one WSGI variable but two raw headers: the event loop's create
+    ignored one that Django's replayed. The web role `make run` starts drops such names at its entrance."""
+    import httpx
+
+    from jobs.accounts import api_key_create
+
+    user, _ = ensure_user(username="underscore-user", tier="paid")
+    plat = platform_factory(workers=False)
+    body = {"prompt": "a lighthouse at dusk", "size": "128x128"}
+    with httpx.Client(base_url=plat.base_url, timeout=20) as client:
+        client.headers["Authorization"] = f"Bearer {api_key_create(user_id=user.pk)}"
+        underscore = {"Idempotency_Key": "same-key"}
+        made = [
+            client.post("/v1/videos", json=body, headers=underscore),  # JSON: the event loop's create
+            client.post("/v1/videos", data=body, headers=underscore),  # a form: Django's
+            client.post("/v1/videos", data=body, headers=underscore),
+        ]
+        keyed = [client.post("/v1/videos", data=body, headers={"Idempotency-Key": "same-key"}) for _ in range(2)]
+    assert [r.status_code for r in made + keyed] == [201, 201, 201, 201, 200], [r.text for r in made + keyed]
+    assert len({r.json()["id"] for r in made}) == 3  # no key, three videos, whichever door took each
+    assert keyed[0].json()["id"] == keyed[1].json()["id"]  # the real header still replays
+
+
 # --- conditional reads ----------------------------------------------------------------------------------
 
 

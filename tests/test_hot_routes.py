@@ -186,3 +186,15 @@ def test_a_user_without_an_account_reads_as_on_djangos_path(hot, make_user):
     (direct,) = call(hot.fallback, scope)
     assert served[0] == 404 and served[1]["x-ratelimit-limit-requests"] == "600"  # free
     same_answer(served, direct)
+
+
+def test_a_summary_that_expires_between_check_and_use_is_not_a_500(hot, paid, make_job, monkeypatch):
+    # The per-process summary cache expiring right after it was read made the estimate read it again through
+    # Django's connection on the event loop (SynchronousOnlyOperation: a 500).
+    user, key = paid
+    services.runner_heartbeat(name="gpu", slots=1, model_names=["wan-tiny"], queue="gpu.a")
+    job = make_job("queued", owner=user, cost=10.0)
+    services.publish_queue_summary()
+    monkeypatch.setattr(selectors, "SUMMARY_CACHE_SECONDS", -1.0)  # every cached summary has expired when used
+    ((status, _, body),) = call(hot, scope_for(f"/v1/videos/{job.public_id}", {"Authorization": f"Bearer {key}"}))
+    assert status == 200 and b'"queue_position":1' in body

@@ -338,9 +338,14 @@ async def _read(key_hash: str, public_id: str) -> Answer:
     job = await aiodb.fetch(selectors.video_get_statement(user_id=user.pk, public_id=public_id))
     if job is None:
         return _error(not_found(), headers)
-    if job.state == State.QUEUED and job.vtag is not None and selectors.summary_cached(job.model) is None:
-        selectors.summary_remember(job.model, await aiodb.fetch(selectors.summary_statement(job.model)))
-    position, start = selectors.queue_estimate(job)
+    published = None
+    if job.state == State.QUEUED and job.vtag is not None:
+        # Read once and handed on: the per-process cache may expire between a check and a later use, and a miss
+        # there would read through Django's connection on the event loop.
+        published = selectors.summary_cached(job.model) or selectors.summary_remember(
+            job.model, await aiodb.fetch(selectors.summary_statement(job.model))
+        )
+    position, start = selectors.queue_estimate(job, published)
     headers |= poll_headers(job, start)
     return Answer(200, _render(video_object(job, position, start)), headers)
 
