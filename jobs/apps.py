@@ -21,7 +21,8 @@ class JobsConfig(AppConfig):
             from videogen import lineage
 
             lineage.install()  # no orphaned sentinel or worker outlives its qcluster
-            if not settings.RUNNER_QUEUE:  # a cpu cluster: each worker heartbeats (`check_liveness cpu`)
+            # A cpu or delivery cluster: each worker heartbeats (`check_liveness cpu`, `check_liveness delivery`).
+            if settings.RUNNER_QUEUE in ("", settings.DELIVERY_QUEUE):
                 from django_q.signals import post_spawn
 
                 from jobs.liveness import on_cpu_worker_spawn

@@ -1,7 +1,7 @@
 """Liveness of the roles that serve no HTTP: heartbeat rows, and the check `manage.py check_liveness` runs.
 
-Runners (gpu and remote) heartbeat through their Runner rows already; the dispatcher and each cpu worker
-process write a RoleHeartbeat row. A role is live on a host when one of its rows there is fresher than the
+Runners (gpu and remote) heartbeat through their Runner rows already; the dispatcher and each cpu or delivery
+worker process write a RoleHeartbeat row. A role is live on a host when one of its rows there is fresher than the
 bound (RUNNER_TTL_SECONDS by default)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from jobs.models import RoleHeartbeat, Runner
 from jobs.services.transitions import db_now_plus
 
 log = logging.getLogger(__name__)
-ROLES = ("dispatcher", "cpu", "gpu", "remote")
+ROLES = ("dispatcher", "cpu", "delivery", "gpu", "remote")
 
 
 def beat(role: str) -> None:
@@ -46,7 +46,9 @@ def beat_forever(role: str, stop: threading.Event | None = None) -> None:
 
 
 def on_cpu_worker_spawn(sender=None, proc_name: str = "", **kwargs) -> None:
-    threading.Thread(target=beat_forever, args=("cpu",), name="cpu-heartbeat", daemon=True).start()
+    """A worker of the cpu cluster, or of the delivery cluster (its own role)."""
+    role = "delivery" if settings.RUNNER_QUEUE == settings.DELIVERY_QUEUE else "cpu"
+    threading.Thread(target=beat_forever, args=(role,), name=f"{role}-heartbeat", daemon=True).start()
 
 
 def live(role: str, *, host: str | None, max_age: float) -> list[str]:

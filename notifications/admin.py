@@ -19,7 +19,17 @@ class AttemptInline(admin.TabularInline):
     model = WebhookAttempt
     extra = 0
     can_delete = False
-    readonly_fields = ("number", "started_at", "status_code", "latency_ms", "error", "response_excerpt")
+    # `detail` (the address refused, the connection error) is for staff; the owner's API shows `error` only.
+    readonly_fields = (
+        "number",
+        "started_at",
+        "finished_at",
+        "status_code",
+        "latency_ms",
+        "error",
+        "detail",
+        "response_excerpt",
+    )
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

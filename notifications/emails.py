@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import unicodedata
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -23,6 +24,7 @@ from django.utils import timezone
 from jobs.prepared import Prepared
 from notifications import outbox
 from notifications.models import EmailDelivery, Notification, NotificationPreference
+from notifications.outbound import clean_text
 from videogen import metrics
 
 log = logging.getLogger(__name__)
@@ -90,6 +92,16 @@ def outbox_for(note: Notification) -> bool:
     return True
 
 
+_BLANKS = {"Cc", "Zs", "Zl", "Zp"}  # control characters and every kind of space or line break
+
+
+def subject(text: str, *, limit: int = 100) -> str:
+    """One header line: a prompt's newlines, tabs and control characters (a header may hold none: Django refuses
+    the message) become single spaces, and the line is cut at `limit` characters."""
+    flat = " ".join("".join(" " if unicodedata.category(ch) in _BLANKS else ch for ch in text).split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
 def message(delivery: EmailDelivery) -> EmailMessage:
     note = delivery.notification
     data = note.payload or {}
@@ -121,7 +133,7 @@ def message(delivery: EmailDelivery) -> EmailMessage:
         lines += ["", f"Open it: {settings.EMAILS['PUBLIC_BASE_URL'].rstrip('/')}/#{data.get('id', '')}"]
     lines += ["", "(You can turn these emails off in your notification preferences.)"]
     return EmailMessage(
-        subject=f"{SUBJECTS[note.event]}: {about[:60]}",
+        subject=subject(f"{SUBJECTS[note.event]}: {about}"),
         body="\n".join(lines),
         to=[delivery.to],
         # The same Message-ID on every attempt: a receiving server that saw it already may drop the copy.
@@ -144,7 +156,7 @@ def send(*, delivery_id: int, attempts: int) -> str:
         message(delivery).send()
     except Exception as exc:
         schedule = settings.EMAILS["RETRY_SCHEDULE"]
-        error = f"{type(exc).__name__}: {exc}"[:500]
+        error = clean_text(f"{type(exc).__name__}: {exc}")[:500]  # the server's words: stored as clean text
         log.warning("email %s attempt %s failed: %s", delivery_id, number, error)
         if number > len(schedule):
             EmailDelivery.objects.filter(pk=delivery_id).update(status=Status.FAILED, error=error, next_attempt_at=None)

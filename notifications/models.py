@@ -149,18 +149,27 @@ class WebhookDelivery(models.Model):
 
 
 class WebhookAttempt(models.Model):
-    """Every try of a delivery: what the receiver answered, how fast, or why nothing was sent."""
+    """Every try of a delivery: what the receiver answered, how fast, or why nothing was sent. Written when the
+    attempt is claimed (unfinished: on the wire, counted against its owner's bound) and finished with its answer."""
 
     delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="attempt_log")
     number = models.PositiveIntegerField()
     started_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
     status_code = models.PositiveSmallIntegerField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(default=0)
     response_excerpt = models.TextField(blank=True)
-    error = models.CharField(max_length=500, blank=True)
+    error = models.CharField(max_length=500, blank=True)  # what the endpoint's owner sees: generic
+    detail = models.CharField(max_length=500, blank=True)  # what staff see: addresses, ports, exceptions
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # The attempts on the wire, counted per user at each claim.
+            models.Index(
+                fields=["started_at"], name="webhook_attempt_open_idx", condition=models.Q(finished_at__isnull=True)
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.delivery_id}#{self.number} {self.status_code or self.error}"

@@ -1,10 +1,13 @@
 """What webhook deliveries and emails share: a row per message, written in the notification's transaction,
-and a cpu task per attempt that carries the attempt number it was sent for (a duplicate finds it moved on)."""
+and a task per attempt on the delivery queue (the delivery role's workers, never the cpu cluster's: a slow
+receiver must not hold moderation) that carries the attempt number it was sent for (a duplicate finds it moved
+on)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+from django.conf import settings
 from django.db import models, transaction
 from django.utils import timezone
 from django_q.tasks import async_task
@@ -12,7 +15,7 @@ from django_q.tasks import async_task
 
 def send(task: str, pk: int, attempts: int) -> None:
     # On the ORM broker the message is a row in the caller's transaction: no outbox row without its task.
-    async_task(task, pk, attempts, cluster="cpu")
+    async_task(task, pk, attempts, cluster=settings.DELIVERY_QUEUE)
 
 
 def resend_due(model: type[models.Model], task: str, *, in_flight_seconds: float, limit: int = 100) -> int:

@@ -1,4 +1,5 @@
-"""cpu tasks of the notifications app: ids in, services called (idempotent: a duplicate finds its attempt gone)."""
+"""Delivery-queue tasks of the notifications app: ids in, services called (idempotent: a duplicate finds its
+attempt gone)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ from notifications import emails, webhooks
 
 def deliver_webhook(delivery_id: int, attempts: int) -> str:
     return webhooks.deliver(delivery_id=delivery_id, attempts=attempts)
+
+
+def send_webhook_test(delivery_id: int, attempts: int) -> str:
+    return webhooks.send_test(delivery_id=delivery_id, attempts=attempts)
 
 
 def send_email(delivery_id: int, attempts: int) -> str:

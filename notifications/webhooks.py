@@ -1,15 +1,17 @@
 """Webhooks: users' endpoints, the outbox, and delivery per Standard Webhooks with retries (DESIGN §5).
 
 A notification that an endpoint subscribes to gets a WebhookDelivery row in the transaction that wrote the
-notification (the outbox), and a cpu task that delivers it. Its `event_id` is the `webhook-id` of every
-attempt, so a receiver dedupes retries; the body is fixed at creation and signed anew at each attempt
-(`webhook-timestamp`, `webhook-signature`, with the previous secret too during a rotation's grace). A failed
-attempt is retried on WEBHOOK_RETRY_SCHEDULE (jitter ±20%) by the dispatcher's sweep; after the last the delivery
-is dead (replayable). A 410, or failing for WEBHOOK_DISABLE_AFTER_SECONDS, disables the endpoint and tells its
-owner in their notification log.
+notification (the outbox), and a task on the delivery queue (the delivery role) that delivers it. Its `event_id`
+is the `webhook-id` of every attempt, so a receiver dedupes retries; the body is fixed at creation and signed anew
+at each attempt (`webhook-timestamp`, `webhook-signature`, with the previous secret too during a rotation's
+grace). A failed attempt is retried on WEBHOOK_RETRY_SCHEDULE (each delay lengthened by up to 20%, never
+shortened) by the dispatcher's sweep; after the last the delivery is dead (replayable). A 410, or failing for
+WEBHOOK_DISABLE_AFTER_SECONDS, disables the endpoint and tells its owner in their notification log.
 
 A task carries the attempt number it was sent for: a duplicate message, or a sweep racing the first send, finds
-the count moved on and sends nothing.
+the count moved on and sends nothing. An attempt is claimed with its log row and the outcome of a failure in one
+transaction, then finished with its answer in another; a user has at most WEBHOOK_MAX_IN_FLIGHT_PER_USER attempts
+on the wire (counted at the claim, under a per-user lock), the rest waits its turn.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ import datetime as dt
 import json
 import logging
 import random
+import time
 
-import httpx
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -34,7 +35,12 @@ from videogen import metrics
 
 log = logging.getLogger(__name__)
 Status = WebhookDelivery.Status
-IN_FLIGHT_SECONDS = 60  # an attempt's claim: the sweep re-sends a delivery whose task was lost after this
+# An attempt's claim: the sweep re-sends a delivery whose task was lost after this. Every attempt ends well
+# within it (WEBHOOK_ATTEMPT_DEADLINE_SECONDS, at most 40), so the sweep never sends one while it is on the wire.
+IN_FLIGHT_SECONDS = 60
+SEND_TASK = "notifications.tasks.deliver_webhook"
+TEST_TASK = "notifications.tasks.send_webhook_test"
+OWNER_LOCK_CLASS = 0x77686B  # pg_advisory_xact_lock(class, user): one user's claims, one at a time
 
 
 def cfg(name: str):
@@ -136,14 +142,12 @@ def outbox_for(note: Notification) -> int:
 
 
 def _send_task(delivery_id: int, attempts: int) -> None:
-    outbox.send("notifications.tasks.deliver_webhook", delivery_id, attempts)
+    outbox.send(SEND_TASK, delivery_id, attempts)
 
 
 def enqueue_due(*, limit: int = 100) -> int:
     """The dispatcher's sweep: deliveries whose retry is due (or whose task was lost) get a task again."""
-    return outbox.resend_due(
-        WebhookDelivery, "notifications.tasks.deliver_webhook", in_flight_seconds=IN_FLIGHT_SECONDS, limit=limit
-    )
+    return outbox.resend_due(WebhookDelivery, SEND_TASK, in_flight_seconds=IN_FLIGHT_SECONDS, limit=limit)
 
 
 def replay(*, delivery: WebhookDelivery) -> WebhookDelivery:
@@ -151,6 +155,10 @@ def replay(*, delivery: WebhookDelivery) -> WebhookDelivery:
     with transaction.atomic():
         WebhookDelivery.objects.filter(pk=delivery.pk).update(
             status=Status.PENDING, next_attempt_at=timezone.now() + dt.timedelta(seconds=IN_FLIGHT_SECONDS)
+        )
+        # An attempt left unfinished by a stopped worker is over: the replay is a new try, not its continuation.
+        WebhookAttempt.objects.filter(delivery_id=delivery.pk, finished_at__isnull=True).update(
+            finished_at=timezone.now()
         )
         delivery.refresh_from_db()
         _send_task(delivery.pk, delivery.attempts)
@@ -173,23 +181,58 @@ def signed_headers(endpoint: WebhookEndpoint, *, event_id: str, body: str, now: 
     }
 
 
-def _attempt(endpoint: WebhookEndpoint, *, event_id: str, body: str) -> tuple[int | None, int, str, str]:
-    """(status code or None, latency ms, response excerpt, error)."""
+def _attempt(endpoint: WebhookEndpoint, *, event_id: str, body: str) -> dict:
+    """One POST, within the attempt deadline: the fields of its WebhookAttempt row (all of them clean text)."""
     headers = signed_headers(endpoint, event_id=event_id, body=body, now=timezone.now())
     try:
         answer = outbound.post(endpoint.url, body=body.encode(), headers=headers)
     except outbound.Refused as exc:
-        return None, 0, "", f"refused: {exc}"
-    except httpx.HTTPError as exc:
-        return None, 0, "", f"{type(exc).__name__}: {exc}"[:500]
-    return answer.status_code, answer.latency_ms, answer.excerpt, ""
+        return {"status_code": None, "error": f"refused: {exc.reason}", "detail": exc.detail}
+    except outbound.NoAnswer as exc:
+        return {"status_code": None, "error": exc.reason, "detail": exc.detail}
+    return {"status_code": answer.status_code, "latency_ms": answer.latency_ms, "response_excerpt": answer.excerpt}
+
+
+# Each retry waits its scheduled delay times a factor drawn from JITTER: spread, never shortened (the schedule's
+# sum is the least a failing delivery is retried for).
+JITTER = (1.0, 1.2)
+# An attempt claimed but never finished (its worker stopped, or writing its answer failed) tells its owner this.
+UNFINISHED = "the attempt did not finish"
+
+
+def retry_span(schedule: list[float] | None = None) -> tuple[float, float]:
+    """(least, most) seconds from a delivery's first attempt to its last, with jitter (attempts' own time aside)."""
+    total = sum(schedule if schedule is not None else cfg("RETRY_SCHEDULE"))
+    return total * JITTER[0], total * JITTER[1]
 
 
 def _retry_delay(attempts: int) -> float | None:
     schedule = cfg("RETRY_SCHEDULE")
     if attempts > len(schedule):
         return None
-    return schedule[attempts - 1] * random.uniform(0.8, 1.2)
+    return schedule[attempts - 1] * random.uniform(*JITTER)
+
+
+def _lock_owner(user_id: int) -> None:
+    """Serialise claims of one user's deliveries across processes (counting them then claiming is a race
+    otherwise); SQLite serialises every writer anyway."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [OWNER_LOCK_CLASS, user_id % 2**31])
+
+
+def in_flight(user_id: int) -> int:
+    """Attempts of the user's deliveries (tests included) on the wire now: claimed, unfinished, and not older
+    than a claim (a worker that died leaves its attempt unfinished)."""
+    recent = timezone.now() - dt.timedelta(seconds=IN_FLIGHT_SECONDS)
+    return WebhookAttempt.objects.filter(
+        finished_at__isnull=True, started_at__gt=recent, delivery__endpoint__user_id=user_id
+    ).count()
+
+
+def on_the_wire(attempt: WebhookAttempt) -> bool:
+    """An unfinished attempt still within its claim (after that its worker is known to have stopped)."""
+    return attempt.finished_at is None and timezone.now() - attempt.started_at < dt.timedelta(seconds=IN_FLIGHT_SECONDS)
 
 
 def deliver(*, delivery_id: int, attempts: int) -> str:
@@ -201,46 +244,95 @@ def deliver(*, delivery_id: int, attempts: int) -> str:
 
 
 def _deliver(*, delivery_id: int, attempts: int) -> str:
+    claimed = _claim(delivery_id=delivery_id, attempts=attempts)
+    if isinstance(claimed, str):
+        return claimed
+    delivery, attempt = claimed
+    fields = _attempt(delivery.endpoint, event_id=delivery.event_id, body=delivery.body)
+    return _finish(delivery, attempt, fields)
+
+
+def _claim(*, delivery_id: int, attempts: int) -> tuple[WebhookDelivery, WebhookAttempt] | str:
+    """In one transaction: the attempt's row (unfinished) and the outcome should nothing more ever be written, a
+    failure: the next try scheduled (at least a claim away), the endpoint failing. So a worker that stops, or an
+    answer that cannot be written, still moves the delivery along its retries to dead, and the endpoint to
+    disabled; and no sweep sends it again while this attempt is on the wire (its deadline is shorter)."""
     with transaction.atomic():
-        delivery = WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).first()
+        delivery = (
+            WebhookDelivery.objects.select_for_update(of=("self",))
+            .select_related("endpoint")
+            .filter(pk=delivery_id)
+            .first()
+        )
         if delivery is None or delivery.status != Status.PENDING or delivery.attempts != attempts:
             return "skipped"  # delivered, dead, or another task has this attempt
+        endpoint, now = delivery.endpoint, timezone.now()
+        if attempts > len(cfg("RETRY_SCHEDULE")) and _unfinished(delivery_id, attempts):
+            # The last attempt's claim ran out unfinished (its worker stopped): nothing more to try.
+            WebhookDelivery.objects.filter(pk=delivery_id).update(status=Status.DEAD, next_attempt_at=None)
+            return "dead"
+        if endpoint.failing_since and (now - endpoint.failing_since).total_seconds() > cfg("DISABLE_AFTER_SECONDS"):
+            _disable(WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk), _failing_reason())
+            return "dead"
+        _lock_owner(endpoint.user_id)
+        if in_flight(endpoint.user_id) >= cfg("MAX_IN_FLIGHT_PER_USER"):
+            # Not an attempt: its turn comes again after a while (the sweep sends it), spread so a user's backlog
+            # does not come back all at once.
+            wait = random.uniform(1.0, cfg("ATTEMPT_DEADLINE_SECONDS"))
+            WebhookDelivery.objects.filter(pk=delivery_id).update(next_attempt_at=now + dt.timedelta(seconds=wait))
+            return "deferred"
         number = attempts + 1
+        attempt = WebhookAttempt.objects.create(delivery_id=delivery_id, number=number, error=UNFINISHED)
+        retry_in = max(IN_FLIGHT_SECONDS, _retry_delay(number) or 0.0)
         WebhookDelivery.objects.filter(pk=delivery_id).update(
-            attempts=number, next_attempt_at=timezone.now() + dt.timedelta(seconds=IN_FLIGHT_SECONDS)
+            attempts=number, next_attempt_at=now + dt.timedelta(seconds=retry_in)
         )
-        endpoint = delivery.endpoint
-    code, latency, excerpt, error = _attempt(endpoint, event_id=delivery.event_id, body=delivery.body)
+        WebhookEndpoint.objects.filter(pk=endpoint.pk, failing_since__isnull=True).update(failing_since=now)
+    return delivery, attempt
+
+
+def _unfinished(delivery_id: int, number: int) -> bool:
+    return WebhookAttempt.objects.filter(delivery_id=delivery_id, number=number, finished_at__isnull=True).exists()
+
+
+def _failing_reason() -> str:
+    return f"every delivery failed for over {cfg('DISABLE_AFTER_SECONDS') // 3600} hours"
+
+
+def _finish(delivery: WebhookDelivery, attempt: WebhookAttempt, fields: dict) -> str:
+    """The attempt's answer and what follows from it, in one transaction."""
+    code = fields.get("status_code")
     with transaction.atomic():
-        if not WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).exists():
+        current = WebhookDelivery.objects.select_for_update().filter(pk=delivery.pk).first()
+        if current is None:
             return "gone"  # its endpoint was deleted while this attempt was on the wire
-        WebhookAttempt.objects.create(
-            delivery_id=delivery_id,
-            number=number,
-            status_code=code,
-            latency_ms=latency,
-            response_excerpt=excerpt,
-            error=error,
-        )
         now = timezone.now()
+        WebhookAttempt.objects.filter(pk=attempt.pk).update(finished_at=now, **{"error": "", **fields})
+        if current.attempts != attempt.number or current.status == Status.DELIVERED:
+            return "recorded"  # replayed meanwhile: that attempt decides
+        endpoint_id = delivery.endpoint_id
         if code is not None and 200 <= code < 300:
-            WebhookDelivery.objects.filter(pk=delivery_id).update(status=Status.DELIVERED, delivered_at=now)
-            WebhookEndpoint.objects.filter(pk=endpoint.pk).update(failing_since=None)
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(
+                status=Status.DELIVERED, delivered_at=now, next_attempt_at=None
+            )
+            WebhookEndpoint.objects.filter(pk=endpoint_id).update(failing_since=None)
             metrics.WEBHOOK_LAG.observe(max(0.0, (now - delivery.created_at).total_seconds()))
             return "delivered"
-        ep = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        if current.status != Status.PENDING:
+            return "recorded"  # ended meanwhile (its endpoint disabled)
+        ep = WebhookEndpoint.objects.select_for_update().get(pk=endpoint_id)
         failing_since = ep.failing_since or now
         if ep.failing_since is None:
             WebhookEndpoint.objects.filter(pk=ep.pk).update(failing_since=now)
         if code == 410:
             _disable(ep, "the receiver answered 410 Gone")
         elif (now - failing_since).total_seconds() > cfg("DISABLE_AFTER_SECONDS"):
-            _disable(ep, f"every delivery failed for over {cfg('DISABLE_AFTER_SECONDS') // 3600} hours")
-        delay = None if ep.disabled_at or code == 410 else _retry_delay(number)
+            _disable(ep, _failing_reason())
+        delay = None if ep.disabled_at or code == 410 else _retry_delay(attempt.number)
         if delay is None:
-            WebhookDelivery.objects.filter(pk=delivery_id).update(status=Status.DEAD, next_attempt_at=None)
+            WebhookDelivery.objects.filter(pk=delivery.pk).update(status=Status.DEAD, next_attempt_at=None)
             return "dead"
-        WebhookDelivery.objects.filter(pk=delivery_id).update(next_attempt_at=now + dt.timedelta(seconds=delay))
+        WebhookDelivery.objects.filter(pk=delivery.pk).update(next_attempt_at=now + dt.timedelta(seconds=delay))
         return "retrying"
 
 
@@ -264,22 +356,68 @@ def _disable(endpoint: WebhookEndpoint, reason: str) -> None:
     log.warning("webhook endpoint %s disabled: %s", endpoint.public_id, reason)
 
 
-def send_test(*, endpoint: WebhookEndpoint, event_type: str) -> tuple[int | None, WebhookDelivery]:
-    """A sample event, sent now and logged as a delivery of its own (no retries)."""
-    delivery = WebhookDelivery(endpoint=endpoint, event_type=event_type, status=Status.DEAD)
-    sample = {"id": "video_" + "0" * 24, "object": "video", "status": "completed", "test": True}
-    delivery.body = event_body(
-        event_id=delivery.event_id, event_type=event_type, created_at=timezone.now(), data=sample
-    )
-    delivery.save()
-    code, latency, excerpt, error = _attempt(endpoint, event_id=delivery.event_id, body=delivery.body)
-    WebhookAttempt.objects.create(
-        delivery=delivery, number=1, status_code=code, latency_ms=latency, response_excerpt=excerpt, error=error
-    )
+class Busy(Exception):
+    """The owner has MAX_TESTS_PER_USER tests running already."""
+
+
+def test_start(*, endpoint: WebhookEndpoint, event_type: str) -> WebhookDelivery:
+    """A sample event, logged as a delivery of its own (no retries, never swept: no next_attempt_at) and sent by a
+    delivery worker; Busy when its owner has WEBHOOK_MAX_TESTS_PER_USER running (not older than a wait and a
+    claim: a worker that died leaves its test pending)."""
+    with transaction.atomic():
+        _lock_owner(endpoint.user_id)
+        recent = timezone.now() - dt.timedelta(seconds=cfg("TEST_WAIT_SECONDS") + IN_FLIGHT_SECONDS)
+        running = WebhookDelivery.objects.filter(
+            endpoint__user_id=endpoint.user_id,
+            notification__isnull=True,
+            status=Status.PENDING,
+            next_attempt_at__isnull=True,
+            created_at__gt=recent,
+        ).count()
+        if running >= cfg("MAX_TESTS_PER_USER"):
+            raise Busy
+        delivery = WebhookDelivery(endpoint=endpoint, event_type=event_type, status=Status.PENDING)
+        sample = {"id": "video_" + "0" * 24, "object": "video", "status": "completed", "test": True}
+        delivery.body = event_body(
+            event_id=delivery.event_id, event_type=event_type, created_at=timezone.now(), data=sample
+        )
+        delivery.save()
+        outbox.send(TEST_TASK, delivery.pk, 0)
+    return delivery
+
+
+def send_test(*, delivery_id: int, attempts: int) -> str:
+    """The delivery worker's half of a test: its one attempt, claimed and finished like a delivery's."""
+    with transaction.atomic():
+        delivery = (
+            WebhookDelivery.objects.select_for_update(of=("self",))
+            .select_related("endpoint")
+            .filter(pk=delivery_id, status=Status.PENDING, attempts=attempts, next_attempt_at__isnull=True)
+            .first()
+        )
+        if delivery is None or attempts != 0:
+            return "skipped"
+        attempt = WebhookAttempt.objects.create(delivery_id=delivery_id, number=1, error=UNFINISHED)
+        WebhookDelivery.objects.filter(pk=delivery_id).update(attempts=1)
+    fields = _attempt(delivery.endpoint, event_id=delivery.event_id, body=delivery.body)
+    code = fields.get("status_code")
     ok = code is not None and 200 <= code < 300
-    WebhookDelivery.objects.filter(pk=delivery.pk).update(
-        attempts=F("attempts") + 1,
-        status=Status.DELIVERED if ok else Status.DEAD,
-        delivered_at=timezone.now() if ok else None,
-    )
-    return code, delivery
+    with transaction.atomic():
+        if not WebhookDelivery.objects.select_for_update().filter(pk=delivery_id).exists():
+            return "gone"
+        now = timezone.now()
+        WebhookAttempt.objects.filter(pk=attempt.pk).update(finished_at=now, **{"error": "", **fields})
+        WebhookDelivery.objects.filter(pk=delivery_id).update(
+            status=Status.DELIVERED if ok else Status.DEAD, delivered_at=now if ok else None
+        )
+    return "delivered" if ok else "dead"
+
+
+def test_outcome(delivery: WebhookDelivery, *, wait: float) -> WebhookAttempt | None:
+    """The test's finished attempt, waited for up to `wait` seconds; None when it has not finished by then."""
+    deadline = time.monotonic() + wait
+    while True:
+        attempt = WebhookAttempt.objects.filter(delivery_id=delivery.pk, finished_at__isnull=False).first()
+        if attempt is not None or time.monotonic() >= deadline:
+            return attempt
+        time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))

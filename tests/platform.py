@@ -1,4 +1,5 @@
-"""Starts the real roles (web, dispatcher, cpu and gpu qclusters) as child processes for end-to-end tests."""
+"""Starts the real roles (web, dispatcher, cpu, delivery and gpu qclusters) as child processes for end-to-end
+tests."""
 
 from __future__ import annotations
 
@@ -76,6 +77,7 @@ class Platform:
         if workers:
             self._start("dispatcher", [py, "manage.py", "dispatch"])
             self._start("cpu", [py, "manage.py", "qcluster"])
+            self.start_delivery()
         if workers and gpu:
             self.start_gpu()
         self._wait_for_web(timeout)
@@ -98,6 +100,10 @@ class Platform:
         self.kill("web")
         self._start_web()
         self._wait_for_web(timeout)
+
+    def start_delivery(self) -> None:
+        """The delivery role: webhook deliveries and tests, and emails, on a queue of their own."""
+        self._start("delivery", [sys.executable, "manage.py", "qcluster"], Q_CLUSTER_NAME="delivery")
 
     def start_gpu(self, name: str = "gpu", **env: str) -> None:
         """A gpu cluster; `name` is also its queue (plain "gpu" gets a unique gpu.<host>.<pid>)."""

@@ -298,5 +298,5 @@ def test_metrics_from_every_process_match_the_jobs_that_ran(platform):
         ids = set(JobEvent.objects.filter(job__public_id=video.id).values_list("request_id", flat=True))
         assert ids == {f"kite-{i}"}, ids
     # Every role that serves no HTTP heartbeats: the liveness probe passes for each.
-    for role in ("dispatcher", "cpu", "gpu"):
+    for role in ("dispatcher", "cpu", "delivery", "gpu"):
         assert f"{role}: live" in platform.manage("check_liveness", role)

@@ -401,6 +401,9 @@ _TIER_FIELDS = (
     "WEIGHT",  # share of GPU time while several tiers have backlog
     "MAX_INFLIGHT",  # unfinished jobs per user (429 concurrency_limit)
     "MAX_QUEUED",  # jobs waiting for a GPU per user (429 queue_limit)
+    # Wall-clock bound of a whole attempt (lookup, connect, headers, body); it must end well within the 60 s
+    # claim of an attempt (notifications.webhooks.IN_FLIGHT_SECONDS), or the sweep would send it again meanwhile.
+    "ATTEMPT_DEADLINE_SECONDS": env_float("WEBHOOK_ATTEMPT_DEADLINE_SECONDS", 10.0),
     "DAILY_JOBS",  # submissions per user per UTC day (429 daily_limit)
     "DAILY_CREDITS",  # credits each user may spend per UTC day before drawing on their balance (-1: not metered)
     "WAIT_BOUND_SECONDS",  # estimated wait beyond which new submissions of the tier get 503 capacity_exceeded
@@ -416,6 +419,8 @@ _TIER_DEFAULTS: dict[str, tuple[float, ...]] = {
 VIDEOGEN_TIERS: dict[str, dict[str, float]] = {
     tier: {
         field: env_float(f"TIER_{tier.upper()}_{field}", default)
+if not 0 < WEBHOOKS["ATTEMPT_DEADLINE_SECONDS"] <= 40:
+    raise ImproperlyConfigured("WEBHOOK_ATTEMPT_DEADLINE_SECONDS must be above 0 and at most 40 (the claim is 60 s)")
         for field, default in zip(_TIER_FIELDS, defaults, strict=True)
     }
     for tier, defaults in _TIER_DEFAULTS.items()
@@ -465,6 +470,16 @@ RUNNER_POOL = env_str("RUNNER_POOL", "default")
 RUNNER_MODELS = env_list("RUNNER_MODELS", "")
 RUNNER_VERSION = env_str("RUNNER_VERSION", "")
 # What a gpu worker generates with: "diffusers" (the real pipeline), or "simulated" for load and fault runs
+# The delivery role (`Q_CLUSTER_NAME=delivery manage.py qcluster`): webhook deliveries, webhook tests and emails
+# on a queue and workers of their own, so a slow receiver holds a delivery worker, never moderation (cpu) or a web
+# request. Its workers mostly wait on the network: more of them than cores.
+DELIVERY_QUEUE = "delivery"
+Q_CLUSTER["ALT_CLUSTERS"][DELIVERY_QUEUE] = {
+    "workers": env_int("DELIVERY_WORKERS", 4),
+    "timeout": env_int("DELIVERY_TASK_TIMEOUT", 120),  # a task is one attempt: far above its 40 s deadline at most
+    "retry": env_int("DELIVERY_TASK_RETRY", 600),
+    "poll": env_float("DELIVERY_POLL_SECONDS", 0.1),
+}
 # (`make chaos`): a SIMULATED generation that sleeps a lognormal duration (median SIMULATED_P50_SECONDS, 99th
 # percentile SIMULATED_P99_SECONDS, times SIMULATED_TIME_FACTOR) through the real runner path and stores a
 # tiny placeholder clip; a prompt containing SIMULATED_POISON_MARKER fails every attempt.

@@ -3,6 +3,9 @@ plus each endpoint's delivery log and replay. Thin: notifications.webhooks does 
 
 from __future__ import annotations
 
+import threading
+
+from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -48,7 +51,8 @@ def delivery_object(delivery: WebhookDelivery) -> dict:
                 "status_code": a.status_code,
                 "latency_ms": a.latency_ms,
                 "response_excerpt": a.response_excerpt,
-                "error": a.error or None,
+                # The owner's reason (generic: no address or port detail; staff see that in the admin).
+                "error": "in progress" if webhooks.on_the_wire(a) else (a.error or None),
             }
             for a in delivery.attempt_log.all()
         ],
@@ -149,7 +153,14 @@ class WebhookRotateSecretView(RateLimitedAPIView):
         return Response(endpoint_object(endpoint, with_secret=True))
 
 
+# Requests of this process waiting for a test's answer: the rest of its threads stay free for everyone else.
+_test_waiters = threading.BoundedSemaphore(max(1, settings.WEB_THREADS - 1))
+
+
 class WebhookTestView(RateLimitedAPIView):
+    """The SDK's `client.webhooks.test` expects the answer in its response: the send runs on a delivery worker
+    (never in this thread: a slow receiver would hold it) and this request waits for it, boundedly."""
+
     @schema.test_endpoint
     def post(self, request: Request, endpoint_id: str) -> Response:
         endpoint, data = _endpoint(request, endpoint_id), _body(request)
@@ -158,7 +169,41 @@ class WebhookTestView(RateLimitedAPIView):
             raise ApiError(
                 "'event_type' must be one of GET /v1/webhook_event_types.", param="event_type", code="invalid_value"
             )
-        code, delivery = webhooks.send_test(endpoint=endpoint, event_type=event_type)
+        no_retry = {"x-should-retry": "false"}  # the SDK's retry would only meet the same bound
+        if not _test_waiters.acquire(blocking=False):
+            raise ApiError(
+                "Too many webhook tests are waiting on this server; try again in a moment.",
+                type="server_error",
+                code="webhook_tests_busy",
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
+        try:
+            try:
+                delivery = webhooks.test_start(endpoint=endpoint, event_type=event_type)
+            except webhooks.Busy:
+                raise ApiError(
+                    f"At most {settings.WEBHOOKS['MAX_TESTS_PER_USER']} webhook test(s) of yours can run at once; "
+                    "try again when the running one has ended.",
+                    code="webhook_test_in_progress",
+                    status_code=429,
+                    type="rate_limit_error",
+                    headers=no_retry,
+                ) from None
+            wait = settings.WEBHOOKS["TEST_WAIT_SECONDS"]
+            attempt = webhooks.test_outcome(delivery, wait=wait)
+        finally:
+            _test_waiters.release()
+        if attempt is None:
+            raise ApiError(
+                f"The test was not answered within {wait:g} seconds; its outcome will show in "
+                f"GET /v1/webhook_endpoints/{endpoint.public_id}/deliveries (delivery {delivery.event_id}).",
+                type="server_error",
+                code="webhook_test_timeout",
+                status_code=504,
+                headers=no_retry,
+            )
+        code = attempt.status_code
         return Response(
             {
                 "object": "webhook_endpoint.test",

@@ -12,7 +12,7 @@ from jobs import liveness
 
 
 class Command(BaseCommand):
-    help = "Exit non-zero when no process of ROLE (dispatcher, cpu, gpu, remote) heartbeated recently."
+    help = "Exit non-zero when no process of ROLE (dispatcher, cpu, delivery, gpu, remote) heartbeated recently."
 
     def add_arguments(self, parser) -> None:
         parser.add_argument("role", choices=liveness.ROLES)
