@@ -379,12 +379,22 @@ WEBHOOKS = {
     # Receivers on private, loopback or link-local addresses are refused unless inside one of these CIDRs
     # (e.g. "10.0.0.0/8" for self-hosted receivers); empty: public addresses only.
     "ALLOWED_NETWORKS": env_list("WEBHOOK_ALLOWED_NETWORKS", ""),
-    # Seconds before each retry (jitter ±20%); after the last the delivery is dead. The default spans ~25 h.
+    # Seconds before each retry, each lengthened by a random 0-20% (never shortened); after the last the delivery
+    # is dead. The default spans 24.7 to 29.7 hours (notifications.webhooks.retry_span).
     "RETRY_SCHEDULE": [
-        float(x) for x in env_list("WEBHOOK_RETRY_SCHEDULE", "5,30,120,600,1800,3600,7200,14400,28800,28800")
+        float(x) for x in env_list("WEBHOOK_RETRY_SCHEDULE", "5,30,120,600,1800,3600,7200,14400,28800,32400")
     ],
+    # Wall-clock bound of a whole attempt (lookup, connect, headers, body); it must end well within the 60 s
+    # claim of an attempt (notifications.webhooks.IN_FLIGHT_SECONDS), or the sweep would send it again meanwhile.
+    "ATTEMPT_DEADLINE_SECONDS": env_float("WEBHOOK_ATTEMPT_DEADLINE_SECONDS", 10.0),
     "CONNECT_TIMEOUT_SECONDS": env_float("WEBHOOK_CONNECT_TIMEOUT_SECONDS", 3.0),
-    "READ_TIMEOUT_SECONDS": env_float("WEBHOOK_READ_TIMEOUT_SECONDS", 10.0),
+    # Attempts of one user's deliveries on the wire at once (the delivery workers are shared by every user); more
+    # wait for a free place.
+    "MAX_IN_FLIGHT_PER_USER": env_int("WEBHOOK_MAX_IN_FLIGHT_PER_USER", 2),
+    # POST /v1/webhook_endpoints/{id}/test: how many one user may have running, and how long the request waits
+    # for the delivery worker's answer (then 504: the attempt's outcome shows in the endpoint's deliveries).
+    "MAX_TESTS_PER_USER": env_int("WEBHOOK_MAX_TESTS_PER_USER", 1),
+    "TEST_WAIT_SECONDS": env_float("WEBHOOK_TEST_WAIT_SECONDS", 15.0),
     "RESPONSE_EXCERPT_BYTES": env_int("WEBHOOK_RESPONSE_EXCERPT_BYTES", 2048),
     # After a rotation the old secret still signs (a second signature) for this long.
     "SECRET_GRACE_SECONDS": env_int("WEBHOOK_SECRET_GRACE_SECONDS", 24 * 3600),
@@ -392,6 +402,8 @@ WEBHOOKS = {
     "DISABLE_AFTER_SECONDS": env_int("WEBHOOK_DISABLE_AFTER_SECONDS", 5 * 24 * 3600),
     "MAX_ENDPOINTS_PER_USER": env_int("WEBHOOK_MAX_ENDPOINTS_PER_USER", 10),
 }
+if not 0 < WEBHOOKS["ATTEMPT_DEADLINE_SECONDS"] <= 40:
+    raise ImproperlyConfigured("WEBHOOK_ATTEMPT_DEADLINE_SECONDS must be above 0 and at most 40 (the claim is 60 s)")
 
 # --- tiers: who goes next, and how much each user may ask for ----------------------------------------
 # Every field of every tier comes from TIER_<TIER>_<FIELD> (e.g. TIER_FREE_MAX_QUEUED=20). 0 means "no limit"
@@ -401,9 +413,6 @@ _TIER_FIELDS = (
     "WEIGHT",  # share of GPU time while several tiers have backlog
     "MAX_INFLIGHT",  # unfinished jobs per user (429 concurrency_limit)
     "MAX_QUEUED",  # jobs waiting for a GPU per user (429 queue_limit)
-    # Wall-clock bound of a whole attempt (lookup, connect, headers, body); it must end well within the 60 s
-    # claim of an attempt (notifications.webhooks.IN_FLIGHT_SECONDS), or the sweep would send it again meanwhile.
-    "ATTEMPT_DEADLINE_SECONDS": env_float("WEBHOOK_ATTEMPT_DEADLINE_SECONDS", 10.0),
     "DAILY_JOBS",  # submissions per user per UTC day (429 daily_limit)
     "DAILY_CREDITS",  # credits each user may spend per UTC day before drawing on their balance (-1: not metered)
     "WAIT_BOUND_SECONDS",  # estimated wait beyond which new submissions of the tier get 503 capacity_exceeded
@@ -419,8 +428,6 @@ _TIER_DEFAULTS: dict[str, tuple[float, ...]] = {
 VIDEOGEN_TIERS: dict[str, dict[str, float]] = {
     tier: {
         field: env_float(f"TIER_{tier.upper()}_{field}", default)
-if not 0 < WEBHOOKS["ATTEMPT_DEADLINE_SECONDS"] <= 40:
-    raise ImproperlyConfigured("WEBHOOK_ATTEMPT_DEADLINE_SECONDS must be above 0 and at most 40 (the claim is 60 s)")
         for field, default in zip(_TIER_FIELDS, defaults, strict=True)
     }
     for tier, defaults in _TIER_DEFAULTS.items()
@@ -446,6 +453,16 @@ Q_CLUSTER = {
     "label": "Django Q2",
     "ALT_CLUSTERS": {},
 }
+# The delivery role (`Q_CLUSTER_NAME=delivery manage.py qcluster`): webhook deliveries, webhook tests and emails
+# on a queue and workers of their own, so a slow receiver holds a delivery worker, never moderation (cpu) or a web
+# request. Its workers mostly wait on the network: more of them than cores.
+DELIVERY_QUEUE = "delivery"
+Q_CLUSTER["ALT_CLUSTERS"][DELIVERY_QUEUE] = {
+    "workers": env_int("DELIVERY_WORKERS", 4),
+    "timeout": env_int("DELIVERY_TASK_TIMEOUT", 120),  # a task is one attempt: far above its 40 s deadline at most
+    "retry": env_int("DELIVERY_TASK_RETRY", 600),
+    "poll": env_float("DELIVERY_POLL_SECONDS", 0.1),
+}
 # Each gpu cluster (one per GPU) consumes its own queue, so work is addressed to a free runner and a busy
 # runner's pusher never holds a job meant for an idle one (DESIGN §3). `Q_CLUSTER_NAME=gpu` gets a unique
 # name per cluster (gpu.<host>.<pid>); any other name starting with "gpu" is used as given.
@@ -470,16 +487,6 @@ RUNNER_POOL = env_str("RUNNER_POOL", "default")
 RUNNER_MODELS = env_list("RUNNER_MODELS", "")
 RUNNER_VERSION = env_str("RUNNER_VERSION", "")
 # What a gpu worker generates with: "diffusers" (the real pipeline), or "simulated" for load and fault runs
-# The delivery role (`Q_CLUSTER_NAME=delivery manage.py qcluster`): webhook deliveries, webhook tests and emails
-# on a queue and workers of their own, so a slow receiver holds a delivery worker, never moderation (cpu) or a web
-# request. Its workers mostly wait on the network: more of them than cores.
-DELIVERY_QUEUE = "delivery"
-Q_CLUSTER["ALT_CLUSTERS"][DELIVERY_QUEUE] = {
-    "workers": env_int("DELIVERY_WORKERS", 4),
-    "timeout": env_int("DELIVERY_TASK_TIMEOUT", 120),  # a task is one attempt: far above its 40 s deadline at most
-    "retry": env_int("DELIVERY_TASK_RETRY", 600),
-    "poll": env_float("DELIVERY_POLL_SECONDS", 0.1),
-}
 # (`make chaos`): a SIMULATED generation that sleeps a lognormal duration (median SIMULATED_P50_SECONDS, 99th
 # percentile SIMULATED_P99_SECONDS, times SIMULATED_TIME_FACTOR) through the real runner path and stores a
 # tiny placeholder clip; a prompt containing SIMULATED_POISON_MARKER fails every attempt.
