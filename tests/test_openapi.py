@@ -88,6 +88,19 @@ def test_every_operation_keeps_to_its_schema(case, bearer, wsgi_app):
     case.call_and_validate(headers=bearer, checks=CHECKS)
 
 
+def test_the_schema_is_built_once_per_process_and_may_be_kept(client, monkeypatch):
+    from drf_spectacular.generators import SchemaGenerator
+
+    builds = []
+    real = SchemaGenerator.get_schema
+    monkeypatch.setattr(SchemaGenerator, "get_schema", lambda *a, **kw: builds.append(1) or real(*a, **kw))
+    answers = [client.get("/v1/openapi.json") for _ in range(3)]
+    assert len(builds) <= 1  # an open route that rebuilt it per request (70-100 ms) was a cheap way to load the web
+    assert [a.status_code for a in answers] == [200] * 3
+    assert answers[0].content == answers[2].content and answers[0]["Content-Type"] == answers[2]["Content-Type"]
+    assert answers[0]["Cache-Control"] == "public, max-age=3600"
+
+
 def test_the_schema_and_its_docs_page_are_served_without_a_key(client):
     resp = client.get("/v1/openapi.json")
     assert resp.status_code == 200

@@ -1,8 +1,7 @@
 from django.urls import path
-from drf_spectacular.utils import extend_schema
-from drf_spectacular.views import SpectacularJSONAPIView, SpectacularRedocView
+from drf_spectacular.views import SpectacularRedocView
 
-from jobs.api import views, webhooks
+from jobs.api import openapi, views, webhooks
 
 urlpatterns = [
     path("videos", views.VideosView.as_view()),
@@ -22,6 +21,6 @@ urlpatterns = [
     path("webhook_endpoints/<str:endpoint_id>/deliveries", webhooks.WebhookDeliveriesView.as_view()),
     path("webhook_endpoints/<str:endpoint_id>/deliveries/<str:event_id>/replay", webhooks.WebhookReplayView.as_view()),
     path("webhook_event_types", webhooks.WebhookEventTypesView.as_view()),
-    path("openapi.json", extend_schema(exclude=True)(SpectacularJSONAPIView).as_view(), name="openapi"),
+    path("openapi.json", openapi.OpenApiView.as_view(), name="openapi"),
     path("docs", SpectacularRedocView.as_view(url_name="openapi"), name="api-docs"),
 ]
