@@ -9,7 +9,7 @@ export PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/videogen
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: promtool run test install lint format browser wrk bench simulate bench-dispatch bench-notify chaos eval-safety clean
+.PHONY: bench-retention promtool run test install lint format browser wrk bench simulate bench-dispatch bench-notify chaos eval-safety clean
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -68,6 +68,10 @@ eval-safety: $(VENV)/.installed
 # The dispatcher's decision cost at 1k, 10k, 100k and 1M queued jobs (BENCH_DISPATCH_ARGS: see --help).
 bench-dispatch: $(VENV)/.installed
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/dispatch_scale.py $(BENCH_DISPATCH_ARGS)
+
+# Reads before and after the retention sweep deletes millions of rows (BENCH_RETENTION_ARGS: see --help).
+bench-retention: $(VENV)/.installed
+	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/retention_sweep.py $(BENCH_RETENTION_ARGS)
 
 # Live notifications at fan-out: 1,000 websocket (or SSE) clients, 200 notifications/s; last line JSON.
 # BENCH_NOTIFY_ARGS: see benchmarks/notify_fanout.py --help (--clients, --rate, --writers, --duration, --transport ws|sse).
