@@ -165,6 +165,34 @@ def platform_factory(tmp_path, tiny_model_dir, transactional_db):
 
 
 @pytest.fixture
+def delivery_role(transactional_db, tmp_path):
+    """The real delivery role (`Q_CLUSTER_NAME=delivery manage.py qcluster`) alone on the test database, allowed to
+    send to loopback receivers, with a 3 s attempt deadline; ready once a worker heartbeats."""
+    import time
+
+    from jobs.models import RoleHeartbeat
+    from tests.platform import Platform
+
+    plat = Platform(
+        database_url=e2e_database_url(),
+        redis_url=os.environ["REDIS_URL"],
+        workdir=tmp_path,
+        extra_env={"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32", "WEBHOOK_ATTEMPT_DEADLINE_SECONDS": "3"},
+    )
+    plat.start_delivery()
+    try:
+        deadline = time.monotonic() + 90
+        while not RoleHeartbeat.objects.filter(role="delivery").exists():
+            plat.check_alive()
+            assert time.monotonic() < deadline, plat.logs()
+            time.sleep(0.2)
+        yield plat
+    finally:
+        plat.stop()
+        print(plat.logs())  # shown by pytest only when the test failed
+
+
+@pytest.fixture
 def wsgi_app() -> Iterator[tuple[WSGIHandler, list[str]]]:
     """Django's WSGI handler in this thread, counting hits; like django.test.Client it must not close the test
     transaction's connection at request boundaries."""

@@ -93,3 +93,14 @@ def test_preferences_decide_and_queued_events_are_never_emailed(owner, make_job,
 def test_no_address_no_email(user, make_job):
     _end(make_job("reviewing", attempt=1), "succeeded")
     assert not EmailDelivery.objects.exists() and mail.outbox == []
+
+
+def test_a_prompt_with_line_breaks_makes_a_one_line_subject_and_is_sent_at_once(owner, make_job):
+    """A header may hold no line break: Django refused the message (BadHeaderError), retried until failed."""
+    job = make_job("reviewing", attempt=1, prompt="a fox\r\nBcc: everyone@example.com\nin\tthe\x0bsnow\u2028at dusk")
+    _end(job, "succeeded")
+    assert _run_tasks() == ["sent"]
+    subject = mail.outbox[0].subject
+    assert subject == "Your video is ready: a fox Bcc: everyone@example.com in the snow at dusk"
+    assert mail.outbox[0].message()["Bcc"] is None and "\n" not in mail.outbox[0].message()["Subject"]
+    assert EmailDelivery.objects.get().attempts == 1

@@ -89,35 +89,6 @@ def _due_now() -> None:
     WebhookDelivery.objects.filter(status="pending").update(next_attempt_at=timezone.now() - dt.timedelta(seconds=1))
 
 
-@pytest.fixture
-def delivery_role(transactional_db, tmp_path):
-    """The real delivery role (`Q_CLUSTER_NAME=delivery manage.py qcluster`) on the test database, allowed to send
-    to loopback receivers; ready once a worker heartbeats."""
-    import os
-    import time
-
-    from jobs.models import RoleHeartbeat
-    from tests.conftest import e2e_database_url
-    from tests.platform import Platform
-
-    plat = Platform(
-        database_url=e2e_database_url(),
-        redis_url=os.environ["REDIS_URL"],
-        workdir=tmp_path,
-        extra_env={"WEBHOOK_ALLOWED_NETWORKS": "127.0.0.1/32", "WEBHOOK_ATTEMPT_DEADLINE_SECONDS": "3"},
-    )
-    plat.start_delivery()
-    try:
-        deadline = time.monotonic() + 90
-        while not RoleHeartbeat.objects.filter(role="delivery").exists():
-            plat.check_alive()
-            assert time.monotonic() < deadline, plat.logs()
-            time.sleep(0.2)
-        yield plat
-    finally:
-        plat.stop()
-
-
 def test_the_sdk_manages_endpoints(sdk, receiver, delivery_role):
     rx = receiver()
     created = sdk.webhooks.create(event_types=["video.completed", "video.failed"], name="mine", url=rx.url)
