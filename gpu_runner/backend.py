@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from django.conf import settings
 from django.core.files.storage import default_storage
+from django.utils import timezone
 from PIL import Image
 
 from gpu_runner import registry
 from jobs.catalog import get_spec
+from videogen import provenance
 
 if TYPE_CHECKING:
     from jobs.models import Job  # the claimed job, as jobs.services.job_claim returns it
@@ -37,6 +39,22 @@ def _simulated() -> bool:
 def warm(model: str) -> None:
     if not _simulated():
         _pipeline(model)
+
+
+# The built-in tiny model's version as its videos' content credentials name it (random weights, fixed seeds).
+TINY_VERSION = "builtin-tiny-random"
+
+
+def generation(job: Job) -> provenance.Generation:
+    """What the clip's content credentials say made it: the model, its version, and now."""
+    if _simulated():
+        version = "simulated"
+    else:
+        entry = registry.get(job.model)
+        version = TINY_VERSION if entry.builtin else entry.path.resolve().name
+    return provenance.Generation(
+        model=job.model, model_version=provenance.model_version(job.model, version), created_at=timezone.now()
+    )
 
 
 def generate(job: Job, on_step: Callable[[int, int], None]) -> tuple[np.ndarray, int]:

@@ -14,7 +14,9 @@ and for each:
    sent (the server down or restarting) is sent again each poll, on any server, keeping the job's attempt
    and slot, until the server answers or the stuck bound passes;
 3. polls every live remote job each `poll_seconds` (the truth); a webhook only moves the next poll to now;
-4. on `completed` downloads the clip into our storage and completes the job (fenced): output moderation and
+4. on `completed` downloads the clip, signs it with our content credentials (what the server's clip carried
+   becomes an ingredient; a clip that cannot be signed is not stored: tried again at the next poll), stores it
+   and completes the job (fenced): output moderation and
    everything after runs as for a local clip, and no remote URL ever reaches a user; on `failed` the attempt
    fails (retried while attempts remain); on 404 (the server restarted and forgot) or past its stuck bound the
    attempt is retried at once, counted;
@@ -38,17 +40,17 @@ from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection
 from django.utils import timezone
 
+from gpu_runner import outputs
 from jobs import backends, services
 from jobs.models import Job, RemoteJob, Runner, State
 from jobs.remote_webhooks import TOLERANCE_SECONDS
 from jobs.services import remote as remote_services
 from jobs.services.transitions import db_now_plus
-from videogen import logcontext, metrics
+from videogen import logcontext, metrics, provenance
 from videogen.video_io import decode_mp4, make_thumbnail, probe_mp4
 
 log = logging.getLogger(__name__)
@@ -523,13 +525,36 @@ class RemoteWorker:
         # the clip; the one fenced out below then deletes only its own upload, never the clip the other completed
         # with (object stores overwrite a key in place).
         base = f"videos/{job.public_id}/attempt-{rj.attempt}-{self.token}"
-        keys = [
-            default_storage.save(f"{base}.mp4", ContentFile(data)),
-            default_storage.save(f"{base}.webp", ContentFile(make_thumbnail(first[0]))),
-        ]
+        made = provenance.Generation(
+            model=job.model,
+            model_version=provenance.model_version(job.model, self.pool.remote_model(job.model)),
+            created_at=rj.polled_at or timezone.now(),
+            backend=f"remote:{self.pool.name}",
+        )
+        try:
+            keys = outputs.store(
+                base=base, video=data, thumbnail=make_thumbnail(first[0]), generation=made, derived=True
+            )
+        except provenance.SigningError as exc:
+            # Fail-closed, and the server's clip is kept there: signing is tried again at the next poll, until the
+            # job's stuck bound.
+            if not self._stuck(rj, job):
+                remote_services.remote_polled(
+                    remote_job_id=rj.pk,
+                    status="completed",
+                    progress=100,
+                    poll_in=self.pool.poll_seconds,
+                    detail=f"content credentials: {exc}",
+                )
+            return
         took = ((rj.polled_at or timezone.now()) - (rj.recorded_at or rj.created_at)).total_seconds()
         done = services.job_complete(
-            job_id=job.pk, attempt=rj.attempt, video_key=keys[0], thumbnail_key=keys[1], gpu_seconds=max(0.0, took)
+            job_id=job.pk,
+            attempt=rj.attempt,
+            video_key=keys[0],
+            thumbnail_key=keys[1],
+            gpu_seconds=max(0.0, took),
+            video_signed=True,
         )
         remote_services.remote_end(
             remote_job_id=rj.pk,

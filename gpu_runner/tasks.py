@@ -15,15 +15,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import InterfaceError, OperationalError, connection
 
-from gpu_runner import backend, worker
+from gpu_runner import backend, outputs, worker
 from gpu_runner.pipeline import GenerationAborted
 from gpu_runner.worker import runner_name, runner_queue
 from jobs import services
-from videogen import logcontext, metrics
+from jobs.accounts import tier_limits
+from videogen import logcontext, metrics, provenance
+from videogen.provenance import SigningError
 from videogen.video_io import encode_mp4, make_thumbnail
 
 if TYPE_CHECKING:
@@ -223,16 +224,19 @@ def _run_claimed(job: Job, *, runner: str, take_next: bool) -> tuple[str, Job | 
             if lease.lost.is_set():
                 raise JobLost()
             lease.progress = 85
+            made = backend.generation(job)
+            if tier_limits(job.tier)["WATERMARK"]:
+                frames = provenance.watermark(frames)
             video = encode_mp4(frames, fps=fps)
             thumbnail = make_thumbnail(frames[0])
             base = f"videos/{job.public_id}/attempt-{attempt}"
-            keys.append(default_storage.save(f"{base}.mp4", ContentFile(video)))
-            keys.append(default_storage.save(f"{base}.webp", ContentFile(thumbnail)))
+            keys.extend(outputs.store(base=base, video=video, thumbnail=thumbnail, generation=made))
         done, next_job = _complete(
             job_id=job_id,
             attempt=attempt,
             video_key=keys[0],
             thumbnail_key=keys[1],
+            video_signed=True,
             runner=runner,
             gpu_seconds=took,
             next_for_queue=runner_queue() if take_next and not worker.draining.is_set() else None,
@@ -256,6 +260,16 @@ def _run_claimed(job: Job, *, runner: str, take_next: bool) -> tuple[str, Job | 
         services.job_release(job_id=job_id, attempt=attempt, reason=f"runner {runner} shutting down")
         log.info("job %s attempt %s released: runner stopping", job_id, attempt)
         return "released", None
+    except SigningError as exc:  # fail-closed: nothing was stored; the attempt is retried (on another runner)
+        services.job_fail_attempt(
+            job_id=job_id,
+            attempt=attempt,
+            error_code="signing_failed",
+            message=GENERATION_ERROR,
+            retryable=True,
+            detail=f"content credentials: {exc}"[:1000],
+        )
+        return "failed", None
     except Exception as exc:
         for key in keys:
             default_storage.delete(key)

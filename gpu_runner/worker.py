@@ -20,6 +20,7 @@ from django.db import close_old_connections, connection
 
 from gpu_runner import backend, registry
 from jobs import services
+from videogen import provenance
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,13 @@ def on_worker_spawn(sender, proc_name: str = "", **kwargs) -> None:
     global _sentinel
     _sentinel = os.getppid()
     signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        signer = provenance.check_signer()
+    except provenance.SigningError as exc:
+        # Fail-closed: a runner that cannot sign its clips takes no job (they wait for one that can), and says why.
+        log.error("content credentials cannot be signed (%s): this worker offers no slot", exc)
+        return
+    log.info("content credentials signed as %s", signer)
     models = []
     for model in sorted(registry.served()):
         try:

@@ -36,7 +36,18 @@ def video_object(job: Job, queue_position: int | None = None, estimated_start_at
         "credits": job.credits,
         "attempt": job.attempt,
         "progress_estimated": _progress_estimated(job),
+        "content_credentials": _content_credentials(job),
     }
+
+
+# What a signed clip's C2PA manifest says (videogen.provenance); readers verify it from the file itself.
+CONTENT_CREDENTIALS = {"standard": "c2pa", "ai_generated": True}
+
+
+def _content_credentials(job: Job) -> dict | None:
+    """The finished video's file carries our signed content credentials: null until then, and for a clip stored
+    before every clip was signed."""
+    return dict(CONTENT_CREDENTIALS) if job.state == State.SUCCEEDED and job.video_signed else None
 
 
 def _progress_estimated(job: Job) -> bool:

@@ -50,6 +50,23 @@ def _fresh_process_caches():
     channel_layers.backends = {}
 
 
+@pytest.fixture(scope="session", autouse=True)
+def content_credentials() -> str:
+    """This run's local authority and the signer it issued (paths from tests/env_defaults.py): the authority's
+    certificate (PEM), the one trust anchor a test reads our clips' manifests with."""
+    from django.conf import settings
+
+    from videogen import provenance
+
+    cfg = settings.C2PA
+    authority = Path(cfg["LOCAL_CA"])
+    if not authority.exists():
+        provenance.issue_local_credentials(
+            authority_path=authority, cert_path=Path(cfg["SIGN_CERT"]), key_path=Path(cfg["SIGN_KEY"])
+        )
+    return authority.read_text()
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir() -> Path:
     from gpu_runner import registry

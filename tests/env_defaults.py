@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/videogen")
@@ -13,3 +16,10 @@ os.environ.setdefault("SECRET_KEY", "test-run-only-" + "k" * 40)
 os.environ.setdefault("MODELS_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test-models"))
 # This run's own metric files (videogen.metrics), not a development server's.
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test-metrics"))
+# Content credentials (videogen.provenance): this run's own local authority and signer, made at the session's start
+# (tests/conftest.py), in a folder of its own so that parallel runs never pair one's authority with another's signer.
+_C2PA_DIR = Path(tempfile.mkdtemp(prefix="videogen-test-c2pa-"))
+atexit.register(shutil.rmtree, _C2PA_DIR, True)
+os.environ["C2PA_SIGN_CERT"] = str(_C2PA_DIR / "signer.pem")
+os.environ["C2PA_SIGN_KEY"] = str(_C2PA_DIR / "signer.key")
+os.environ["C2PA_LOCAL_CA"] = str(_C2PA_DIR / "ca.pem")

@@ -59,6 +59,9 @@ EMAIL_LAG = Histogram(
     "videogen_email_delivery_lag_seconds", "From the notification to its email being sent", buckets=LAG_BUCKETS
 )
 CREDITS = Counter("videogen_credits_total", "Credits reserved at admission and settled at the end", ["kind"])
+C2PA_SIGNINGS = Counter(
+    "videogen_c2pa_signings_total", "Clips signed with content credentials, and signings that failed", ["outcome"]
+)
 
 
 def on_commit(fn) -> None:

@@ -419,11 +419,12 @@ _TIER_FIELDS = (
     "AGING_SECONDS",  # a job waiting longer than this goes before any other work
     "RATE_PER_MINUTE",  # API requests per user
     "SUBMIT_RATE_PER_MINUTE",  # POST /v1/videos per user
+    "WATERMARK",  # 1: a visible "AI-generated" mark on the tier's videos (drawn by local runners), 0: none
 )
 _TIER_DEFAULTS: dict[str, tuple[float, ...]] = {
-    "free": (1, 8, 5, 200, 2000, 900, 1800, 600, 60),
-    "paid": (3, 32, 50, 5000, 50000, 3600, 1800, 3000, 600),
-    "internal": (6, 0, 0, 0, -1, 0, 600, 0, 0),
+    "free": (1, 8, 5, 200, 2000, 900, 1800, 600, 60, 0),
+    "paid": (3, 32, 50, 5000, 50000, 3600, 1800, 3000, 600, 0),
+    "internal": (6, 0, 0, 0, -1, 0, 600, 0, 0, 0),
 }
 VIDEOGEN_TIERS: dict[str, dict[str, float]] = {
     tier: {
@@ -563,3 +564,18 @@ MODERATION_OUTPUT_FRAMES = env_int("MODERATION_OUTPUT_FRAMES", 0)
 
 # Where the runner finds each model's diffusers directory: "name=path,name=path" (default MODELS_DIR/<name>).
 VIDEOGEN_MODEL_PATHS = env_list("MODEL_PATHS", "")
+# Each model's version as its videos' content credentials name it: "name=version,..." (default: the weights'
+# folder name, which for a Hugging Face snapshot is its commit; for a remote pool, the server's model name).
+MODEL_VERSIONS = env_list("MODEL_VERSIONS", "")
+
+# --- provenance (videogen.provenance): every stored clip carries a signed C2PA manifest -------------------------
+# The signer: its X.509 certificate chain (PEM, the signing certificate first, then its issuers) and private key,
+# read by every gpu runner and remote worker. c2pa refuses a self-signed one; `manage.py c2pa_setup` (run by
+# `make run`) makes a local authority (C2PA_LOCAL_CA) and a signer it issues when these files do not exist yet.
+_C2PA_DIR = VAR_DIR / "c2pa"
+C2PA = {
+    "SIGN_CERT": env_str("C2PA_SIGN_CERT", str(_C2PA_DIR / "signer.pem")),
+    "SIGN_KEY": env_str("C2PA_SIGN_KEY", str(_C2PA_DIR / "signer.key")),
+    "SIGN_ALG": env_str("C2PA_SIGN_ALG", "es256"),  # es256/384/512, ps256/384/512 or ed25519, as the key is
+    "LOCAL_CA": env_str("C2PA_LOCAL_CA", str(_C2PA_DIR / "ca.pem")),
+}

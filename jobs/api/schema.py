@@ -44,6 +44,11 @@ class VideoError(serializers.Serializer):
     message = serializers.CharField()
 
 
+class ContentCredentials(serializers.Serializer):
+    standard = serializers.ChoiceField(["c2pa"])
+    ai_generated = serializers.BooleanField(help_text="the manifest's digital source type is trainedAlgorithmicMedia")
+
+
 class Video(serializers.Serializer):
     id = serializers.CharField()
     object = serializers.ChoiceField(["video"])
@@ -66,6 +71,11 @@ class Video(serializers.Serializer):
     progress_estimated = serializers.BooleanField(
         help_text="extension: true while `progress` is estimated from observed timings (a remote server that "
         "reports no real progress)"
+    )
+    content_credentials = ContentCredentials(
+        allow_null=True,
+        help_text="extension: the completed video's file carries a signed C2PA manifest (AI-generated, the model "
+        "and its version, the platform, the creation time); null otherwise",
     )
 
 

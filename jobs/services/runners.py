@@ -65,14 +65,22 @@ def job_heartbeat(
 
 
 def job_complete(
-    *, job_id: int, attempt: int, video_key: str, thumbnail_key: str, gpu_seconds: float | None = None
+    *,
+    job_id: int,
+    attempt: int,
+    video_key: str,
+    thumbnail_key: str,
+    gpu_seconds: float | None = None,
+    video_signed: bool = False,
 ) -> bool:
-    """running -> reviewing with the stored clip; queues output moderation. False: fenced out."""
+    """running -> reviewing with the stored clip; queues output moderation. False: fenced out. `video_signed`: the
+    clip carries our content credentials (gpu_runner.outputs signs every clip it stores)."""
     done, _ = _complete(
         job_id=job_id,
         attempt=attempt,
         video_key=video_key,
         thumbnail_key=thumbnail_key,
+        video_signed=video_signed,
         gpu_seconds=gpu_seconds,
         next_for_queue=None,
         claim_as=None,
@@ -89,6 +97,7 @@ def job_complete_and_claim_next(
     runner: str,
     gpu_seconds: float | None = None,
     next_for_queue: str | None = None,
+    video_signed: bool = False,
 ) -> tuple[bool, Job | None]:
     """job_complete, and with `next_for_queue` the runner's next job, already claimed by `runner` (running,
     carrying its new attempt).
@@ -102,6 +111,7 @@ def job_complete_and_claim_next(
         attempt=attempt,
         video_key=video_key,
         thumbnail_key=thumbnail_key,
+        video_signed=video_signed,
         gpu_seconds=gpu_seconds,
         next_for_queue=next_for_queue,
         claim_as=runner,
@@ -114,6 +124,7 @@ def _complete(
     attempt: int,
     video_key: str,
     thumbnail_key: str,
+    video_signed: bool,
     gpu_seconds: float | None,
     next_for_queue: str | None,
     claim_as: str | None,
@@ -130,6 +141,7 @@ def _complete(
             actor=f"runner:{job.runner_id}",
             video_key=video_key,
             thumbnail_key=thumbnail_key,
+            video_signed=video_signed,
             progress=99,
             lease_expires_at=None,
             stage_enqueued_at=Now(),

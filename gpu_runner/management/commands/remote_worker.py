@@ -8,6 +8,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from gpu_runner.remote import RemoteWorker
 from jobs import backends
+from videogen import provenance
 
 
 class Command(BaseCommand):
@@ -24,11 +25,15 @@ class Command(BaseCommand):
         if config is None:
             known = ", ".join(sorted(backends.pools())) or "none (is REMOTE_POOLS_FILE set?)"
             raise CommandError(f"no remote pool {pool!r}; configured: {known}")
+        try:
+            signer = provenance.check_signer()
+        except provenance.SigningError as exc:  # fail-closed: no clip is stored unsigned
+            raise CommandError(f"content credentials cannot be signed: {exc} (see manage.py c2pa_setup)") from None
         worker = RemoteWorker(config)
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: worker.stop.set())
         self.stdout.write(
             f"remote worker for pool {pool} ({config.dialect.name}, {config.base_url}): "
-            f"{config.concurrency} slot(s) for {', '.join(sorted(config.models))}"
+            f"{config.concurrency} slot(s) for {', '.join(sorted(config.models))}; signing as {signer}"
         )
         worker.run()

@@ -16,6 +16,9 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options) -> None:
         call_command("build_default_model")
+        # The signer of every clip's content credentials: a local authority's when none is configured (in the
+        # production profile too: `make run` is one host; a fleet configures its own, see README: Provenance).
+        call_command("c2pa_setup", local_ca=True)
         username = os.environ.get("DEMO_USERNAME", "demo")
         password = os.environ.get("DEMO_PASSWORD", "demo")
         user, _ = ensure_user(username=username, password=password)
