@@ -8,6 +8,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.contrib.admin.utils import quote, unquote
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.http import HttpResponseRedirect
@@ -221,12 +222,24 @@ class JobAdmin(ViewOnlyAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
-    """Staff issue a key for a user (shown once, like on the page), rename or revoke it; a key never changes
-    hands, and its hash is the platform's to make."""
+    """Staff issue a key for a user (shown once, on the page that answers the form), rename or revoke it; a key
+    never changes hands, and its hash is the platform's to make.
+
+    A key acts with its user's rights, so staff who are not superusers see, issue and revoke keys of users
+    without staff rights only: a key for a superuser or another staff member would give them rights they lack.
+    """
 
     list_display = ("prefix", "user", "name", "created_at", "revoked_at")
     search_fields = ("user__username", "prefix")
     list_select_related = ("user",)
+
+    def get_queryset(self, request):
+        return _keys_within_reach(request, super().get_queryset(request))
+
+    def formfield_for_foreignkey(self, db_field, request, **kwargs):
+        if db_field.name == "user":
+            kwargs["queryset"] = _users_within_reach(request, db_field.remote_field.model.objects.all())
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_fields(self, request, obj=None):
         return ("user", "name") if obj is None else ("user", "name", "prefix", "key_hash", "created_at", "revoked_at")
@@ -235,14 +248,33 @@ class ApiKeyAdmin(admin.ModelAdmin):
         return () if obj is None else ("user", "prefix", "key_hash", "created_at")
 
     def save_model(self, request, obj: ApiKey, form, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        raw = issue_key(obj)
+        if not change:
+            if not _users_within_reach(request, get_user_model().objects.filter(pk=obj.user_id)).exists():
+                raise PermissionDenied  # the form's choices already refuse it: this guards any other path
+            obj.raw_key = issue_key(obj)  # kept on the object for response_add only, never stored
         super().save_model(request, obj, form, change)
-        self.message_user(
-            request, f"New key for {obj.user}: {raw} (copy it now: it is not shown again).", messages.WARNING
-        )
+
+    def response_add(self, request, obj: ApiKey, post_url_continue=None):
+        """The new key on this response's page, once: never in a message, which may ride in a signed (readable)
+        cookie."""
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "New API key",
+            "opts": self.opts,
+            "key": obj,
+            "raw_key": obj.raw_key,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/jobs/apikey/issued.html", context)  # admin pages: never cached
+
+
+def _users_within_reach(request, users):
+    """The users a staff member may issue keys for: anyone for a superuser, users without staff rights otherwise."""
+    return users if request.user.is_superuser else users.filter(is_staff=False, is_superuser=False)
+
+
+def _keys_within_reach(request, keys):
+    return keys if request.user.is_superuser else keys.filter(user__is_staff=False, user__is_superuser=False)
 
 
 # --- accounts and credits -----------------------------------------------------------------------------

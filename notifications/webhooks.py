@@ -73,6 +73,11 @@ def _clean(*, name: object, url: object, event_types: object) -> tuple[str, str,
     return name.strip(), url, sorted(set(event_types))
 
 
+def endpoint_fields_clean(*, name: object, url: object, event_types: object) -> tuple[str, str, list[str]]:
+    """(name, url, event types) as stored, or Invalid: the API's checks, for every other writer (the admin)."""
+    return _clean(name=name, url=url, event_types=event_types)
+
+
 def endpoint_create(*, user_id: int, name: object, url: object, event_types: object) -> WebhookEndpoint:
     name, url, types = _clean(name=name, url=url, event_types=event_types)
     if WebhookEndpoint.objects.filter(user_id=user_id).count() >= cfg("MAX_ENDPOINTS_PER_USER"):

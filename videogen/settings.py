@@ -40,6 +40,7 @@ INSTALLED_APPS = [
     "moderation",
     "notifications",
     "gpu_runner",
+    "axes",  # login throttling (see auth below)
 ]
 
 MIDDLEWARE = [
@@ -54,6 +55,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Answers a locked-out login (site and admin) with 429 and the lockout page; last, as django-axes asks.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "videogen.urls"
@@ -198,6 +201,20 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+# Password logins (the site's /accounts/login/ and the admin's) are throttled by django-axes: after
+# LOGIN_FAILURE_LIMIT wrong passwords in a row for one username from one address, that pair is refused (429,
+# even with the right password) until LOGIN_COOLOFF_SECONDS pass without another try; other users and other
+# addresses are unaffected. Attempts live in the database, so every web process sees them. API keys are not
+# passwords: the API's own rate limiter covers them.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5)
+AXES_COOLOFF_TIME = env_int("LOGIN_COOLOFF_SECONDS", 900) / 3600  # hours, as django-axes counts them
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True  # no row per successful login: only failures are kept, until their cool-off
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The demo user (`make run`: demo/demo, a superuser): only in the embedded profile unless DEMO_USER=true.
+DEMO_USER = env_bool("DEMO_USER", not DATABASE_URL)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": f"django.contrib.auth.password_validation.{name}"}
     for name in (
