@@ -2,9 +2,10 @@
 
 Two kinds, so every figure is right however many processes and hosts run:
 - *events* (submissions, transitions, retries, lease expiries, dead jobs, moderation decisions, remote calls,
-  webhook deliveries, credits, wait and run times): counters and histograms each process adds to in its own
-  file under PROMETHEUS_MULTIPROC_DIR (settings sets it before anything imports prometheus_client); a scrape
-  sums the files of every process of the host, the dead ones included (a counter never goes back);
+  webhook deliveries, credits, content-credential signings, wait and run times): counters and histograms each
+  process adds to in its own file under PROMETHEUS_MULTIPROC_DIR (settings sets it before anything imports
+  prometheus_client); a scrape sums the files of every process of the host, the dead ones included (a counter
+  never goes back);
 - *state* (queue depth and oldest wait per tier and model, runner slots and busy slots per pool, the runners
   each pool needs, webhook dead letters, credits reserved): read from the database at scrape time, so they are
   the cluster's, whichever web process answers.
