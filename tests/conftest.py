@@ -163,7 +163,8 @@ def e2e_database_url() -> str:
 
 @pytest.fixture
 def platform_factory(tmp_path, tiny_model_dir, transactional_db):
-    """Start the real roles (web, dispatcher, cpu and gpu qclusters) on the test database; stop them after."""
+    """Start the real roles (web, dispatcher, cpu, delivery and gpu qclusters) on the test database; stop them
+    after."""
     from tests.platform import Platform
 
     started: list[Platform] = []

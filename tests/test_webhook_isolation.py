@@ -393,3 +393,93 @@ def test_the_test_call_is_sent_by_the_delivery_role_bounded_per_user_and_in_time
     mine = other.webhooks.create(event_types=["video.completed"], name="nul", url=nul.url)
     settings.WEBHOOKS = {**settings.WEBHOOKS, "TEST_WAIT_SECONDS": 15.0}
     assert other.webhooks.test(mine.id, event_type="video.completed").success
+
+
+# --- the real roles -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.e2e
+def test_a_dripping_receiver_holds_neither_the_web_role_nor_another_users_deliveries(platform_factory):
+    """web, dispatcher, cpu and delivery roles as deployed: one user's dripping receiver behind three endpoints,
+    its deliveries and several concurrent `/test` calls, while another user reads and gets their own webhook."""
+    import httpx
+
+    from jobs.accounts import ensure_user
+    from jobs.models import RoleHeartbeat
+
+    dripping, fast = Server(drip("headers", every=1.0, lasting=60)), Server(plain(200))
+    try:
+        plat = platform_factory(
+            gpu=False,
+            WEBHOOK_ALLOWED_NETWORKS="127.0.0.1/32",
+            WEBHOOK_ATTEMPT_DEADLINE_SECONDS="3",
+            WEBHOOK_TEST_WAIT_SECONDS="8",
+            WEBHOOK_RETRY_SCHEDULE="1,1",
+        )
+        deadline = time.monotonic() + 90
+        while not RoleHeartbeat.objects.filter(role="delivery").exists():
+            plat.check_alive()
+            assert time.monotonic() < deadline, plat.logs()
+            time.sleep(0.2)
+        slow_user, _ = ensure_user(username="slow-receiver")
+        other, _ = ensure_user(username="other-user")
+        slow_key, other_key = api_key_create(user_id=slow_user.pk), api_key_create(user_id=other.pk)
+        slow_endpoints = [_endpoint(slow_user, dripping.url) for _ in range(3)]
+        _endpoint(other, fast.url)
+
+        tests: list[tuple[int, float, dict]] = []
+
+        def test_call(endpoint: WebhookEndpoint) -> None:
+            started = time.monotonic()
+            resp = httpx.post(
+                f"{plat.base_url}/v1/webhook_endpoints/{endpoint.public_id}/test",
+                json={"event_type": "video.failed"},
+                headers={"Authorization": f"Bearer {slow_key}"},
+                timeout=60,
+            )
+            tests.append((resp.status_code, time.monotonic() - started, resp.json()))
+
+        callers = [threading.Thread(target=test_call, args=(slow_endpoints[i % 3],)) for i in range(4)]
+        for t in callers:
+            t.start()
+        for _ in range(3):
+            _notify(slow_user)  # nine deliveries to the dripping receiver
+        connection.close()
+
+        # Meanwhile the other user reads, and gets their own webhook.
+        reads: list[tuple[int, float]] = []
+        until = time.monotonic() + 12
+        with httpx.Client(timeout=60, headers={"Authorization": f"Bearer {other_key}"}) as http:
+            while time.monotonic() < until:
+                for path in ("/v1/models", "/healthz"):
+                    started = time.monotonic()
+                    reads.append((http.get(plat.base_url + path).status_code, time.monotonic() - started))
+                time.sleep(0.2)
+        note = _notify(other)
+        theirs = WebhookDelivery.objects.get(notification=note)
+        while WebhookDelivery.objects.get(pk=theirs.pk).status != "delivered":
+            assert time.monotonic() - until < 30, plat.logs()
+            time.sleep(0.2)
+        connection.close()
+        for t in callers:
+            t.join(60)
+
+        assert {status for status, _ in reads} == {200}
+        assert max(took for _, took in reads) < 5, sorted(took for _, took in reads)[-5:]
+        assert len(tests) == 4 and all(status in (200, 429, 503, 504) for status, _, _ in tests), tests
+        assert all(took < 8 + 10 for _, took, _ in tests), tests
+        assert all(not body["success"] for status, _, body in tests if status == 200)
+        # One test of this user at a time (429), one waiting test per web process (503): the rest were refused.
+        assert any(status in (429, 503) for status, _, _ in tests), tests
+        finished = WebhookAttempt.objects.filter(delivery__endpoint__user=slow_user, finished_at__isnull=False)
+        assert finished.count() >= 3
+        assert all((a.finished_at - a.started_at).total_seconds() < 3 + 5 for a in finished)
+        # On the wire at once (from claim to finish): WEBHOOK_MAX_IN_FLIGHT_PER_USER deliveries, and its one test.
+        edges = sorted([(a.started_at, 1) for a in finished] + [(a.finished_at, -1) for a in finished])
+        running = [0]
+        for _, step in edges:
+            running.append(running[-1] + step)
+        assert max(running) <= 2 + 1, max(running)
+    finally:
+        dripping.close()
+        fast.close()
