@@ -100,6 +100,7 @@ def summary_from_data(data: dict) -> policy.ModelQueue:
         running_work=float(data.get("running_work", 0.0)),
         first_free_in=float(data.get("first_free_in", 0.0)),
         tiers=tiers,
+        vtime={t: float(v) for t, v in data.get("vtime", {}).items()},
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 
 import pytest
@@ -192,11 +193,66 @@ def test_estimate_with_two_slots_and_two_tiers_follows_the_weights():
     paid = _tier_queue([(float(i), 10.0) for i in range(20)])
     queue = policy.ModelQueue(capacity=2, running_work=0.0, first_free_in=0.0, tiers={"free": free, "paid": paid})
     est = policy.estimate(queue, WEIGHTS, tier="free", tag=4.0, job_id=5)  # 4 free jobs (40 s) ahead
-    # Free gets 1/4 of the fleet while paid has backlog: 40 s of free work takes 160 s of fleet time.
-    assert est.start_in == pytest.approx(160 / 2)
-    assert est.position == 1 + 4 + 12  # and 12 paid jobs start meanwhile
+    # Free gets 1/4 of the fleet while paid has backlog: by the time free has had its 40 s, paid has had 120 s,
+    # and at that tie (40 s of service per weight each) paid goes first, as decide breaks ties by weight: 13 paid
+    # jobs (130 s) go before it.
+    assert est.start_in == pytest.approx((40 + 130) / 2)
+    assert est.position == 1 + 4 + 13
     paid_est = policy.estimate(queue, WEIGHTS, tier="paid", tag=4.0, job_id=5)
     assert paid_est.start_in < est.start_in
+
+
+def _published(q: Queue, capacity: int) -> policy.ModelQueue:
+    """The summary the dispatcher would publish for this queue: each tier in tag order, the tiers' service."""
+    tiers = {}
+    for tier in RULES:
+        jobs = sorted((j for j in q.jobs if j.tier == tier), key=lambda j: (j.tag, j.job_id))
+        checkpoints, work = [], 0.0
+        for n, job in enumerate(jobs):
+            checkpoints.append((job.tag, job.job_id, n, work))
+            work += job.cost
+        if jobs:
+            tiers[tier] = policy.TierQueue(len(jobs), work, checkpoints)
+    return policy.ModelQueue(capacity=capacity, running_work=0.0, first_free_in=0.0, tiers=tiers, vtime=q.vtime)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_with_nothing_arriving_a_position_never_rises_and_the_first_goes_next(seed):
+    """Jobs of all tiers and several users wait; the dispatcher hands them out pass by pass. Every position read
+    between passes is at most the one before, and the jobs handed out by a pass are those at positions 1..k.
+    (A fluid share computed afresh at each read counted the other tiers' share again after they had had it: a free
+    job read 3, 4, then 1.)"""
+    rng = random.Random(seed)
+    q = Queue()
+    q.vtime = {"free": rng.choice([0.0, 20.0]), "paid": 0.0, "internal": rng.choice([0.0, 10.0])}
+    for _ in range(rng.randint(4, 16)):
+        tier = rng.choice(["free", "free", "paid", "internal"])
+        q.add(user=rng.randrange(4) + 10 * len(tier), tier=tier, cost=rng.choice([5.0, 10.0, 30.0]))
+    slots = rng.randint(1, 3)
+    seen: dict[int, list[int]] = {}
+    while q.jobs:
+        summary = _published(q, slots)
+        positions = {
+            j.job_id: policy.estimate(summary, WEIGHTS, tier=j.tier, tag=j.tag, job_id=j.job_id).position
+            for j in q.jobs
+        }
+        for job_id, position in positions.items():
+            seen.setdefault(job_id, []).append(position)
+        handed = q.serve(slots=[SLOT] * slots)
+        assert sorted(positions[c.job_id] for c in handed) == list(range(1, len(handed) + 1))
+    for job_id, reads in seen.items():
+        assert reads == sorted(reads, reverse=True), (job_id, reads)
+
+
+def test_a_position_rises_when_work_the_policy_puts_first_arrives():
+    q = Queue()
+    for user in range(3):
+        q.add(user=user, tier="free", cost=10.0)
+    last = q.jobs[-1]
+    before = policy.estimate(_published(q, 1), WEIGHTS, tier="free", tag=last.tag, job_id=last.job_id).position
+    q.add(user=9, tier="paid", cost=10.0)
+    after = policy.estimate(_published(q, 1), WEIGHTS, tier="free", tag=last.tag, job_id=last.job_id).position
+    assert (before, after) == (3, 4)
 
 
 def test_estimate_without_capacity_is_unknown():

@@ -81,6 +81,50 @@ def test_a_position_falls_as_the_queue_moves_and_rises_only_for_higher_tier_work
     assert start_in > 10 + 10  # the running job, the free job ahead, and paid work now
 
 
+def test_a_waiting_position_never_rises_while_earlier_submissions_clear_moderation(
+    api, user, make_user, make_job, busy_runner, client_for
+):
+    """Free jobs of several users and one paid job, all submitted before the first read; input moderation clears
+    them in another order than they came. No read of a waiting job's position is above the one before (they used
+    to climb as other users' earlier submissions entered the queue ahead: 2, 3, 4, 5), and each pass of the
+    dispatcher hands out the job announced at position 1."""
+    bob, carol, payer = make_user("bob"), make_user("carol"), make_user("payer", tier="paid")
+    a1, a2 = (make_job("pending", cost=10.0) for _ in range(2))
+    b1, b2 = (make_job("pending", owner=bob, cost=10.0) for _ in range(2))
+    c1 = make_job("pending", owner=carol, cost=10.0)
+    p1 = make_job("pending", owner=payer, cost=10.0)
+    clients = {user.pk: api, bob.pk: client_for(bob), carol.pk: client_for(carol), payer.pk: client_for(payer)}
+    everyone = [a1, a2, b1, b2, c1, p1]
+    seen: dict[int, list[int]] = {job.pk: [] for job in everyone}
+
+    def read() -> dict[int, int]:
+        services.runner_heartbeat(name="gpu", slots=1, model_names=["wan-tiny"], queue="gpu.a")  # alive, however slow
+        _publish()
+        positions = {}
+        for job in everyone:
+            body = clients[job.user_id].get(f"/v1/videos/{job.public_id}").json()
+            if body["status"] == "queued" and body["queue_position"] is not None:
+                positions[job.pk] = body["queue_position"]
+                seen[job.pk].append(body["queue_position"])
+        return positions
+
+    for cleared in ([a1, a2], [b2], [c1, b1], [p1]):
+        for job in cleared:
+            assert services.job_moderate_input(job_id=job.pk) == State.QUEUED
+        read()
+    Job.objects.filter(pk=busy_runner.pk).update(state=State.SUCCEEDED)
+    positions = read()
+    while positions:
+        assert services.dispatch_once() == 1
+        dispatched = Job.objects.get(state=State.DISPATCHED)
+        assert positions[dispatched.pk] == 1
+        Job.objects.filter(pk=dispatched.pk).update(state=State.SUCCEEDED)
+        positions = read()
+    for job in everyone:
+        assert seen[job.pk] == sorted(seen[job.pk], reverse=True), (job.pk, seen[job.pk])
+    assert seen[a2.pk][0] == 5  # a1, bob's and carol's first jobs, and the paid one: counted from the first read
+
+
 def test_a_status_read_does_not_scan_the_queue(api, make_job, busy_runner):
     jobs = [make_job("queued", cost=1.0) for _ in range(50)]
     _publish()
@@ -130,6 +174,7 @@ def test_a_long_queue_is_published_as_sampled_checkpoints(api, make_job, busy_ru
     from jobs.models import QueueSummary
 
     jobs = [make_job("queued", cost=2.0) for _ in range(700)]
+    services.runner_heartbeat(name="gpu", slots=1, model_names=["wan-tiny"], queue="gpu.a")  # alive after that
     _publish()
     free = QueueSummary.objects.get(model="wan-tiny").data["tiers"]["free"]
     assert (free["count"], free["work"]) == (700, 1400.0)

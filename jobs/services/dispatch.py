@@ -23,7 +23,7 @@ from django.utils.dateparse import parse_datetime
 
 from jobs import queueing
 from jobs.catalog import CATALOG
-from jobs.models import Job, QueueSummary, Runner, State
+from jobs.models import Job, QueueSummary, Runner, SchedFlow, SchedTier, State
 from jobs.services import fairness, policy
 from jobs.services.stages import STAGE_TASKS
 from jobs.services.transitions import cfg, db_now_plus, fail, retry_or_fail, transition
@@ -313,22 +313,39 @@ CHECKPOINTS = 256
 
 
 def _tier_queues(model: str) -> dict[str, dict]:
-    """Each tier's queue for a model in one pass over it: totals and ~CHECKPOINTS checkpoints in dispatch order
-    (tag, id, jobs before, GPU-seconds before), always including the first and last job."""
-    table = Job._meta.db_table  # the model's own name, never user input
+    """Each tier's line for a model in one pass over it: totals and ~CHECKPOINTS checkpoints in dispatch order
+    (tag, id, jobs before, GPU-seconds before), always including the first and last job.
+
+    The line is the queued jobs by tag, and the jobs still in input moderation at the tag they will get when they
+    enter the queue (fairness.tag_new_job: the user's counter lifted to the tier's clock, then their earlier
+    waiting jobs' costs). Work submitted is in line from the start, so a job's position does not rise as earlier
+    submissions clear moderation; one that is blocked, or tagged later, only moves the others forward."""
+    job, flow, clock = Job._meta.db_table, SchedFlow._meta.db_table, SchedTier._meta.db_table  # never user input
     sql = f"""
+        WITH waiting AS (
+            SELECT p.tier, p.model, p.id, p.cost,
+                   CASE WHEN COALESCE(f.finish, 0) > COALESCE(c.vclock, 0) THEN COALESCE(f.finish, 0)
+                        ELSE COALESCE(c.vclock, 0) END
+                   + SUM(p.cost) OVER (PARTITION BY p.user_id ORDER BY p.id ROWS UNBOUNDED PRECEDING) - p.cost AS vtag
+            FROM {job} p LEFT JOIN {flow} f ON f.user_id = p.user_id LEFT JOIN {clock} c ON c.tier = p.tier
+            WHERE p.state = %s
+        ), line AS (
+            SELECT tier, vtag, id, cost FROM {job} WHERE state = %s AND model = %s
+            UNION ALL
+            SELECT tier, vtag, id, cost FROM waiting WHERE model = %s
+        )
         SELECT tier, vtag, id, n_before, w_before, total_n, total_w FROM (
             SELECT tier, vtag, id, cost,
                    ROW_NUMBER() OVER w - 1 AS n_before, SUM(cost) OVER w - cost AS w_before,
                    COUNT(*) OVER t AS total_n, SUM(cost) OVER t AS total_w
-            FROM {table} WHERE state = %s AND model = %s
+            FROM line
             WINDOW w AS (PARTITION BY tier ORDER BY vtag, id ROWS UNBOUNDED PRECEDING), t AS (PARTITION BY tier)
         ) q
         WHERE n_before %% (CASE WHEN total_n < %s THEN 1 ELSE total_n / %s END) = 0 OR n_before = total_n - 1
         ORDER BY tier, n_before
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [S.QUEUED, model, CHECKPOINTS, CHECKPOINTS])
+        cursor.execute(sql, [S.PENDING, S.QUEUED, model, model, CHECKPOINTS, CHECKPOINTS])
         rows = cursor.fetchall()
     out: dict[str, dict] = {}
     for tier, tag, job_id, n, w, total_n, total_w in rows:
@@ -341,24 +358,40 @@ def publish_queue_summary() -> float:
     """Per model: live capacity, the work left on running jobs, each tier's queue in tag order. Returns the
     seconds it took (the dispatcher spaces publications by it, so a huge queue cannot hog the database)."""
     started = time.perf_counter()
-    runners = [r for r in _live_runners() if not r.draining]
     now = timezone.now()
-    models = {m for r in runners for m in r.model_names} | set(CATALOG)
-    for model in sorted(models):
-        serving = [r for r in runners if model in r.model_names]
-        capacity = sum(r.slots for r in serving)
-        running = Job.objects.filter(
-            state__in=(S.DISPATCHED, S.RUNNING), queue__in={r.queue for r in serving}
-        ).values_list("cost", "dispatched_at")
-        left = [max(0.0, cost - (now - at).total_seconds()) if at else cost for cost, at in running]
-        free = capacity - len(left)
-        data = {
-            "at": now.timestamp(),
-            "capacity": capacity,
-            "running_work": sum(left),
-            "first_free_in": 0.0 if free > 0 or not left else min(left),
-            "tiers": _tier_queues(model),
-        }
+    summaries = _read_summaries(now)
+    for model, data in summaries.items():
         QueueSummary.objects.update_or_create(model=model, defaults={"data": data, "published_at": now})
-    QueueSummary.objects.exclude(model__in=models).delete()
+    QueueSummary.objects.exclude(model__in=summaries).delete()
     return time.perf_counter() - started
+
+
+def _read_summaries(now: dt.datetime) -> dict[str, dict]:
+    """Every model's summary, read in one snapshot (REPEATABLE READ on Postgres): the tiers' weighted service and
+    the queue it was advanced by must agree, or a job handed out between two reads would count twice or not at all
+    in the positions (one up, then down again)."""
+    snapshot = connection.vendor == "postgresql" and not connection.in_atomic_block  # (inside one: its snapshot)
+    with transaction.atomic():
+        if snapshot:
+            with connection.cursor() as cursor:
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        runners = [r for r in _live_runners() if not r.draining]
+        vtime = fairness.tier_state()
+        out = {}
+        for model in sorted({m for r in runners for m in r.model_names} | set(CATALOG)):
+            serving = [r for r in runners if model in r.model_names]
+            capacity = sum(r.slots for r in serving)
+            running = Job.objects.filter(
+                state__in=(S.DISPATCHED, S.RUNNING), queue__in={r.queue for r in serving}
+            ).values_list("cost", "dispatched_at")
+            left = [max(0.0, cost - (now - at).total_seconds()) if at else cost for cost, at in running]
+            free = capacity - len(left)
+            out[model] = {
+                "at": now.timestamp(),
+                "capacity": capacity,
+                "running_work": sum(left),
+                "first_free_in": 0.0 if free > 0 or not left else min(left),
+                "tiers": _tier_queues(model),
+                "vtime": vtime,
+            }
+    return out

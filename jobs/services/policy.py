@@ -14,8 +14,11 @@ The dispatcher and the fleet simulation run these very functions.
   so that it starts within the bound.
 - A slot only takes jobs of a model its runner serves.
 
-`estimate` turns the same weights into queue positions, start times and per-tier waits from a published
-summary of the queue (a fluid model of weighted sharing), so a status read never scans the queue.
+`estimate` turns the same rules into queue positions, start times and per-tier waits from a published
+summary of the queue, so a status read never scans the queue. It follows the order `decide` hands jobs out in,
+from the tiers' weighted service at publication: while nothing new arrives, each pass takes only jobs counted
+ahead, so a waiting job's position never rises (a fresh fluid share at each read would count the other tiers'
+share again after they had had it).
 """
 
 from __future__ import annotations
@@ -84,13 +87,20 @@ def decide(snapshot: Snapshot) -> Decision:
             decision.aged.append(pick.job_id)
         else:
             tiers = {c.tier for c in eligible}
-            tier = min(tiers, key=lambda t: (vtime[t], -rules[t].weight, t))
+            tier = min(tiers, key=lambda t: _turn(vtime[t], rules[t].weight, t))
             pick = next(c for c in eligible if c.tier == tier)  # eligible is in tag order
         pending.remove(pick)
         decision.assignments.append((pick, slot.queue))
         vtime[pick.tier] += pick.cost / rules[pick.tier].weight
         decision.vclock[pick.tier] = max(decision.vclock.get(pick.tier, pick.tag), pick.tag)
+    _lift_idle(vtime, {c.tier for c in pending})  # and after this pass's service: idling banks not even one job
     return decision
+
+
+def _turn(vtime: float, weight: float, tier: str) -> tuple[float, float, str]:
+    """Which tier's turn comes first: the lowest weighted service, then the higher weight, then the name. Service
+    is compared to 1e-9 so that sums of costs that are equal on paper (3 x 10/3 and 10) tie as they should."""
+    return round(vtime, 9), -weight, tier
 
 
 def _lift_idle(vtime: dict[str, float], backlogged: set[str]) -> None:
@@ -152,18 +162,23 @@ class TierQueue:
         # At least the previous checkpoint's job is ahead; at most every job before the next checkpoint.
         return prev_n + 1 + frac * max(0.0, next_n - prev_n - 1), prev_w + frac * (next_w - prev_w)
 
-    def started_within(self, work: float) -> float:
-        """How many of this queue's jobs have started once `work` GPU-seconds of it have been served."""
+    def handed_before(self, work: float, *, wins_ties: bool) -> tuple[float, float]:
+        """(jobs, GPU-seconds) of this queue handed out before it has been served `work`: the jobs with less work
+        than that ahead of them in it (and, with `wins_ties`, the one with exactly that much)."""
         cps = self.checkpoints
-        if work <= 0 or not cps:
-            return 0.0
-        i = bisect.bisect_left([c[3] for c in cps], work)
+        if not cps:
+            return 0.0, 0.0
+        before = [c[3] for c in cps]
+        i = bisect.bisect_right(before, work + TIE) if wins_ties else bisect.bisect_left(before, work - TIE)
+        if i == 0:
+            return 0.0, 0.0
         if i == len(cps):
-            return float(self.count)
-        prev_n, prev_w = (0.0, 0.0) if i == 0 else (cps[i - 1][2] + 1, cps[i - 1][3])
-        next_n, next_w = cps[i][2], cps[i][3]
-        frac = 1.0 if next_w <= prev_w else (work - prev_w) / (next_w - prev_w)
-        return prev_n + frac * max(0.0, next_n - prev_n)
+            return float(self.count), float(self.work)
+        (_, _, prev_n, prev_w), (_, _, next_n, next_w) = cps[i - 1], cps[i]
+        # The previous checkpoint's job goes; between the two, as many as the work interpolates to.
+        frac = 1.0 if next_w <= prev_w else min(1.0, max(0.0, (work - prev_w) / (next_w - prev_w)))
+        jobs = prev_n + 1 + frac * max(0.0, next_n - prev_n - 1)
+        return jobs, prev_w + (jobs - prev_n) * (next_w - prev_w) / max(1.0, next_n - prev_n)
 
 
 @dataclass(frozen=True)
@@ -174,28 +189,32 @@ class ModelQueue:
     running_work: float  # estimated GPU-seconds left on the running jobs
     first_free_in: float  # seconds until the first busy slot frees (0 when one is free)
     tiers: Mapping[str, TierQueue]
+    vtime: Mapping[str, float] = field(default_factory=dict)  # each tier's weighted service, as decide reads it
 
 
-def _fluid(weights: Mapping[str, float], backlog: dict[str, float], tier: str, work: float) -> tuple[float, dict]:
-    """Weighted sharing as a fluid: the time, in slot-seconds of the whole fleet, until `tier` has been served
-    `work`, and how much every tier has been served by then. Tiers that drain hand their share to the rest."""
-    served = dict.fromkeys(backlog, 0.0)
-    left = dict(backlog)
-    left[tier] = max(left.get(tier, 0.0), work)
-    served.setdefault(tier, 0.0)
-    elapsed = 0.0
-    while served[tier] < work - 1e-9:
-        active = [t for t in left if left[t] > 1e-9]
-        total_w = sum(weights[t] for t in active)
-        # Until the first active tier drains (or ours reaches `work`).
-        step = min(left[t] * total_w / weights[t] for t in active)
-        step = min(step, (work - served[tier]) * total_w / weights[tier])
-        for t in active:
-            amount = step * weights[t] / total_w
-            served[t] += amount
-            left[t] -= amount
-        elapsed += step
-    return elapsed, served
+# Weighted service closer than this is a tie (decide compares it rounded to 1e-9 too).
+TIE = 1e-6
+
+
+def _ahead(
+    queue: ModelQueue, weights: Mapping[str, float], *, tier: str, jobs: float, work: float
+) -> tuple[float, float]:
+    """(jobs, GPU-seconds) handed out before a job of `tier` that has `jobs` and `work` of its own tier ahead of
+    it, if nothing else arrives. decide serves the tier with the lowest weighted service and adds the job's
+    cost / weight, so a tier's job with `w` GPU-seconds ahead of it in its tier goes at service vtime + w / weight:
+    merging the tiers by that value is the order the dispatcher follows, pass after pass."""
+    backlogged = {t for t, q in queue.tiers.items() if q.count > 0 and t in weights}
+    vtime = {t: float(queue.vtime.get(t, 0.0)) for t in weights}
+    _lift_idle(vtime, backlogged)  # as decide does: an idle tier banks nothing
+    turn = vtime[tier] + work / weights[tier]
+    mine = _turn(turn, weights[tier], tier)[1:]
+    for other in sorted(backlogged - {tier}):
+        # Its jobs whose service comes before ours; at equal service, decide's tie-break (weight, then name).
+        n, w = queue.tiers[other].handed_before(
+            (turn - vtime[other]) * weights[other], wins_ties=_turn(0.0, weights[other], other)[1:] < mine
+        )
+        jobs, work = jobs + n, work + w
+    return jobs, work
 
 
 @dataclass(frozen=True)
@@ -211,13 +230,10 @@ def estimate(
     if queue.capacity <= 0:
         return None
     own = queue.tiers.get(tier, TierQueue(0, 0.0, ()))
-    ahead_n, ahead_w = own.ahead_of(tag, job_id)
-    backlog = {t: q.work for t, q in queue.tiers.items() if q.work > 0 and t in weights}
-    backlog.pop(tier, None)
-    elapsed, served = _fluid(weights, backlog, tier, ahead_w)
-    others = sum(queue.tiers[t].started_within(served[t]) for t in backlog)
-    start = max(queue.first_free_in, (queue.running_work + elapsed) / queue.capacity)
-    return Estimate(position=1 + round(ahead_n + others), start_in=start)
+    jobs, work = own.ahead_of(tag, job_id)
+    ahead_n, ahead_w = _ahead(queue, weights, tier=tier, jobs=jobs, work=work)
+    start = max(queue.first_free_in, (queue.running_work + ahead_w) / queue.capacity)
+    return Estimate(position=1 + round(ahead_n), start_in=start)
 
 
 def tier_wait(queue: ModelQueue, weights: Mapping[str, float], *, tier: str) -> float | None:
@@ -225,7 +241,7 @@ def tier_wait(queue: ModelQueue, weights: Mapping[str, float], *, tier: str) -> 
     if queue.capacity <= 0:
         return None
     own = queue.tiers.get(tier)
-    work = own.work if own else 0.0
-    backlog = {t: q.work for t, q in queue.tiers.items() if q.work > 0 and t in weights and t != tier}
-    elapsed, _ = _fluid(weights, backlog, tier, work)
-    return max(queue.first_free_in, (queue.running_work + elapsed) / queue.capacity) if work > 0 else 0.0
+    if own is None or own.work <= 0:
+        return 0.0
+    _, ahead_w = _ahead(queue, weights, tier=tier, jobs=own.count, work=own.work)
+    return max(queue.first_free_in, (queue.running_work + ahead_w) / queue.capacity)
