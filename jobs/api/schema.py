@@ -220,6 +220,7 @@ ERRORS = {
         422: "Idempotency-Key reused with a different body",
         429: "rate, concurrency, queue or daily limit (with Retry-After)",
         503: "the tier's queue is too long now, or a store is briefly unavailable (with Retry-After)",
+        504: "the answer did not come in time (the work goes on: its outcome shows where the message says)",
     }.items()
 }
 
@@ -508,7 +509,12 @@ rotate_secret = extend_schema(
 test_endpoint = extend_schema(
     operation_id="testWebhookEndpoint",
     summary="Send a sample event now",
-    description="Answers with the receiver's status code; the test is in the endpoint's delivery log.",
+    description=(
+        "A delivery worker sends it; answers with the receiver's status code (0: no answer within the attempt "
+        "deadline). The test is in the endpoint's delivery log. One test per user at a time (429 "
+        "webhook_test_in_progress); 504 webhook_test_timeout when the answer does not come within "
+        "WEBHOOK_TEST_WAIT_SECONDS."
+    ),
     parameters=[_EP_ID],
     request={
         "application/json": {
@@ -518,7 +524,7 @@ test_endpoint = extend_schema(
             "additionalProperties": False,
         }
     },
-    responses={200: WebhookTestResult, **errors(404)},
+    responses={200: WebhookTestResult, **errors(404, 504)},
 )
 list_event_types = extend_schema(
     operation_id="listWebhookEventTypes",
