@@ -41,6 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 import benchmarks  # noqa: E402,F401  (a throwaway SECRET_KEY shared by every process started here)
 from benchmarks import fresh_db  # noqa: E402
+from benchmarks.stream_revocation import INVARIANT as STREAMS_INVARIANT  # noqa: E402
+from benchmarks.stream_revocation import RevokedStreams  # noqa: E402
 from tests.platform import Platform  # noqa: E402
 
 TIERS = ("free", "paid", "internal")
@@ -74,6 +76,7 @@ def scenario_env(args) -> dict[str, str]:
         "CPU_WORKERS": "2",
         "LOG_LEVEL": "WARNING",
         "POLL_AFTER_MS": "200",
+        "NOTIFY_RESYNC_SECONDS": "3",  # a revocation whose broadcast a fault lost is caught within this
     }
     for tier in TIERS:  # mixed tiers share the GPUs by weight; no caps or rate limits get in the run's way
         for name in ("MAX_INFLIGHT", "MAX_QUEUED", "DAILY_JOBS", "WAIT_BOUND_SECONDS", "RATE_PER_MINUTE"):
@@ -592,6 +595,9 @@ def main() -> int:
 
     plat = Platform(database_url=args.database_url, redis_url=args.redis_url, workdir=workdir, extra_env=env)
     fleet = Fleet(plat, args.gpus)
+    # A key revoked while its streams are open (a step of phase 3); its user is read back with the others.
+    streams = RevokedStreams(plat.base_url, bound=float(env["NOTIFY_RESYNC_SECONDS"]) + 15)
+    stream_keys = streams.setup()
     stop = threading.Event()
     backlog_cap = 4 * args.gpus
     unfinished = [0]
@@ -657,6 +663,7 @@ def main() -> int:
             (lambda: None) if args.no_redis_restart else (lambda: fleet.restart_redis(args.redis_url)),
             lambda: fleet.kill_worker(busy=True),
             fleet.terminate_backends,
+            lambda: (fleet.note("key revoked mid-stream"), streams.run()),
         ]
         rounds = 0
         while accepted() < args.jobs or rounds == 0:
@@ -685,7 +692,7 @@ def main() -> int:
         fleet.kill_cluster(busy=False)
         _wait_for(lambda: len(fleet.runners()) >= args.gpus, 60, plat, "gpu runners after the idle kills")
         close_old_connections()
-        notes_seen = read_notifications(plat.base_url, keys)
+        notes_seen = read_notifications(plat.base_url, {**keys, **stream_keys})
         finished = time.time()
     finally:
         stop.set()
@@ -695,6 +702,7 @@ def main() -> int:
 
     close_old_connections()
     result = check(clients.intents, fleet.kills, args.bound, int(env["JOB_MAX_ATTEMPTS"]), notes_seen)
+    result["violations"][STREAMS_INVARIANT] = streams.found()
     baseline = completions_between(b0, b1) / (b1 - b0)
     under_kills = completions_between(k0, k1) / (k1 - k0)
     recoveries, unrecovered = result["recoveries"], len(result["unrecovered"])
@@ -741,6 +749,7 @@ INVARIANTS = [
     "the poison job failed after the maximum attempts",
     "duplicate submissions made one job each",
     "no server error: a store going away is a 503 to retry",
+    STREAMS_INVARIANT,
 ]
 
 

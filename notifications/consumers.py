@@ -145,8 +145,14 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await asyncio.sleep(every)
 
     async def notify_credentials(self, message: dict) -> None:
-        """A key of this user was revoked or the user deactivated (maybe another key, another process)."""
-        if not await database_sync_to_async(credential_live)(user_id=self.user_id, key_hash=self.key_hash):
+        """A key of this user was revoked or the user deactivated (maybe another key, another process). A check
+        that fails (the database away) closes too: a client reconnects, and a key that still works opens again."""
+        try:
+            live = await database_sync_to_async(credential_live)(user_id=self.user_id, key_hash=self.key_hash)
+        except Exception:
+            log.warning("credential check failed; closing the stream", exc_info=True)
+            live = False
+        if not live:
             await self.close_revoked()
 
     async def close_revoked(self) -> None:
