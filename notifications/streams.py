@@ -21,6 +21,7 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
 from jobs.api.auth import credential_live
+from jobs.api.errors import UNAVAILABLE, envelope, unavailable
 from notifications import sockets
 from notifications.consumers import ensure_db_poller, next_in_line, progress_event, still_here
 from notifications.selectors import notification_dict, notifications_after, read_state, replay_floor
@@ -62,12 +63,17 @@ class EventStreamConsumer(AsyncHttpConsumer):
             await self._refuse(400, "'Last-Event-ID' (or last_seq) must be a notification seq.", "invalid_value")
         self.user_id = user.pk
         self.key_hash = self.scope.get("api_key_hash")  # None: the browser's session
-        if not await asyncio.to_thread(sockets.admit, self.user_id, self.channel_name):
-            await self._refuse(429, "Too many open event streams and sockets for this user.", "too_many_streams")
-        self.counted = True
-        self.sending = asyncio.Lock()
-        self.group = user_group(self.user_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        try:
+            if not await asyncio.to_thread(sockets.admit, self.user_id, self.channel_name):
+                await self._refuse(429, "Too many open event streams and sockets for this user.", "too_many_streams")
+            self.counted = True
+            self.sending = asyncio.Lock()
+            self.group = user_group(self.user_id)
+            await self.channel_layer.group_add(self.group, self.channel_name)
+        except UNAVAILABLE:
+            # Redis (the count of the user's streams, the push channel) out of reach: a 503 to retry, never a 500.
+            # A count already taken ages out as a dead process's does.
+            await self._unavailable()
         await self.send_headers(
             status=200,
             headers=[
@@ -85,6 +91,13 @@ class EventStreamConsumer(AsyncHttpConsumer):
         await self.send_response(
             status, _error(status, message, code), headers=[(b"content-type", b"application/json")]
         )
+        raise StopConsumer()
+
+    async def _unavailable(self) -> None:
+        error = unavailable()
+        body = json.dumps(envelope(error.message, type=error.type, code=error.code)).encode()
+        headers = [(name.lower().encode(), value.encode()) for name, value in error.headers.items()]
+        await self.send_response(503, body, headers=[(b"content-type", b"application/json"), *headers])
         raise StopConsumer()
 
     async def _tick_forever(self) -> None:
