@@ -26,8 +26,6 @@ from pathlib import Path
 import numpy as np
 from django.conf import settings
 
-from videogen import metrics
-
 log = logging.getLogger(__name__)
 
 PLATFORM = "videogen"
@@ -156,6 +154,8 @@ def _sign(data: bytes, generation: Generation, *, derived: bool) -> bytes:
 def sign_mp4(data: bytes, generation: Generation, *, derived: bool = False) -> bytes:
     """The clip with our signed manifest embedded (its frames untouched). `derived`: the clip came from elsewhere
     (a remote server); it is recorded as an ingredient, with any manifest it carried. Raises SigningError."""
+    from videogen import metrics  # here: importing this module (set-up, benchmarks) must not start prometheus_client
+
     try:
         signed = _sign(data, generation, derived=derived)
     except SigningError as exc:
