@@ -1,9 +1,10 @@
 """Content credentials: every stored clip carries a signed C2PA manifest (c2pa-python) that says it is AI-generated.
 
 The manifest holds a `c2pa.actions` assertion whose `c2pa.created` action names the digital source type
-`trainedAlgorithmicMedia` (the IPTC term the EU AI Act's machine-readable marking points at), the model and its
-version (the action's software agent) and when it was made, and our own `org.videogen.generation` assertion with
-the platform. A clip a remote server made keeps what it carried: it becomes an ingredient of our manifest.
+`trainedAlgorithmicMedia` (IPTC's term for media a trained model made: machine-readable "AI-generated"), the
+model and its version (the action's software agent) and when it was made, and our own `org.videogen.generation`
+assertion with the platform. A clip a remote server made keeps what it carried: it becomes an ingredient of our
+manifest.
 
 The signer is an X.509 end-entity certificate (C2PA_SIGN_CERT, with its issuers) and its private key (C2PA_SIGN_KEY).
 c2pa refuses a self-signed signer, so `manage.py c2pa_setup` makes a local authority and a signer it issues for the
@@ -29,7 +30,7 @@ from django.conf import settings
 log = logging.getLogger(__name__)
 
 PLATFORM = "videogen"
-# IPTC's digital source type for media a trained model made (what C2PA and the EU AI Act's marking read).
+# IPTC's digital source type for media a trained model made (what C2PA readers show as AI-generated).
 AI_GENERATED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 GENERATION_LABEL = "org.videogen.generation"
 ALGORITHMS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
