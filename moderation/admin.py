@@ -168,16 +168,16 @@ def _jpeg_uri(frame) -> str:
 def _images(review: Review) -> list[dict]:
     """What the classifiers looked at: the frames sampled from the video, or the reference image."""
     from moderation import screening
-    from videogen.video_io import decode_mp4
 
     job = review.job
     shown = []
     try:
         if job.video_key:
             with default_storage.open(job.video_key, "rb") as fh:
-                frames = decode_mp4(fh.read())
-            for i in screening.sample_indices(len(frames), screening.output_frames()):
-                shown.append({"label": f"frame {i + 1} of {len(frames)}", "uri": _jpeg_uri(frames[i])})
+                # The frames the output stage looked at, decoded alone and at preview size (caps as there).
+                sample = screening.sample_video(fh.read(), side=PREVIEW_PX)
+            for i, frame in zip(sample.indices, sample.frames, strict=True):
+                shown.append({"label": f"frame {i + 1} of {sample.total}", "uri": _jpeg_uri(frame)})
         if job.reference_key:
             with default_storage.open(job.reference_key, "rb") as fh:
                 shown.append({"label": "reference image", "uri": _jpeg_uri(screening.decode_image(fh.read()))})

@@ -22,12 +22,16 @@ import re
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from django.conf import settings
 
 from moderation import normalize, policy, textmodel, textrules
 from moderation.models import Stage
+
+if TYPE_CHECKING:
+    from videogen.video_io import Sample
 
 log = logging.getLogger(__name__)
 
@@ -140,15 +144,28 @@ def check_reference(data: bytes, prompt_scores: dict[str, float]) -> policy.Deci
     return policy.Decision(**{**decision.__dict__, "reasons": decision.reasons + reasons})
 
 
-def sample_indices(count: int, wanted: int) -> list[int]:
-    """The first, the last, and evenly spaced frames between them."""
-    if count <= 0 or wanted <= 0:
-        return []
-    return sorted({round(i) for i in np.linspace(0, count - 1, min(wanted, count))})
+# At most this many frames are sampled from a clip, however the policy or the settings ask; each is scaled down
+# to this many pixels on its longer side (NudeNet and open_nsfw look at 320 and 224 pixels).
+MAX_OUTPUT_FRAMES = 64
+FRAME_SIDE = 640
 
 
 def output_frames() -> int:
-    return settings.MODERATION_OUTPUT_FRAMES or policy.load().output_frames
+    return min(MAX_OUTPUT_FRAMES, settings.MODERATION_OUTPUT_FRAMES or policy.load().output_frames)
+
+
+def sample_video(data: bytes, *, side: int = FRAME_SIDE) -> Sample:
+    """The frames the output stage classifies (and the moderators see), and only those, scaled down. A clip over
+    MODERATION_CLIP_MAX_FRAMES frames or MODERATION_CLIP_MAX_PIXELS pixels a frame raises ValueError undecoded."""
+    from videogen.video_io import sample_mp4
+
+    return sample_mp4(
+        data,
+        output_frames(),
+        max_side=side,
+        max_frames=settings.MODERATION_CLIP_MAX_FRAMES,
+        max_pixels=settings.MODERATION_CLIP_MAX_PIXELS,
+    )
 
 
 def check_frames(frames: Sequence[np.ndarray]) -> policy.Decision:
@@ -165,11 +182,8 @@ def check_frames(frames: Sequence[np.ndarray]) -> policy.Decision:
 
 def check_video(data: bytes) -> tuple[policy.Decision, list[np.ndarray]]:
     """The output stage on a stored clip: (the decision, the frames it looked at)."""
-    from videogen.video_io import decode_mp4
-
     try:
-        all_frames = decode_mp4(data)
-    except Exception as exc:  # an undecodable clip is never published on a guess
+        frames = list(sample_video(data).frames)
+    except Exception as exc:  # an undecodable or oversized clip is never published on a guess
         return policy.decide(Stage.OUTPUT_FRAMES, {}, failures=[f"the clip could not be decoded: {exc}"]), []
-    frames = [all_frames[i] for i in sample_indices(len(all_frames), output_frames())]
     return check_frames(frames), frames

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from jobs import services
 from jobs.models import Job, State
 from moderation import normalize, policy, screening, textrules
 from moderation.models import ModerationDecision, Review, Stage
-from videogen.video_io import encode_mp4
+from videogen.video_io import encode_mp4, sample_indices
 
 pytestmark = pytest.mark.django_db
 Action = policy.Action
@@ -354,10 +355,10 @@ def test_an_unreadable_reference_image_holds(make_job):
 
 
 def test_sampled_frames_are_the_first_the_last_and_evenly_spaced():
-    assert screening.sample_indices(9, 3) == [0, 4, 8]
-    assert screening.sample_indices(100, 8)[0] == 0 and screening.sample_indices(100, 8)[-1] == 99
-    assert screening.sample_indices(2, 8) == [0, 1]
-    assert screening.sample_indices(0, 8) == []
+    assert sample_indices(9, 3) == [0, 4, 8]
+    assert sample_indices(100, 8)[0] == 0 and sample_indices(100, 8)[-1] == 99
+    assert sample_indices(2, 8) == [0, 1]
+    assert sample_indices(0, 8) == []
 
 
 def _reviewing_job(make_job, data: bytes):
@@ -374,6 +375,46 @@ def test_output_review_classifies_sampled_frames_and_publishes(make_job, setting
     assert job.completed_at is not None and job.progress == 100
     decision = ModerationDecision.objects.get(job=job, stage="output_frames")
     assert decision.action == "allow" and 0 <= decision.scores["sexual_explicit"] < 0.2
+
+
+def _graded_clip(count: int, width: int, height: int) -> bytes:
+    """A real clip whose frame i is a flat grey of level 5 * i, so a decoded frame tells which one it is."""
+    return encode_mp4(np.stack([np.full((height, width, 3), 5 * i, dtype=np.uint8) for i in range(count)]), fps=8)
+
+
+def test_the_output_stage_decodes_only_the_sampled_frames_scaled_down(settings):
+    settings.MODERATION_OUTPUT_FRAMES = 4
+    data = _graded_clip(50, 960, 540)  # every frame decoded at once: 78 MB
+    screening.check_frames([np.zeros((64, 64, 3), dtype=np.uint8)])  # the models are loaded before measuring
+    tracemalloc.start()
+    try:
+        decision, frames = screening.check_video(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert decision.action == Action.ALLOW
+    # The first, the last and two between, each scaled to FRAME_SIDE on its longer side: nothing else in memory.
+    assert [f.shape for f in frames] == [(360, 640, 3)] * 4
+    assert all(abs(float(frame.mean()) - 5 * i) < 2.5 for frame, i in zip(frames, [0, 16, 33, 49], strict=True))
+    assert peak < 20 * 2**20, peak
+
+
+def test_a_clip_over_the_decoding_caps_is_held_undecoded(make_job, settings):
+    data = _graded_clip(12, 320, 240)
+    settings.MODERATION_CLIP_MAX_FRAMES = 10
+    too_long = _reviewing_job(make_job, data)
+    assert services.job_review_output(job_id=too_long.pk) == State.REVIEWING
+    held = ModerationDecision.objects.get(job=too_long, stage="output_frames")
+    assert held.action == "hold" and "12 frames: over 10" in held.reasons[0]
+    settings.MODERATION_CLIP_MAX_FRAMES = 100
+    settings.MODERATION_CLIP_MAX_PIXELS = 320 * 240 - 1
+    too_large = _reviewing_job(make_job, data)
+    assert services.job_review_output(job_id=too_large.pk) == State.REVIEWING
+    held = ModerationDecision.objects.get(job=too_large, stage="output_frames")
+    assert held.action == "hold" and "320x240: over" in held.reasons[0]
+    # However many frames the settings ask for, a bounded number is sampled.
+    settings.MODERATION_OUTPUT_FRAMES = 10_000
+    assert screening.output_frames() == screening.MAX_OUTPUT_FRAMES
 
 
 def test_output_review_holds_an_undecodable_clip(make_job):

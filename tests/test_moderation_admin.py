@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import re
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -10,9 +13,11 @@ from django.contrib.auth.models import Group
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.test import Client
+from PIL import Image
 
 from jobs import services
 from jobs.models import Job, State
+from moderation.admin import PREVIEW_PX
 from moderation.apps import MODERATORS
 from moderation.models import ModerationDecision, Review
 from notifications.models import Notification
@@ -79,6 +84,34 @@ def test_a_held_video_is_shown_with_its_frames_scores_prompt_and_history(moderat
     assert "a lantern festival" in page and "an earlier calm lake" in page
     assert len(re.findall(r'<img src="data:image/jpeg;base64,', page)) == 6  # every sampled frame, inline
     assert "classifier unavailable: image" in page  # why it was held
+    assert 'name="verdict" value="approve"' in page
+
+
+def test_the_review_page_decodes_only_the_sampled_frames_at_preview_size(moderator, make_job, settings):
+    settings.MODERATION_CLASSIFIERS = ["text"]  # held: the image classifiers "missing"
+    settings.MODERATION_OUTPUT_FRAMES = 3
+    clip = np.stack([np.full((540, 960, 3), 4 * i, dtype=np.uint8) for i in range(40)])  # all decoded: 62 MB
+    key = default_storage.save("videos/long.mp4", ContentFile(encode_mp4(clip, fps=8)))
+    job = make_job("reviewing", video_key=key, thumbnail_key=key, attempt=1)
+    assert services.job_review_output(job_id=job.pk) == State.REVIEWING
+    browser = _browser(moderator)
+    url = f"/admin/moderation/review/{Review.objects.get(job=job).pk}/change/"
+    browser.get(url)  # a first render (templates, the session) before measuring
+    tracemalloc.start()
+    try:
+        page = browser.get(url).content.decode()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    shown = re.findall(r'<img src="data:image/jpeg;base64,([^"]+)"', page)
+    assert len(shown) == 3 and all("of 40" in label for label in re.findall(r"frame \d+ of \d+", page))
+    for uri in shown:
+        assert max(Image.open(io.BytesIO(base64.b64decode(uri))).size) <= PREVIEW_PX
+    assert peak < 20 * 2**20, peak
+    # Over the caps: not decoded at all, and the item can still be decided.
+    settings.MODERATION_CLIP_MAX_FRAMES = 39
+    page = browser.get(url).content.decode()
+    assert "could not be shown" in page and "40 frames: over 39" in page
     assert 'name="verdict" value="approve"' in page
 
 

@@ -578,6 +578,9 @@ MODERATION_CLASSIFIERS = env_list("MODERATION_CLASSIFIERS", "text,nsfw,faces")
 MODERATION_CACHE_DIR = env_str("MODERATION_CACHE_DIR", str(VAR_DIR / "moderation"))
 MODERATION_TEXT_DATA = env_str("MODERATION_TEXT_DATA", str(BASE_DIR / "moderation" / "data" / "prompts.jsonl"))
 MODERATION_OUTPUT_FRAMES = env_int("MODERATION_OUTPUT_FRAMES", 0)
+# Clips the output stage and the review page sample: larger ones are held for a person without being decoded.
+MODERATION_CLIP_MAX_FRAMES = env_int("MODERATION_CLIP_MAX_FRAMES", 7200)
+MODERATION_CLIP_MAX_PIXELS = env_int("MODERATION_CLIP_MAX_PIXELS", 3840 * 2160)
 
 # Where the runner finds each model's diffusers directory: "name=path,name=path" (default MODELS_DIR/<name>).
 VIDEOGEN_MODEL_PATHS = env_list("MODEL_PATHS", "")

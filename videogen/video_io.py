@@ -11,6 +11,7 @@ import re
 import struct
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import imageio_ffmpeg
 import numpy as np
 from PIL import Image
 
-__all__ = ["decode_mp4", "encode_mp4", "make_thumbnail", "probe_mp4"]
+__all__ = ["Sample", "decode_mp4", "encode_mp4", "make_thumbnail", "probe_mp4", "sample_indices", "sample_mp4"]
 
 # imageio quality 6 -> libx264 -crf 20: visually clean, modest size.
 _QUALITY = 6
@@ -97,6 +98,79 @@ def decode_mp4(data: bytes, max_frames: int | None = None) -> np.ndarray:
     if not frames:
         return np.zeros((0, height, width, 3), dtype=np.uint8)
     return np.stack(frames)
+
+
+def sample_indices(count: int, wanted: int) -> list[int]:
+    """The first, the last, and evenly spaced frames between them."""
+    if count <= 0 or wanted <= 0:
+        return []
+    return sorted({round(i) for i in np.linspace(0, count - 1, min(wanted, count))})
+
+
+@dataclass(frozen=True)
+class Sample:
+    total: int  # frames in the clip
+    indices: list[int]  # which of them `frames` are
+    frames: np.ndarray  # (len(indices), H, W, 3) uint8, scaled down
+
+
+_FRAME_COUNT_RE = re.compile(r"frame=\s*(\d+)")
+
+
+def sample_mp4(
+    data: bytes, wanted: int, *, max_side: int, max_frames: int, max_pixels: int, timeout: float = 120.0
+) -> Sample:
+    """`wanted` frames of an MP4 (sample_indices), each scaled down to at most `max_side` pixels on its longer side.
+
+    Only those frames reach memory, whatever the clip's length or size. ffmpeg still decodes every frame on the way
+    (H.264 frames refer to each other), so the clip is measured first without decoding it (its stream header and
+    its packets) and refused with ValueError when it has over `max_frames` frames or over `max_pixels` pixels a
+    frame: what a clip may cost is bounded before any of it is decoded."""
+    with tempfile.TemporaryDirectory(prefix="videogen-sample-") as tmp:
+        path = Path(tmp) / "video.mp4"
+        path.write_bytes(data)
+        exe = imageio_ffmpeg.get_ffmpeg_exe()
+        # Stream copy to nowhere: the header's size and one "frame=" per packet, nothing decoded.
+        measured = subprocess.run(
+            [exe, "-hide_banner", "-noautorotate", "-i", str(path), "-map", "0:v:0", "-c", "copy", "-f", "null", "-"],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=timeout,
+            check=False,
+        )
+        stream = _STREAM_RE.search(measured.stderr)
+        counts = _FRAME_COUNT_RE.findall(measured.stderr)
+        if measured.returncode != 0 or stream is None or not counts:
+            raise ValueError(f"no video stream found: {measured.stderr.strip()[-300:]}")
+        width, height, total = int(stream["w"]), int(stream["h"]), int(counts[-1])
+        if width * height > max_pixels:
+            raise ValueError(f"the clip is {width}x{height}: over {max_pixels} pixels a frame")
+        if total > max_frames:
+            raise ValueError(f"the clip has {total} frames: over {max_frames}")
+        indices = sample_indices(total, wanted)
+        scale = min(1.0, max_side / max(width, height, 1))
+        out_w, out_h = max(1, round(width * scale)), max(1, round(height * scale))
+        if not indices:
+            return Sample(total, [], np.zeros((0, out_h, out_w, 3), dtype=np.uint8))
+        picked = "+".join(f"eq(n\\,{i})" for i in indices)
+        source = [exe, "-v", "error", "-noautorotate", "-i", str(path), "-map", "0:v:0"]
+        only = ["-vf", f"select='{picked}',scale={out_w}:{out_h}", "-fps_mode", "passthrough"]
+        raw = ["-frames:v", str(len(indices)), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+        decoded = subprocess.run(
+            [*source, *only, *raw],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    if decoded.returncode != 0:
+        raise ValueError(f"the clip could not be decoded: {decoded.stderr.decode(errors='replace').strip()[-300:]}")
+    size = out_w * out_h * 3
+    got = len(decoded.stdout) // size
+    if got == 0:
+        raise ValueError("the clip has no decodable frame")
+    frames = np.frombuffer(decoded.stdout[: got * size], dtype=np.uint8).reshape(got, out_h, out_w, 3)
+    return Sample(total, indices[:got], frames)
 
 
 def _top_level_boxes(data: bytes) -> list[str]:
