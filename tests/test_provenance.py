@@ -15,6 +15,7 @@ from django.core.files.storage import default_storage
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
+from PIL import Image
 
 from gpu_runner import backend, tasks
 from gpu_runner.remote import RemoteWorker
@@ -92,6 +93,11 @@ def test_a_finished_video_carries_trusted_credentials_saying_ai_generated_model_
     assert generation["created_at"] == created["when"]
     assert manifest["signature_info"]["common_name"] == "videogen content credentials signer"
 
+    thumbnail = b"".join(api.get(f"/v1/videos/{job.public_id}/content?variant=thumbnail").streaming_content)
+    assert Image.open(io.BytesIO(thumbnail)).size == (128, 128)
+    read = provenance.read(thumbnail, trust_anchors=content_credentials, mime=provenance.WEBP)
+    assert read.state == "Trusted" and read.ai_generated and read.created["when"] == created["when"]
+
     video = api.get(f"/v1/videos/{job.public_id}").json()
     assert video["content_credentials"] == {"standard": "c2pa", "ai_generated": True}
 
@@ -132,11 +138,11 @@ def test_a_clip_signed_by_another_authority_is_untrusted_and_a_changed_clip_inva
     tmp_path, settings, content_credentials
 ):
     made = provenance.Generation(model="wan-tiny", model_version="1", created_at=timezone.now())
-    genuine = provenance.sign_mp4(clip(), made)
+    genuine = provenance.sign(clip(), made)
     assert provenance.read(genuine, trust_anchors=content_credentials).state == "Trusted"
 
     other_signer(tmp_path, settings)  # same names, same claims, another authority
-    forged = provenance.sign_mp4(clip(), made)
+    forged = provenance.sign(clip(), made)
     read = provenance.read(forged, trust_anchors=content_credentials)
     assert read.state != "Trusted" and "signingCredential.untrusted" in read.failures
     assert read.ai_generated  # what it claims is still readable, but nobody vouches for it
@@ -193,7 +199,7 @@ def test_c2pa_setup_makes_a_local_authority_only_when_asked_in_the_production_pr
     assert (tmp_path / "c2pa" / "signer.key").stat().st_mode & 0o077 == 0  # keys readable by their owner only
     authority = (tmp_path / "c2pa" / "ca.pem").read_text()
     made = provenance.Generation(model="wan-tiny", model_version="1", created_at=timezone.now())
-    assert provenance.read(provenance.sign_mp4(clip(), made), trust_anchors=authority).state == "Trusted"
+    assert provenance.read(provenance.sign(clip(), made), trust_anchors=authority).state == "Trusted"
 
     signer = (tmp_path / "c2pa" / "signer.pem").read_bytes()
     call_command("c2pa_setup")  # existing credentials are checked, never replaced
@@ -212,7 +218,7 @@ def test_a_clip_a_remote_server_made_is_stored_signed_keeping_the_servers_creden
         saved = dict(settings.C2PA)
         other_signer(tmp_path, settings)
         theirs = provenance.Generation(model="remote-wan", model_version="9", created_at=timezone.now())
-        sim.clip = provenance.sign_mp4(sim.clip, theirs)
+        sim.clip = provenance.sign(sim.clip, theirs)
         settings.C2PA = saved
 
         toml = "\n".join(

@@ -61,7 +61,7 @@ EMAIL_LAG = Histogram(
 )
 CREDITS = Counter("videogen_credits_total", "Credits reserved at admission and settled at the end", ["kind"])
 C2PA_SIGNINGS = Counter(
-    "videogen_c2pa_signings_total", "Clips signed with content credentials, and signings that failed", ["outcome"]
+    "videogen_c2pa_signings_total", "Files (clips, thumbnails) signed with content credentials, or not", ["outcome"]
 )
 
 

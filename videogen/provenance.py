@@ -34,7 +34,7 @@ PLATFORM = "videogen"
 AI_GENERATED = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 GENERATION_LABEL = "org.videogen.generation"
 ALGORITHMS = ("es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519")
-MP4 = "video/mp4"
+MP4, WEBP = "video/mp4", "image/webp"
 
 
 class SigningError(Exception):
@@ -65,12 +65,12 @@ def model_version(model: str, default: str) -> str:
     return {name.strip(): version.strip() for name, version in pairs}.get(model) or default
 
 
-def manifest(generation: Generation) -> dict:
+def manifest(generation: Generation, mime: str = MP4) -> dict:
     when = generation.created_at.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
     agent = {"name": generation.model, "version": generation.model_version}
     return {
         "claim_generator_info": [{"name": PLATFORM, "version": platform_version()}],
-        "format": MP4,
+        "format": mime,
         "assertions": [
             {
                 "label": "c2pa.actions",
@@ -134,17 +134,17 @@ def _context():
     )
 
 
-def _sign(data: bytes, generation: Generation, *, derived: bool) -> bytes:
+def _sign(data: bytes, generation: Generation, *, mime: str, derived: bool) -> bytes:
     import c2pa
 
     signer = _signer()
     try:
-        builder = c2pa.Builder(manifest(generation), context=_context())
+        builder = c2pa.Builder(manifest(generation, mime), context=_context())
         if derived:
-            ingredient = {"title": f"{generation.backend}.mp4", "relationship": "componentOf"}
-            builder.add_ingredient(ingredient, MP4, io.BytesIO(data))
+            ingredient = {"title": f"{generation.backend}.{mime.rsplit('/', 1)[1]}", "relationship": "componentOf"}
+            builder.add_ingredient(ingredient, mime, io.BytesIO(data))
         out = io.BytesIO()
-        builder.sign(signer, MP4, io.BytesIO(data), out)
+        builder.sign(signer, mime, io.BytesIO(data), out)
         return out.getvalue()
     except Exception as exc:  # c2pa's: a self-signed or expired certificate, a key that is not the certificate's, ...
         raise SigningError(str(exc) or type(exc).__name__) from None
@@ -152,16 +152,17 @@ def _sign(data: bytes, generation: Generation, *, derived: bool) -> bytes:
         signer.close()
 
 
-def sign_mp4(data: bytes, generation: Generation, *, derived: bool = False) -> bytes:
-    """The clip with our signed manifest embedded (its frames untouched). `derived`: the clip came from elsewhere
-    (a remote server); it is recorded as an ingredient, with any manifest it carried. Raises SigningError."""
+def sign(data: bytes, generation: Generation, *, mime: str = MP4, derived: bool = False) -> bytes:
+    """The file (an MP4 clip, or its WebP thumbnail) with our signed manifest embedded, its pixels untouched.
+    `derived`: it came from elsewhere (a remote server); it is recorded as an ingredient, with any manifest it
+    carried. Raises SigningError."""
     from videogen import metrics  # here: importing this module (set-up, benchmarks) must not start prometheus_client
 
     try:
-        signed = _sign(data, generation, derived=derived)
+        signed = _sign(data, generation, mime=mime, derived=derived)
     except SigningError as exc:
         metrics.C2PA_SIGNINGS.labels("failed").inc()
-        log.error("content credentials: cannot sign (%s): the clip is not stored", exc)
+        log.error("content credentials: cannot sign a %s (%s): the clip is not stored", mime, exc)
         raise
     metrics.C2PA_SIGNINGS.labels("signed").inc()
     return signed
@@ -174,7 +175,8 @@ def check_signer() -> str:
     from videogen.video_io import encode_mp4
 
     sample = encode_mp4(np.zeros((1, 16, 16, 3), dtype=np.uint8), fps=1)
-    _sign(sample, Generation(model="check", model_version="0", created_at=dt.datetime.now(dt.UTC)), derived=False)
+    made = Generation(model="check", model_version="0", created_at=dt.datetime.now(dt.UTC))
+    _sign(sample, made, mime=MP4, derived=False)
     certificate = x509.load_pem_x509_certificates(_read(settings.C2PA["SIGN_CERT"], "C2PA_SIGN_CERT"))[0]
     return certificate.subject.rfc4514_string()
 
@@ -236,8 +238,8 @@ class Credentials:
         return bool(self.created and self.created.get("digitalSourceType") == AI_GENERATED)
 
 
-def read(data: bytes, *, trust_anchors: str) -> Credentials | None:
-    """The clip's active manifest, validated with only `trust_anchors` (PEM) trusted; None if it carries none."""
+def read(data: bytes, *, trust_anchors: str, mime: str = MP4) -> Credentials | None:
+    """The file's active manifest, validated with only `trust_anchors` (PEM) trusted; None if it carries none."""
     import c2pa
 
     context = c2pa.Context.from_dict(
@@ -246,7 +248,7 @@ def read(data: bytes, *, trust_anchors: str) -> Credentials | None:
             "verify": {"remote_manifest_fetch": False, "ocsp_fetch": False},
         }
     )
-    reader = c2pa.Reader.try_create(MP4, io.BytesIO(data), None, context)
+    reader = c2pa.Reader.try_create(mime, io.BytesIO(data), None, context)
     if reader is None:
         return None
     with reader:
