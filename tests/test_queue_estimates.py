@@ -43,9 +43,10 @@ def test_positions_and_start_times_follow_the_policy(api, user, make_user, make_
     other = make_user("bob")
     a1, a2, a3 = (make_job("queued", cost=10.0) for _ in range(3))  # alice's tags 0, 10, 20
     b1 = make_job("queued", owner=other, cost=10.0)  # bob's first job: tag 0, after a1 (older) at the same tag
+    clients = {user.pk: api, other.pk: client_for(other)}
+    Job.objects.filter(pk=busy_runner.pk).update(dispatched_at=services.db_now_plus(-4))  # 6 s left, however slow
     _publish()
     expected = {a1: (1, 6), b1: (2, 16), a2: (3, 26), a3: (4, 36)}
-    clients = {user.pk: api, other.pk: client_for(other)}
     for job, (position, start_in) in expected.items():
         got_position, got_start = _read(clients[job.user_id], job)
         assert got_position == position
@@ -123,6 +124,17 @@ def test_a_waiting_position_never_rises_while_earlier_submissions_clear_moderati
     for job in everyone:
         assert seen[job.pk] == sorted(seen[job.pk], reverse=True), (job.pk, seen[job.pk])
     assert seen[a2.pk][0] == 5  # a1, bob's and carol's first jobs, and the paid one: counted from the first read
+
+
+def test_jobs_in_moderation_take_their_places_in_the_published_line():
+    from jobs.services.dispatch import merge_waiting
+
+    queued = [[0.0, 1, 0, 0.0], [10.0, 2, 1, 10.0], [20.0, 3, 2, 20.0]]
+    tiers = {"free": {"count": 3, "work": 30.0, "checkpoints": queued}}
+    merged = merge_waiting(tiers, [("free", 5.0, 4, 10.0), ("free", 30.0, 5, 5.0), ("paid", 0.0, 6, 10.0)])
+    line = [[0.0, 1, 0, 0.0], [5.0, 4, 1, 10.0], [10.0, 2, 2, 20.0], [20.0, 3, 3, 30.0], [30.0, 5, 4, 40.0]]
+    assert merged["free"] == {"count": 5, "work": 45.0, "checkpoints": line}
+    assert merged["paid"] == {"count": 1, "work": 10.0, "checkpoints": [[0.0, 6, 0, 0.0]]}
 
 
 def test_a_status_read_does_not_scan_the_queue(api, make_job, busy_runner):

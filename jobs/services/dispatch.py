@@ -313,45 +313,78 @@ CHECKPOINTS = 256
 
 
 def _tier_queues(model: str) -> dict[str, dict]:
-    """Each tier's line for a model in one pass over it: totals and ~CHECKPOINTS checkpoints in dispatch order
-    (tag, id, jobs before, GPU-seconds before), always including the first and last job.
-
-    The line is the queued jobs by tag, and the jobs still in input moderation at the tag they will get when they
-    enter the queue (fairness.tag_new_job: the user's counter lifted to the tier's clock, then their earlier
-    waiting jobs' costs). Work submitted is in line from the start, so a job's position does not rise as earlier
-    submissions clear moderation; one that is blocked, or tagged later, only moves the others forward."""
-    job, flow, clock = Job._meta.db_table, SchedFlow._meta.db_table, SchedTier._meta.db_table  # never user input
+    """Each tier's line for a model: totals and ~CHECKPOINTS checkpoints in dispatch order (tag, id, jobs before,
+    GPU-seconds before), always including the first and last job. The queued jobs are read in one pass in the
+    order of job_queued_vtag_idx (no sort); the jobs still in input moderation are merged in (_waiting)."""
+    table = Job._meta.db_table  # the model's own name, never user input
     sql = f"""
-        WITH waiting AS (
-            SELECT p.tier, p.model, p.id, p.cost,
-                   CASE WHEN COALESCE(f.finish, 0) > COALESCE(c.vclock, 0) THEN COALESCE(f.finish, 0)
-                        ELSE COALESCE(c.vclock, 0) END
-                   + SUM(p.cost) OVER (PARTITION BY p.user_id ORDER BY p.id ROWS UNBOUNDED PRECEDING) - p.cost AS vtag
-            FROM {job} p LEFT JOIN {flow} f ON f.user_id = p.user_id LEFT JOIN {clock} c ON c.tier = p.tier
-            WHERE p.state = %s
-        ), line AS (
-            SELECT tier, vtag, id, cost FROM {job} WHERE state = %s AND model = %s
-            UNION ALL
-            SELECT tier, vtag, id, cost FROM waiting WHERE model = %s
-        )
         SELECT tier, vtag, id, n_before, w_before, total_n, total_w FROM (
             SELECT tier, vtag, id, cost,
                    ROW_NUMBER() OVER w - 1 AS n_before, SUM(cost) OVER w - cost AS w_before,
                    COUNT(*) OVER t AS total_n, SUM(cost) OVER t AS total_w
-            FROM line
+            FROM {table} WHERE state = %s AND model = %s
             WINDOW w AS (PARTITION BY tier ORDER BY vtag, id ROWS UNBOUNDED PRECEDING), t AS (PARTITION BY tier)
         ) q
         WHERE n_before %% (CASE WHEN total_n < %s THEN 1 ELSE total_n / %s END) = 0 OR n_before = total_n - 1
         ORDER BY tier, n_before
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [S.PENDING, S.QUEUED, model, model, CHECKPOINTS, CHECKPOINTS])
+        cursor.execute(sql, [S.QUEUED, model, CHECKPOINTS, CHECKPOINTS])
         rows = cursor.fetchall()
     out: dict[str, dict] = {}
     for tier, tag, job_id, n, w, total_n, total_w in rows:
         queue = out.setdefault(tier, {"count": total_n, "work": total_w or 0.0, "checkpoints": []})
         queue["checkpoints"].append([tag or 0.0, job_id, n, w or 0.0])
-    return out
+    return merge_waiting(out, _waiting(model))
+
+
+def _waiting(model: str) -> list[tuple[str, float, int, float]]:
+    """(tier, tag, id, cost) of the model's jobs still in input moderation, at the tag each will get when it enters
+    the queue (fairness.tag_new_job: the user's counter lifted to the tier's clock, then the costs of the user's
+    earlier waiting jobs). Few: a moderation backlog, read by job_state_nb_idx."""
+    job, flow, clock = Job._meta.db_table, SchedFlow._meta.db_table, SchedTier._meta.db_table  # never user input
+    sql = f"""
+        SELECT tier, vtag, id, cost FROM (
+            SELECT p.tier, p.model, p.id, p.cost,
+                   CASE WHEN COALESCE(f.finish, 0) > COALESCE(c.vclock, 0) THEN COALESCE(f.finish, 0)
+                        ELSE COALESCE(c.vclock, 0) END
+                   + SUM(p.cost) OVER (PARTITION BY p.user_id ORDER BY p.id ROWS UNBOUNDED PRECEDING) - p.cost AS vtag
+            FROM {job} p LEFT JOIN {flow} f ON f.user_id = p.user_id LEFT JOIN {clock} c ON c.tier = p.tier
+            WHERE p.state = %s
+        ) w WHERE model = %s
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [S.PENDING, model])
+        return [(tier, float(tag), job_id, float(cost)) for tier, tag, job_id, cost in cursor.fetchall()]
+
+
+def merge_waiting(tiers: dict[str, dict], waiting: list[tuple[str, float, int, float]]) -> dict[str, dict]:
+    """The published lines with the waiting jobs in their places: work submitted is in line from the start, so a
+    job's position does not rise as earlier submissions clear moderation (one blocked, or tagged later than
+    foreseen, only moves the others forward). Each waiting job shifts the checkpoints after it; at most
+    CHECKPOINTS of them per tier become checkpoints themselves (exact while every queued job is one)."""
+    by_tier: dict[str, list[tuple[float, int, float]]] = {}
+    for tier, tag, job_id, cost in waiting:
+        by_tier.setdefault(tier, []).append((tag, job_id, cost))
+    for tier, jobs in by_tier.items():
+        jobs.sort()
+        queue = tiers.setdefault(tier, {"count": 0, "work": 0.0, "checkpoints": []})
+        queued, merged = queue["checkpoints"], []
+        every = max(1, -(-len(jobs) // CHECKPOINTS))
+        i, added_n, added_w = 0, 0, 0.0
+        for k, (tag, job_id, cost) in enumerate(jobs):
+            while i < len(queued) and (queued[i][0], queued[i][1]) < (tag, job_id):
+                q_tag, q_id, q_n, q_w = queued[i]
+                merged.append([q_tag, q_id, q_n + added_n, q_w + added_w])
+                i += 1
+            if k % every == 0 or k == len(jobs) - 1:
+                # Queued jobs before it: those up to the next queued checkpoint (all of them past the last).
+                n, w = (queued[i][2], queued[i][3]) if i < len(queued) else (queue["count"], queue["work"])
+                merged.append([tag, job_id, n + added_n, w + added_w])
+            added_n, added_w = added_n + 1, added_w + cost
+        merged += [[q_tag, q_id, q_n + added_n, q_w + added_w] for q_tag, q_id, q_n, q_w in queued[i:]]
+        queue.update(count=queue["count"] + added_n, work=queue["work"] + added_w, checkpoints=merged)
+    return tiers
 
 
 def publish_queue_summary() -> float:
