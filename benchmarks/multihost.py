@@ -5,8 +5,8 @@ host running its own Postgres (initdb in a scratch folder) and Redis, an S3 host
 share a disk, so clips travel through S3), and one host per role: web, dispatcher, cpu worker, the delivery
 worker, and two gpu hosts running the real runner: on the tiny model (GPU_BACKEND=diffusers, the default), or
 with `--backend simulated` on the SIMULATED backend (the real runner path around a fixed sleep, a placeholder clip;
-what `--short` uses, to stay within a couple of minutes on a loaded 2-core machine). The client (this process)
-talks to the web host over the switch.
+what `--short` uses, to stay within a couple of minutes on a loaded 2-core machine). A receiver host takes every
+user's webhooks. The client (this process) talks to the web host over the switch.
 
 It shows, in order:
   spread     jobs submitted to the web host complete on both gpu hosts (counted per host);
@@ -17,8 +17,9 @@ It shows, in order:
              the rest of the API answers (a 503 where it needs Redis), and it recovers once the link is back;
              every status seen is recorded, and none may be a 500.
 Then every job, event, ledger row and notification is checked: each job ended once, none ran twice to
-completion, nobody was charged twice, exactly one terminal notification per job (in the database and as each
-user reads them through the API). Any violation: exit status 1. The last line is one JSON object.
+completion, nobody was charged twice, exactly one terminal notification per job (in the database, as each user
+reads them through the API, and as one webhook event from the delivery host). Any violation: exit status 1. The
+last line is one JSON object.
 
 `--short` is the run `make test` makes (tests/test_multihost.py); exit status 77 (and the reason) when this
 machine cannot make namespaces.
@@ -50,6 +51,7 @@ BUCKET = "videogen-hosts"
 SUBNET = hosts.SUBNET
 DB, REDIS, S3 = f"{SUBNET}.2", f"{SUBNET}.3", f"{SUBNET}.4"
 WEB = f"{SUBNET}.10"
+HOOKS = f"{SUBNET}.30"  # the users' webhook receiver, a host of its own
 PY = sys.executable
 MANAGE = [PY, "manage.py"]
 GPU_HOSTS = ("gpu-a", "gpu-b")
@@ -99,6 +101,7 @@ def fleet_env(args, *, database_url: str, redis_url: str, s3_url: str) -> dict[s
         "CPU_WORKERS": "1",
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
+        "WEBHOOK_ALLOWED_NETWORKS": f"{SUBNET}.0/24",  # the receiver's host is on the switch's private subnet
     }
     for tier in ("free", "paid", "internal"):  # no cap or rate limit gets in the run's way
         for name in ("MAX_INFLIGHT", "MAX_QUEUED", "DAILY_JOBS", "WAIT_BOUND_SECONDS", "RATE_PER_MINUTE"):
@@ -309,11 +312,45 @@ def fleet_state() -> str:
     return "\n".join(lines)
 
 
+def serve_hooks(log: str) -> None:
+    """The receiver host's server: every webhook POST is a line (its webhook-id, type and video), answered 200."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    out = open(log, "a", buffering=1)  # noqa: SIM115  (the server's lifetime)
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+            line = {"id": self.headers.get("webhook-id"), "type": body.get("type"), "path": self.path}
+            out.write(json.dumps({**line, "video": (body.get("data") or {}).get("id")}) + "\n")
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    ThreadingHTTPServer((HOOKS, 8080), Receiver).serve_forever()
+
+
+def hooks_received(log: Path) -> list[dict]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+
+
+def web_up(base: str) -> bool:
+    import httpx
+
+    try:
+        return httpx.get(base + "/healthz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def host_of(runner_id: str) -> str:
     return runner_id.split(":", 1)[0] if runner_id else "?"
 
 
-def check(notes_seen) -> dict[str, list[str]]:
+def check(notes_seen, hooks: list[dict]) -> dict[str, list[str]]:
     """The invariants over every job of the run."""
     from jobs.models import TERMINAL, CreditEntry, Job, JobEvent
     from notifications.models import Notification
@@ -354,6 +391,17 @@ def check(notes_seen) -> dict[str, list[str]]:
     for pk, job in jobs.items():
         if terminal[pk] != 1 or seen[job.public_id] != 1:
             v["notified exactly once"].append(f"{job.public_id} {terminal[pk]} stored, {seen[job.public_id]} read")
+    # Webhooks, sent by the delivery host: each job's end reached its owner's receiver as one event (a retry of
+    # it carries the same webhook-id, so a receiver dedupes it).
+    events_by_video: dict[str, set[str]] = defaultdict(set)
+    for hook in hooks:
+        if hook["type"] in TERMINAL_EVENTS:
+            events_by_video[hook["video"]].add(hook["id"])
+    for job in jobs.values():
+        if len(events_by_video[job.public_id]) != 1:
+            v["each job's end delivered by webhook as one event"].append(
+                f"{job.public_id} {len(events_by_video[job.public_id])} events"
+            )
     return v
 
 
@@ -364,8 +412,7 @@ def warm_moderation() -> None:
 
     from moderation import textmodel
 
-    data = Path(settings.MODERATION_TEXT_DATA)
-    if not (Path(settings.MODERATION_CACHE_DIR) / f"text-{textmodel._fingerprint(data)}.joblib").exists():
+    if not any(Path(settings.MODERATION_CACHE_DIR).glob("text-*.joblib")):  # a stale one: the cpu host retrains
         textmodel.model()
 
 
@@ -379,6 +426,14 @@ def start_fleet(net: hosts.Network, env: dict[str, str], workdir: Path) -> None:
             "MEDIA_ROOT": str(home / "media"),
             "PROMETHEUS_MULTIPROC_DIR": str(home / "metrics"),
         }
+        if name.startswith("gpu"):
+            # Each gpu host signs its clips (content credentials) with a signer of its own, as set-up makes one.
+            from videogen import provenance
+
+            c2pa = home / "c2pa"
+            provenance.issue_local_credentials(
+                authority_path=c2pa / "ca.pem", cert_path=c2pa / "signer.pem", key_path=c2pa / "signer.key"
+            )
         role = "web" if name == "web" else "worker"
         net.spawn(name, name, argv, {**os.environ, **env, **local, "VIDEOGEN_ROLE": role, **own}, cwd=ROOT)
 
@@ -397,14 +452,18 @@ def main() -> int:
     parser.add_argument("--request-timeout", type=float, default=15.0)
     parser.add_argument("--users", type=int, default=3)
     parser.add_argument("--workdir", default=str(ROOT / "var" / "multihost"))
+    parser.add_argument("--serve-hooks", metavar="LOG", help=argparse.SUPPRESS)  # the receiver host's process
     args = parser.parse_args()
+    if args.serve_hooks:
+        serve_hooks(args.serve_hooks)
+        return 0
     if args.short:
         args.jobs, args.gpu_cuts, args.redis_cuts, args.redis_cut_seconds, args.after_seconds = 4, 1, 1, 5.0, 2.0
         args.backend = "simulated"
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a stopped run still removes its hosts (finally)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    for old in workdir.glob("*.log"):
+    for old in [*workdir.glob("*.log"), *workdir.glob("*.jsonl")]:
         old.unlink()
 
     started = time.time()
@@ -418,8 +477,10 @@ def main() -> int:
         net.open()
         net.add_host("db", 2, extra=(3,))  # Postgres on .2, Redis on .3: one host, two addresses
         net.add_host("s3", 4)
+        net.add_host("hooks", 30)
         for name, n, _argv, _env in ROLES:
             net.add_host(name, n)
+        print(f"hosts made in {time.time() - started:.0f}s", flush=True)
         admin = hosts.start_postgres(net, "db", DB)
         redis_url = hosts.start_redis(net, "db", REDIS)
         s3_url = hosts.start_s3(net, "s3", S3, BUCKET, PY)
@@ -430,6 +491,7 @@ def main() -> int:
         os.environ["VIDEOGEN_ROLE"] = "worker"
         os.environ.setdefault("MODELS_DIR", str(ROOT / "var" / "test-models"))
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
+        print(f"postgres, redis and s3 up in {time.time() - started:.0f}s", flush=True)
         subprocess.run([PY, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env={**os.environ}, check=True)
         import django
 
@@ -445,12 +507,17 @@ def main() -> int:
         for i in range(args.users):
             user, _ = ensure_user(username=f"hosts-{i}", tier=("free", "paid", "internal")[i % 3])
             keys[user.username] = api_key_create(user_id=user.pk)
+        print(f"schema, models and users ready in {time.time() - started:.0f}s", flush=True)
+        hooks_log = workdir / "hooks.jsonl"
+        net.spawn(
+            "hooks", "hooks", [PY, str(Path(__file__).resolve()), "--serve-hooks", str(hooks_log)], {**os.environ}
+        )
         start_fleet(net, env, workdir)
         run = Run(args, net, env, keys)
         from jobs.models import Job, Runner
         from jobs.services import db_now_plus
 
-        run.wait(lambda: run.request("start", "GET", "/healthz") is not None, 120, "the web host")
+        run.wait(lambda: web_up(run.base), 180, "the web host")  # before it listens: not counted as answers
         run.wait(
             lambda: (
                 set(Runner.objects.filter(last_seen_at__gt=db_now_plus(-2.0)).values_list("host", flat=True))
@@ -459,27 +526,31 @@ def main() -> int:
             180,
             "both gpu hosts' runners",
         )
+        for i, user in enumerate(run.users):  # each user's endpoint on the receiver host
+            endpoint = {"name": user, "url": f"http://{HOOKS}:8080/{user}", "event_types": sorted(TERMINAL_EVENTS)}
+            resp = run.request("start", "POST", "/v1/webhook_endpoints", user, json=endpoint)
+            assert resp is not None and resp.status_code in (200, 201), (i, resp and resp.text)
         ready_at = time.time()
         print(f"fleet up in {ready_at - started:.0f}s: hosts {sorted(net.hosts)}", flush=True)
 
-        print(f"spread: {args.jobs} jobs submitted to the web host", flush=True)
+        print(f"spread: {args.jobs} jobs submitted to the web host (at {time.time() - started:.0f}s)", flush=True)
         per_host = run.spread(args.jobs)
         print(f"  jobs per gpu host: {dict(per_host)}", flush=True)
 
         cuts = []
         for n in range(args.gpu_cuts):
-            print(f"gpu cut {n + 1}", flush=True)
+            print(f"gpu cut {n + 1} (at {time.time() - started:.0f}s)", flush=True)
             cuts.append(run.gpu_cut(n + 1))
             print(f"  {cuts[-1]}", flush=True)
 
         redis_cuts = []
         probe_vid = run.submitted[0]
         for n in range(args.redis_cuts):
-            print(f"redis cut {n + 1}", flush=True)
+            print(f"redis cut {n + 1} (at {time.time() - started:.0f}s)", flush=True)
             redis_cuts.append(run.redis_cut(n + 1, probe_vid))
             print(f"  {redis_cuts[-1]}", flush=True)
 
-        print("drain", flush=True)
+        print(f"drain (at {time.time() - started:.0f}s)", flush=True)
         from jobs.models import TERMINAL
 
         run.wait(lambda: not Job.objects.exclude(state__in=TERMINAL).exists(), 300, "every job's end")
@@ -487,7 +558,14 @@ def main() -> int:
             host_of(r) for r in Job.objects.filter(state="succeeded").values_list("runner_id", flat=True)
         )
         notes_seen = run.notifications_seen()
-        violations = check(notes_seen)
+        ended = Job.objects.count()
+        run.wait(
+            lambda: len({h["video"] for h in hooks_received(hooks_log) if h["type"] in TERMINAL_EVENTS}) >= ended,
+            120,
+            "every job's end at the webhook receiver",
+        )
+        hooks = hooks_received(hooks_log)
+        violations = check(notes_seen, hooks)
         states = Counter(Job.objects.values_list("state", flat=True))
         finished = time.time()
     finally:
@@ -507,11 +585,13 @@ def main() -> int:
             violations["a cut host's job ends on the other host"].append(str(cut))
     if set(per_host) != set(GPU_HOSTS):
         violations["jobs complete on both gpu hosts"].append(str(dict(per_host)))
-    report(args, run, per_host, all_per_host, cuts, redis_cuts, violations, states, no_answer, finished - started)
+    report(
+        args, run, per_host, all_per_host, cuts, redis_cuts, violations, states, no_answer, hooks, finished - started
+    )
     return 1 if violations else 0
 
 
-def report(args, run, per_host, all_per_host, cuts, redis_cuts, violations, states, no_answer, took) -> None:
+def report(args, run, per_host, all_per_host, cuts, redis_cuts, violations, states, no_answer, hooks, took) -> None:
     print()
     print(f"machine: {platform.node()} {os.cpu_count()} cores; run {took:.0f}s; lease {args.lease}s")
     print("hosts: db (postgres, redis), s3 (moto), " + ", ".join(name for name, *_ in ROLES))
@@ -528,6 +608,9 @@ def report(args, run, per_host, all_per_host, cuts, redis_cuts, violations, stat
               f"ready again {rc['recover_s']}s after the link")  # fmt: skip
         print(f"  during: {rc['statuses']}")
         print(f"  after:  {rc['statuses_after']}")
+    ids = Counter(h["id"] for h in hooks)
+    print(f"webhooks received from the delivery host: {len(hooks)} ({len(ids)} events, {sum(ids.values()) - len(ids)} "
+          "sent again)")  # fmt: skip
     statuses = Counter(status for _, _, status in run.statuses)
     print(f"every HTTP status seen: {dict(statuses)}; requests without an answer: {len(no_answer)}")
     print(f"violations: {sum(len(x) for x in violations.values())}")
@@ -546,6 +629,7 @@ def report(args, run, per_host, all_per_host, cuts, redis_cuts, violations, stat
                 "redis_cuts": [{k: rc[k] for k in ("readyz_503_naming_redis", "recover_s")} for rc in redis_cuts],
                 "statuses": dict(statuses),
                 "no_answer": len(no_answer),
+                "webhooks": len(hooks),
                 "http_500": sum(1 for _, _, s in run.statuses if s.startswith("5") and s != "503"),
                 "violations": sum(len(x) for x in violations.values()),
             }
