@@ -9,7 +9,7 @@ export PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/videogen
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/0
 
-.PHONY: bench-retention promtool run test install lint format browser wrk bench simulate bench-dispatch bench-notify chaos eval-safety clean
+.PHONY: bench-retention promtool run test install lint format browser wrk bench simulate bench-dispatch bench-notify chaos chaos-hosts eval-safety clean
 
 # torch first and pinned: a bare `torch` requirement would pull a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
@@ -83,6 +83,14 @@ bench-notify: $(VENV)/.installed
 # CHAOS_ARGS: see benchmarks/chaos.py --help. A short run is part of `make test` (tests/test_chaos.py).
 chaos: $(VENV)/.installed
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/chaos.py --postgres-restart $(CHAOS_ARGS)
+	$(MAKE) chaos-hosts
+
+# The roles as separate hosts (network namespaces made by the run, root only), a data host with its own Postgres
+# and Redis, S3 through moto: jobs per gpu host, a gpu host's cable pulled mid-job (several times), the web host cut
+# from Redis; exit 1 on any violation, last line JSON. HOSTS_ARGS: see benchmarks/multihost.py --help. A short run
+# is part of `make test` (tests/test_multihost.py).
+chaos-hosts: $(VENV)/.installed
+	$(PY) benchmarks/multihost.py $(HOSTS_ARGS)
 
 lint:
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
