@@ -148,7 +148,9 @@ def queue_estimate(
     if job.state != State.QUEUED or job.vtag is None:
         return None, None
     summary, at = published if published is not None else queue_summary(job.model)
-    if summary is None:
+    if summary is None or (job.created_at is not None and job.created_at.timestamp() > at):
+        # Submitted after the summary was read: neither it nor what came with it is in there, so a place computed
+        # from it could only be too good. The next one (within a publication interval) has them.
         return None, None
     est = policy.estimate(summary, fairness.weights(), tier=job.tier, tag=job.vtag, job_id=job.pk)
     if est is None:

@@ -126,6 +126,19 @@ def test_a_waiting_position_never_rises_while_earlier_submissions_clear_moderati
     assert seen[a2.pk][0] == 5  # a1, bob's and carol's first jobs, and the paid one: counted from the first read
 
 
+def test_a_job_submitted_after_the_summary_has_no_position_until_the_next_one(api, make_user, make_job, busy_runner):
+    make_job("queued", cost=10.0)
+    _publish()
+    # Both came after it: bob's first job goes before alice's second, which the summary cannot know yet (read
+    # from it, alice's would be 2, then 3 at the next one).
+    make_job("queued", owner=make_user("bob"), cost=10.0)
+    late = make_job("queued", cost=10.0)
+    body = api.get(f"/v1/videos/{late.public_id}").json()
+    assert (body["queue_position"], body["estimated_start_at"]) == (None, None)
+    _publish()
+    assert _read(api, late)[0] == 3
+
+
 def test_jobs_in_moderation_take_their_places_in_the_published_line():
     from jobs.services.dispatch import merge_waiting
 
