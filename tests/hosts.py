@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import pwd
 import shutil
 import signal
 import subprocess
@@ -58,9 +59,13 @@ def check_capable() -> None:
     """Raise Unsupported with the reason when namespaces, veths or UTS namespaces cannot be made here."""
     if os.geteuid() != 0:
         raise Unsupported("network namespaces need root")
-    for tool in ("ip", "unshare", "runuser"):
+    for tool in ("ip", "unshare", "runuser", "redis-server"):
         if shutil.which(tool) is None:
             raise Unsupported(f"`{tool}` is not installed")
+    try:
+        pwd.getpwnam("postgres")  # Postgres refuses to run as root: the data host's server runs as this user
+    except KeyError:
+        raise Unsupported("no `postgres` OS user (Debian's postgresql package makes it)") from None
     probe = f"{PREFIX}probe-{os.getpid()}"
     try:
         ip("netns", "add", probe)
