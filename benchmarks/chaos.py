@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 import benchmarks  # noqa: E402,F401  (a throwaway SECRET_KEY shared by every process started here)
 from benchmarks import fresh_db  # noqa: E402
+from benchmarks import webhook_receivers as hooks_check  # noqa: E402
 from benchmarks.stream_revocation import INVARIANT as STREAMS_INVARIANT  # noqa: E402
 from benchmarks.stream_revocation import RevokedStreams  # noqa: E402
 from tests.platform import Platform  # noqa: E402
@@ -83,6 +84,7 @@ def scenario_env(args) -> dict[str, str]:
             env[f"TIER_{tier.upper()}_{name}"] = "0"
         env[f"TIER_{tier.upper()}_SUBMIT_RATE_PER_MINUTE"] = "0"
         env[f"TIER_{tier.upper()}_DAILY_CREDITS"] = "100000000" if tier != "internal" else "-1"
+    env.update(hooks_check.ENV)  # the webhook receivers (benchmarks/webhook_receivers.py)
     return env
 
 
@@ -215,6 +217,7 @@ class Fleet:
         for name in ("dispatcher-1", "dispatcher-2"):
             self.plat._start(name, [py, "manage.py", "dispatch"])
         self.plat._start("cpu", [py, "manage.py", "qcluster"])
+        self.plat.start_delivery()
         for name in self.gpus:
             self.plat.start_gpu(name)
 
@@ -228,6 +231,8 @@ class Fleet:
             self.plat.start_gpu(name)
         elif name.startswith("dispatcher"):
             self.plat._start(name, [py, "manage.py", "dispatch"])
+        elif name == "delivery":
+            self.plat.start_delivery()
         else:
             self.plat._start(name, [py, "manage.py", "qcluster"])
 
@@ -592,6 +597,9 @@ def main() -> int:
     for i in range(args.users):
         user, _ = ensure_user(username=f"chaos-{i}", tier=TIERS[i % len(TIERS)])
         keys[user.username] = api_key_create(user_id=user.pk)
+    # Webhook receivers, a dripping and a NUL-byte one among them; their users are read back with the others.
+    hooks = hooks_check.SlowReceivers()
+    hook_keys = hooks.setup(keys)
 
     plat = Platform(database_url=args.database_url, redis_url=args.redis_url, workdir=workdir, extra_env=env)
     fleet = Fleet(plat, args.gpus)
@@ -630,6 +638,7 @@ def main() -> int:
         _wait_for(lambda: len(fleet.runners()) >= args.gpus, 120, plat, "gpu runners")
         threading.Thread(target=watch_backlog, daemon=True).start()
         clients.poison("chaos-0")
+        hooks.submit(plat.base_url)
         # The cpu stage loads its moderation models with its first job (seconds): wait that out, so the
         # baseline below measures throughput, not a model load.
         _wait_for(lambda: Job.objects.exclude(state="pending").exists(), 120, plat, "the first moderation")
@@ -691,17 +700,21 @@ def main() -> int:
         fleet.kill_worker(busy=False)
         fleet.kill_cluster(busy=False)
         _wait_for(lambda: len(fleet.runners()) >= args.gpus, 60, plat, "gpu runners after the idle kills")
+        hooks.drain()
         close_old_connections()
         notes_seen = read_notifications(plat.base_url, {**keys, **stream_keys})
+        notes_seen.update(read_notifications(plat.base_url, hook_keys))
         finished = time.time()
     finally:
         stop.set()
         plat.stop()
+        hooks.close()
         if not args.no_redis_restart:
             start_redis(args.redis_url.rsplit(":", 1)[1].split("/")[0])
 
     close_old_connections()
     result = check(clients.intents, fleet.kills, args.bound, int(env["JOB_MAX_ATTEMPTS"]), notes_seen)
+    result["violations"].update(hooks.found())
     result["violations"][STREAMS_INVARIANT] = streams.found()
     baseline = completions_between(b0, b1) / (b1 - b0)
     under_kills = completions_between(k0, k1) / (k1 - k0)
@@ -751,6 +764,7 @@ INVARIANTS = [
     "no server error: a store going away is a 503 to retry",
     STREAMS_INVARIANT,
 ]
+INVARIANTS += hooks_check.INVARIANTS
 
 
 def _r(values: list[float], f) -> float | None:
