@@ -44,6 +44,8 @@ def test_positions_and_start_times_follow_the_policy(api, user, make_user, make_
     a1, a2, a3 = (make_job("queued", cost=10.0) for _ in range(3))  # alice's tags 0, 10, 20
     b1 = make_job("queued", owner=other, cost=10.0)  # bob's first job: tag 0, after a1 (older) at the same tag
     clients = {user.pk: api, other.pk: client_for(other)}
+    for job in (a1, b1):  # a first request loads what the API needs (seconds on a busy machine): not timed below
+        clients[job.user_id].get(f"/v1/videos/{job.public_id}")
     Job.objects.filter(pk=busy_runner.pk).update(dispatched_at=services.db_now_plus(-4))  # 6 s left, however slow
     _publish()
     expected = {a1: (1, 6), b1: (2, 16), a2: (3, 26), a3: (4, 36)}
