@@ -51,6 +51,8 @@ def ip(*args: str, ns: str | None = None, check: bool = True) -> subprocess.Comp
 
 
 def namespaces() -> list[str]:
+    if shutil.which("ip") is None:
+        return []
     out = _run("ip", "netns", "list", check=False).stdout
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
