@@ -308,9 +308,10 @@ def test_a_cancelled_held_job_cannot_be_approved(make_job, make_user, settings):
     job = _held(make_job, settings)
     services.job_moderate_input(job_id=job.pk)
     services.job_cancel(job_id=job.pk, actor="user")
-    with pytest.raises(services.ReviewError, match="no longer held"):
+    with pytest.raises(services.ReviewError, match="withdrawn"):
         services.review_decide(review_id=Review.objects.get(job=job).pk, moderator=make_user("m"), approve=True)
     assert Job.objects.get(pk=job.pk).state == State.CANCELLED
+    assert Review.objects.get(job=job).status == "withdrawn"
 
 
 # --- images -----------------------------------------------------------------------------------------------------

@@ -141,6 +141,8 @@ def review_decide(*, review_id: int, moderator, approve: bool, note: str = "") -
     Recorded as a `moderator` decision with their name, beside the classifiers' decisions."""
     with transaction.atomic():
         review = Review.objects.select_for_update().filter(pk=review_id).first()
+        if review is not None and review.status == Review.Status.WITHDRAWN:
+            raise ReviewError("this item was withdrawn: the video was cancelled or has moved on")
         if review is None or review.status != Review.Status.OPEN:
             raise ReviewError("this item has been decided already")
         job = locked(review.job_id)
