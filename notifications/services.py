@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -104,11 +105,17 @@ def push_progress(*, user_id: int, video_id: str, progress: int) -> None:
 
 def push_credentials_changed(*, user_id: int) -> None:
     """A key of this user was revoked or deleted, or the user deactivated: each of their live streams, in every
-    web process, checks its own credential and closes if it no longer works (each resync checks it too)."""
-    _push(user_id, {"type": "notify.credentials"})
+    web process, checks its own credential and closes if it no longer works (each resync checks it too).
+
+    Sent before this returns (hints are not): a notification written after the change then has its hint queued
+    behind this message, so no stream sends it before it has checked its credential."""
+    _push(user_id, {"type": "notify.credentials"}, wait=CREDENTIALS_PUSH_WAIT_SECONDS)
 
 
-def _push(user_id: int, message: dict) -> None:
+CREDENTIALS_PUSH_WAIT_SECONDS = 5.0
+
+
+def _push(user_id: int, message: dict, wait: float = 0) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
@@ -125,6 +132,9 @@ def _push(user_id: int, message: dict) -> None:
 
     future = asyncio.run_coroutine_threadsafe(layer.group_send(user_group(user_id), message), _hint_loop())
     future.add_done_callback(done)
+    if wait:
+        with contextlib.suppress(Exception):  # reported by done(); the streams' resync covers a lost message
+            future.result(timeout=wait)
 
 
 def notifications_mark_read(*, user_id: int, up_to_seq: int) -> int:
