@@ -228,6 +228,7 @@ class Run:
         self.request(phase, "GET", f"/v1/videos/{vid}")
         self.request(phase, "GET", "/v1/notifications?limit=5")
         self.stream_status(phase)
+        self.socket_status(phase)
         if submit:  # a few per phase: each is a job to run before the run ends
             self.submit(phase, f"a quiet street in the rain, {phase} {len(self.statuses)}")
 
@@ -239,6 +240,28 @@ class Run:
                 self.statuses.append((phase, "GET /v1/events", str(resp.status_code)))
         except Exception as exc:
             self.statuses.append((phase, "GET /v1/events", type(exc).__name__))
+
+    def socket_status(self, phase: str) -> None:
+        """/ws/events: the handshake's status, and the close code when the socket is closed at once."""
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
+        from websockets.sync.client import connect
+
+        headers = {"Authorization": f"Bearer {self.keys[self.users[0]]}"}
+        url = self.base.replace("http://", "ws://") + "/ws/events"
+        try:
+            with connect(url, additional_headers=headers, open_timeout=self.args.request_timeout) as ws:
+                try:
+                    ws.recv(timeout=1)
+                    status = "101"
+                except TimeoutError:
+                    status = "101"  # open, with nothing to send yet
+                except ConnectionClosed as closed:
+                    status = f"101 closed {closed.rcvd.code if closed.rcvd else 'without a code'}"
+        except InvalidStatus as exc:
+            status = str(exc.response.status_code)
+        except Exception as exc:
+            status = type(exc).__name__
+        self.statuses.append((phase, "WS /ws/events", status))
 
     def redis_cut(self, n: int, vid: str) -> dict:
         phase = f"redis cut {n}"
@@ -573,7 +596,7 @@ def main() -> int:
         net.close()
 
     http_500 = [s for s in run.statuses if s[2].startswith("5") and s[2] != "503"]
-    no_answer = [s for s in run.statuses if not s[2].isdigit()]
+    no_answer = [s for s in run.statuses if not s[2].split()[0].isdigit()]
     if http_500:
         violations["no 500 (a store out of reach is a 503)"] = [
             f"{p}: {label} {status}" for p, label, status in http_500
@@ -627,7 +650,9 @@ def report(args, run, per_host, all_per_host, cuts, redis_cuts, violations, stat
                 "gpu_cuts": cuts,
                 "cut_to_running_max_s": max(to_running) if to_running else None,
                 "cut_to_running_p50_s": statistics.median(to_running) if to_running else None,
-                "redis_cuts": [{k: rc[k] for k in ("readyz_503_naming_redis", "recover_s")} for rc in redis_cuts],
+                "redis_cuts": [
+                    {k: rc[k] for k in ("readyz_503_naming_redis", "recover_s", "statuses")} for rc in redis_cuts
+                ],
                 "statuses": dict(statuses),
                 "no_answer": len(no_answer),
                 "webhooks": len(hooks),

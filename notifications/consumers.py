@@ -23,6 +23,7 @@ from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
 from jobs.api.auth import credential_live
+from jobs.api.errors import UNAVAILABLE
 from notifications import sockets
 from notifications.selectors import counter_state, notification_dict, notifications_after, read_state, replay_floor
 from notifications.services import user_group
@@ -102,13 +103,24 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             self.last_seq = max(0, int(query.get("last_seq", ["0"])[0]))
         except ValueError:
             self.last_seq = 0
-        if not await asyncio.to_thread(sockets.admit, self.user_id, self.channel_name):
-            await self.close(code=4429)  # too many sockets for this user
+        try:
+            if not await asyncio.to_thread(sockets.admit, self.user_id, self.channel_name):
+                await self.close(code=4429)  # too many sockets for this user
+                return
+            self.counted = True
+            self.group = user_group(self.user_id)
+            self.sending = asyncio.Lock()
+            await self.channel_layer.group_add(self.group, self.channel_name)
+        except UNAVAILABLE:
+            # Redis (the count of the user's sockets, the push channel) out of reach: the socket is accepted and
+            # closed with 1013 (try again later), never a failed handshake (a 500). A count already taken ages
+            # out as a dead process's does, so disconnect() has nothing to undo.
+            self.counted = False
+            if hasattr(self, "group"):
+                del self.group
+            await self.accept()
+            await self.close(code=1013)
             return
-        self.counted = True
-        self.group = user_group(self.user_id)
-        self.sending = asyncio.Lock()
-        await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         ensure_db_poller()
         await self.send_backlog(replay=True)

@@ -46,6 +46,10 @@ def test_jobs_spread_over_two_gpu_hosts_and_survive_a_pulled_cable_and_a_redis_c
     assert cut["to_running_s"] > 0  # not before the lease ran out: nothing killed, the host was only cut off
     (redis_cut,) = summary["redis_cuts"]
     assert redis_cut["readyz_503_naming_redis"] >= 1 and redis_cut["recover_s"] is not None
+    # What needs Redis says so: the event stream 503, a websocket closed with 1013 (try again later).
+    assert redis_cut["statuses"].get("GET /v1/events 503") and redis_cut["statuses"].get(
+        "WS /ws/events 101 closed 1013"
+    )
     assert summary["statuses"].get("503", 0) >= 1
 
 
@@ -89,3 +93,27 @@ def test_the_event_stream_answers_503_not_500_while_redis_is_out_of_reach(api_ke
     assert start["status"] == 503
     assert (b"retry-after", b"1") in start["headers"]
     assert json.loads(body["body"])["error"]["code"] == "unavailable"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_websocket_is_told_to_try_again_later_while_redis_is_out_of_reach(api_key, settings):
+    """The same for /ws/events: the handshake failed (a 500 from the server) while Redis was out of reach; now the
+    socket is accepted and closed with 1013, try again later."""
+    from channels.testing import WebsocketCommunicator
+
+    from videogen.asgi import application
+
+    settings.CACHES = {"default": {**settings.CACHES["default"], "LOCATION": "redis://127.0.0.1:1/0"}}
+    if settings.CACHES["default"]["BACKEND"] != "django.core.cache.backends.redis.RedisCache":
+        pytest.skip("the production profile's Redis cache is what the socket count uses")
+    headers = [(b"host", b"127.0.0.1:8000"), (b"authorization", f"Bearer {api_key}".encode())]
+
+    async def scenario():
+        comm = WebsocketCommunicator(application, "/ws/events", headers=headers)
+        connected, _ = await comm.connect(timeout=10)
+        closed = await comm.receive_output(timeout=10)
+        await comm.disconnect()
+        return connected, closed
+
+    connected, closed = asyncio.run(scenario())
+    assert connected and closed == {"type": "websocket.close", "code": 1013}
