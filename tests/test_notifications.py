@@ -16,8 +16,8 @@ from notifications.services import notification_create
 
 
 def _run_to_success(job: Job) -> None:
+    services.job_moderate_input(job_id=job.pk)  # a first model load may outlast a runner's TTL: beat after it
     services.runner_heartbeat(name="r", slots=1, model_names=["wan-tiny"])
-    services.job_moderate_input(job_id=job.pk)
     services.dispatch_once()
     attempt = services.job_claim(job_id=job.pk, runner="r").attempt
     services.job_complete(job_id=job.pk, attempt=attempt, video_key="v.mp4", thumbnail_key="v.webp")
