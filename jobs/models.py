@@ -135,7 +135,7 @@ class Job(models.Model):
     video_key = models.CharField(max_length=255, blank=True)
     thumbnail_key = models.CharField(max_length=255, blank=True)
     # The stored clip carries our signed content credentials (C2PA: AI-generated, model, platform, time).
-    video_signed = models.BooleanField(default=False)
+    video_signed = models.BooleanField(default=False, db_default=False)  # bulk loads name their columns
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
 
