@@ -37,7 +37,7 @@ def test_short_chaos_run_has_no_violations(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=1800,  # the fleet, its faults, the webhook receivers and the stream checks: ~15 min on 2 cores
+        timeout=1800,  # the fleet, its faults, the webhook receivers and the stream checks: 745 s on 2 cores once
         check=False,
     )
     print(proc.stdout[-6000:], proc.stderr[-3000:])
