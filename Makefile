@@ -51,7 +51,7 @@ wrk:
 	@command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk >/dev/null) \
 		|| (echo "wrk could not be installed: make bench needs it" && false)
 
-# The front door against the bare DRF reference (../shared/bench/refdrf) in one run; last line JSON.
+# The front door against the bare DRF reference (benchmarks/reference) in one run; last line JSON.
 # BENCH_ARGS: see benchmarks/front_door.py --help (--duration, --users, --list-rows, --skip-list-scale).
 bench: $(VENV)/.installed wrk
 	REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} $(PY) benchmarks/front_door.py $(BENCH_ARGS)

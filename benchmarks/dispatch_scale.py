@@ -1,6 +1,6 @@
 """Benchmark: the dispatcher's decision cost against the length of the queue, on Postgres (loopback only).
 
-DESIGN §3: the policy reads a snapshot by index (the lowest tags and the oldest waits of each (tier, model)
+The policy reads a snapshot by index (the lowest tags and the oldest waits of each (tier, model)
 queue), so a decision must cost the same at 1,000 queued jobs as at 1,000,000. For each size this loads that
 many queued jobs (users = size / 10; tiers 80% free, 18% paid, 2% internal by user; tags ascending per user;
 1% of jobs waiting out a retry backoff) into its own database, runs ANALYZE, registers S single-slot runners

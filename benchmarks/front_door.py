@@ -1,6 +1,6 @@
 """`make bench`: the front door at peak, against the bare DRF reference in the same run (loopback only).
 
-Starts the reference (`../shared/bench/refdrf`: validate + one INSERT / one SELECT, gunicorn with 4 sync
+Starts the reference (`benchmarks/reference`: validate + one INSERT / one SELECT, gunicorn with 4 sync
 workers) and the project's web role exactly as `make run` serves it (`manage.py web`, same processes and
 settings, production profile on Postgres and Redis; no workers run, as the reference has none). Drives both
 with wrk (same threads, connections and duration) in the order reference, project, reference, then measures
@@ -38,7 +38,7 @@ from benchmarks import fresh_db  # noqa: E402  (after the path is set)
 from tests.platform import free_port  # noqa: E402
 
 WRK_DIR = ROOT / "benchmarks" / "wrk"
-REFDRF = (ROOT / ".." / "shared" / "bench" / "refdrf" / "serve.sh").resolve()
+REFDRF = ROOT / "benchmarks" / "reference" / "serve.sh"
 FLOOR = ROOT / "benchmarks" / "floor" / "serve.sh"
 PG = "postgres://postgres@127.0.0.1:5432"
 

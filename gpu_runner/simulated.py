@@ -10,7 +10,7 @@ duration drawn from a configurable distribution:
   with optional failure injection (an attempt fails part way through, as a crashed pipeline would).
 - `SimulatedRunner`: one thread with its own database connection, one slot, its own queue ("sim.<n>").
   Pickup: the dispatcher hands it work by setting the job to `dispatched` on its queue and enqueueing a
-  django-q2 message there ("try to claim job X", DESIGN §2). The simulated runner does not consume the broker:
+  django-q2 message there ("try to claim job X"). The simulated runner does not consume the broker:
   it polls `Job` rows in state `dispatched` on its queue, which is equivalent, since the message carries
   nothing but the job id and the claim is the guard. While it has a backlog it never polls: like the real
   runner it takes its next job in the transaction that completes the previous one.

@@ -1,4 +1,4 @@
-"""The gpu task. A message only means "try to claim job X" (DESIGN §2): the claim is the guard.
+"""The gpu task. A message only means "try to claim job X": the claim is the guard.
 
 After finishing a job the runner takes its next one itself, in the transaction that frees its slot (the same
 fair-share policy as the dispatcher), and runs it at once: no broker round trip, no poll, a slot gap of

@@ -24,7 +24,7 @@ class State(models.TextChoices):
 S = State
 TERMINAL: frozenset[str] = frozenset({S.SUCCEEDED, S.FAILED, S.REJECTED, S.CANCELLED})
 
-# The one transition table (DESIGN §2). Nothing assigns Job.state except jobs.services.transitions.transition.
+# The one transition table. Nothing assigns Job.state except jobs.services.transitions.transition.
 TRANSITIONS: dict[str, frozenset[str]] = {
     # -> failed: the stage itself could not run (moderation unavailable), which is not a block.
     S.PENDING: frozenset({S.QUEUED, S.REJECTED, S.FAILED, S.CANCELLED}),
@@ -139,7 +139,7 @@ class Job(models.Model):
     error_code = models.CharField(max_length=64, blank=True)
     error_message = models.TextField(blank=True)
 
-    # Scheduling (DESIGN §3): the tier the job was admitted under, its estimated GPU-seconds and price, its
+    # Scheduling: the tier the job was admitted under, its estimated GPU-seconds and price, its
     # virtual start tag inside the tier (fair queuing by service received), when it first waited for a GPU,
     # the runner queue it was handed to, and an optional time-to-start deadline.
     tier = models.CharField(max_length=8, choices=Tier.choices, default=Tier.FREE)

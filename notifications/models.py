@@ -34,7 +34,7 @@ class Notification(models.Model):
         ordering = ["user", "seq"]
         constraints = [
             models.UniqueConstraint(fields=["user", "seq"], name="notification_user_seq_uniq"),
-            # At most one visible notification per terminal (job, event) (DESIGN §2), and per (job, event,
+            # At most one visible notification per terminal (job, event), and per (job, event,
             # attempt) for the others.
             models.UniqueConstraint(
                 fields=["job", "event"],

@@ -1,4 +1,4 @@
-"""Webhooks: users' endpoints, the outbox, and delivery per Standard Webhooks with retries (DESIGN §5).
+"""Webhooks: users' endpoints, the outbox, and delivery per Standard Webhooks with retries.
 
 A notification that an endpoint subscribes to gets a WebhookDelivery row in the transaction that wrote the
 notification (the outbox), and a task on the delivery queue (the delivery role) that delivers it. Its `event_id`

@@ -1,5 +1,5 @@
 """A SIMULATED remote video server (a conformance server, not a real engine): it replays the request and answer
-shapes of each dialect's server as read from their source (DESIGN §9), on a loopback port, for the tests of
+shapes of each dialect's server as read from their source, on a loopback port, for the tests of
 gpu_runner.remote. Its clips are real MP4s made of noise frames.
 
 Per dialect: how a create must be sent (multipart, JSON or both) and what it answers (200 or 202), the statuses

@@ -1,4 +1,4 @@
-"""The transition table and fencing (DESIGN §2): every pair, stale runners, duplicate messages."""
+"""The transition table and fencing: every pair, stale runners, duplicate messages."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from notifications.models import Notification
 
 ALL_PAIRS = list(itertools.product(State.values, State.values))
 
-# DESIGN §2, written out by hand so that a wrong edit of the table in jobs/models.py fails here.
+# The transition table, written out by hand so that a wrong edit of the table in jobs/models.py fails here.
 # (pending/reviewing -> failed: the moderation stage itself could not run.)
 EXPECTED = {
     ("pending", "queued"), ("pending", "rejected"), ("pending", "failed"), ("pending", "cancelled"),

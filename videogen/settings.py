@@ -117,7 +117,7 @@ if DATABASE_URL and ROLE == "web":
     }
 elif DATABASE_URL:
     # Long-lived single-threaded loops: persistent connections, or django-q2's broker opens one per call
-    # (DESIGN §8: 119 vs 2,200 enqueues/s). Health checks survive a restarted Postgres.
+    # (README: Serving). Health checks survive a restarted Postgres.
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=None, conn_health_checks=True)}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -125,7 +125,7 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": env_str("SQLITE_PATH", str(VAR_DIR / "videogen.sqlite3")),
-            # IMMEDIATE: a read lock can't be upgraded under WAL; without it 36-69% of writes fail (DESIGN §1).
+            # IMMEDIATE: a read lock can't be upgraded under WAL; without it 36-69% of writes fail.
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 20,
@@ -459,7 +459,7 @@ Q_CLUSTER = {
     "broker_class": "jobs.broker.DatabaseClockBroker",  # the ORM broker on the database's clock
     "workers": env_int("CPU_WORKERS", 2),
     "timeout": env_int("CPU_TASK_TIMEOUT", 300),
-    # retry must stay far above timeout + queue wait, or a task can run twice (DESIGN §8).
+    # retry must stay far above timeout + queue wait, or a task can run twice.
     "retry": env_int("CPU_TASK_RETRY", 900),
     "max_attempts": 1,
     "ack_failures": True,
@@ -482,7 +482,7 @@ Q_CLUSTER["ALT_CLUSTERS"][DELIVERY_QUEUE] = {
     "poll": env_float("DELIVERY_POLL_SECONDS", 0.1),
 }
 # Each gpu cluster (one per GPU) consumes its own queue, so work is addressed to a free runner and a busy
-# runner's pusher never holds a job meant for an idle one (DESIGN §3). `Q_CLUSTER_NAME=gpu` gets a unique
+# runner's pusher never holds a job meant for an idle one. `Q_CLUSTER_NAME=gpu` gets a unique
 # name per cluster (gpu.<host>.<pid>); any other name starting with "gpu" is used as given.
 _GPU_CLUSTER = {
     "workers": env_int("GPU_WORKERS", 1),  # one worker per GPU

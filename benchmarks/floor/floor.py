@@ -1,4 +1,4 @@
-"""The invariants' floor: the bare DRF reference (../shared/bench/refdrf) plus only what the project's
+"""The invariants' floor: the bare DRF reference (benchmarks/reference) plus only what the project's
 invariants require of a submission and a status read, in the reference's own style and serving stack
 (Django + DRF on gunicorn with 4 sync workers, ORM calls, persistent connections).
 

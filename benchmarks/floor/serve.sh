@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Serve the invariants' floor (floor.py) on 127.0.0.1:PORT against a fresh Postgres database, as
-# ../shared/bench/refdrf/serve.sh serves the reference: gunicorn, 4 sync workers, persistent connections.
+# benchmarks/reference/serve.sh serves the reference: gunicorn, 4 sync workers, persistent connections.
 #   PYTHON=.venv/bin/python benchmarks/floor/serve.sh PORT postgres://USER@127.0.0.1:5432/DBNAME
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

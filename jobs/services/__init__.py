@@ -1,4 +1,4 @@
-"""Every write of the job domain, split by role (DESIGN §7); each state change goes through
+"""Every write of the job domain, split by role; each state change goes through
 `transitions.transition`. Callers import this package: `from jobs import services; services.job_submit(...)`.
 
 - transitions: the one place states change, fencing, retry/fail

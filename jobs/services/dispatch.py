@@ -1,7 +1,7 @@
 """The dispatcher's writes: hand queued jobs to free runner slots by the fair-share policy, reap expired
 leases, cancel jobs past their start deadline, re-send stalled stages, publish queue positions and waits.
 
-Binding is late (DESIGN §3): a job is handed out only when a live, non-draining runner serving its model has a
+Binding is late: a job is handed out only when a live, non-draining runner serving its model has a
 free slot, and it goes to that runner's own queue. The snapshot the policy sees is read by index (the lowest
 tags and the oldest waits of each (tier, model) queue, the tiers' counters, the free slots), so a decision
 costs the same at 1,000 queued jobs as at 1,000,000.

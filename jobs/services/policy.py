@@ -1,4 +1,4 @@
-"""Who goes next: the scheduling policy as plain code over a snapshot, with no database access (DESIGN §3).
+"""Who goes next: the scheduling policy as plain code over a snapshot, with no database access.
 
 The dispatcher and the fleet simulation run these very functions.
 

@@ -1,4 +1,4 @@
-"""The runner side: gpu_runner calls these and nothing else (DESIGN §1). Every write after the claim is
+"""The runner side: gpu_runner calls these and nothing else. Every write after the claim is
 fenced on (id, attempt, state): zero rows means the runner lost the job and must stop."""
 
 from __future__ import annotations

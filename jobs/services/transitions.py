@@ -1,4 +1,4 @@
-"""The one place job states change (DESIGN §2), and the shared helpers of every service module.
+"""The one place job states change, and the shared helpers of every service module.
 
 A transition locks the job row, checks the table, updates conditionally on (id, state, attempt), writes a
 JobEvent and the notification rows it causes, gives a newly queued job its fair-queuing tag, and settles the
