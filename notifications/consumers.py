@@ -31,6 +31,16 @@ from notifications.services import user_group
 log = logging.getLogger(__name__)
 
 
+async def still_live(*, user_id: int, key_hash: str | None) -> bool:
+    """Whether a stream's credential still works. A check that fails (the database away) counts as not: the stream
+    closes, its client reconnects, and a key that still works opens it again."""
+    try:
+        return await database_sync_to_async(credential_live)(user_id=user_id, key_hash=key_hash)
+    except Exception:
+        log.warning("credential check failed; closing the stream", exc_info=True)
+        return False
+
+
 class BrowserOriginValidator:
     """Browsers always send Origin, and it must be this very server as the browser reached it (scheme, host
     and port) or one of CSRF_TRUSTED_ORIGINS: the session cookie rides along with any page's socket.
@@ -157,14 +167,8 @@ class EventsConsumer(AsyncJsonWebsocketConsumer):
             await asyncio.sleep(every)
 
     async def notify_credentials(self, message: dict) -> None:
-        """A key of this user was revoked or the user deactivated (maybe another key, another process). A check
-        that fails (the database away) closes too: a client reconnects, and a key that still works opens again."""
-        try:
-            live = await database_sync_to_async(credential_live)(user_id=self.user_id, key_hash=self.key_hash)
-        except Exception:
-            log.warning("credential check failed; closing the stream", exc_info=True)
-            live = False
-        if not live:
+        """A key of this user was revoked or the user deactivated (maybe another key, another process)."""
+        if not await still_live(user_id=self.user_id, key_hash=self.key_hash):
             await self.close_revoked()
 
     async def close_revoked(self) -> None:

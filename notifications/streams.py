@@ -20,10 +20,9 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 
-from jobs.api.auth import credential_live
 from jobs.api.errors import UNAVAILABLE, envelope, unavailable
 from notifications import sockets
-from notifications.consumers import ensure_db_poller, next_in_line, progress_event, still_here
+from notifications.consumers import ensure_db_poller, next_in_line, progress_event, still_here, still_live
 from notifications.selectors import notification_dict, notifications_after, read_state, replay_floor
 from notifications.services import user_group
 
@@ -121,14 +120,8 @@ class EventStreamConsumer(AsyncHttpConsumer):
                 log.warning("event stream tick failed", exc_info=True)
 
     async def notify_credentials(self, message: dict) -> None:
-        """A key of this user was revoked or the user deactivated (maybe another key, another process). A check
-        that fails (the database away) closes too: a client reconnects, and a key that still works opens again."""
-        try:
-            live = await database_sync_to_async(credential_live)(user_id=self.user_id, key_hash=self.key_hash)
-        except Exception:
-            log.warning("credential check failed; closing the stream", exc_info=True)
-            live = False
-        if not live:
+        """A key of this user was revoked or the user deactivated (maybe another key, another process)."""
+        if not await still_live(user_id=self.user_id, key_hash=self.key_hash):
             await self.end_revoked()
 
     async def end_revoked(self) -> None:
