@@ -361,6 +361,12 @@ class RemoteWorker:
         ):
             self.client.cancel(remote_id)  # our job moved on while the create was in flight
 
+    def _collect_again(self, rj, *, detail: str) -> None:
+        """The server's clip is done but could not be taken yet: try again at the next poll."""
+        remote_services.remote_polled(
+            remote_job_id=rj.pk, status="completed", progress=100, poll_in=self.pool.poll_seconds, detail=detail
+        )
+
     def _fail(
         self,
         rj: RemoteJob,
@@ -510,13 +516,7 @@ class RemoteWorker:
             )
             return
         except Unavailable as exc:
-            remote_services.remote_polled(
-                remote_job_id=rj.pk,
-                status="completed",
-                progress=100,
-                poll_in=self.pool.poll_seconds,
-                detail=f"download: {exc}",
-            )
+            self._collect_again(rj, detail=f"download: {exc}")
             return
         except Exception as exc:  # a 413-sized or undecodable answer: this attempt's result is unusable
             self._fail(rj, code="backend_error", message=BACKEND_ERROR, retryable=True, detail=f"result: {exc}")
@@ -539,13 +539,7 @@ class RemoteWorker:
             # Fail-closed, and the server's clip is kept there: signing is tried again at the next poll, until the
             # job's stuck bound.
             if not self._stuck(rj, job):
-                remote_services.remote_polled(
-                    remote_job_id=rj.pk,
-                    status="completed",
-                    progress=100,
-                    poll_in=self.pool.poll_seconds,
-                    detail=f"content credentials: {exc}",
-                )
+                self._collect_again(rj, detail=f"content credentials: {exc}")
             return
         took = ((rj.polled_at or timezone.now()) - (rj.recorded_at or rj.created_at)).total_seconds()
         done = services.job_complete(
