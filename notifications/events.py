@@ -1,4 +1,4 @@
-"""The event types a user can be notified of, and which channels carry them ."""
+"""The event types a user can be notified of, and which channels carry them."""
 
 from __future__ import annotations
 
