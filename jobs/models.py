@@ -79,6 +79,9 @@ class Account(models.Model):
     usage_day = models.DateField(null=True, blank=True)
     day_jobs = models.PositiveIntegerField(default=0)
     day_allowance_used = models.BigIntegerField(default=0)
+    # New submissions are refused until then (429 moderation_cooldown): the input stage blocked too many of the
+    # user's prompts lately (jobs.services.abuse). Here because submission reads this row anyway.
+    moderation_cooldown_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.user} ({self.tier})"

@@ -2,11 +2,16 @@ from django.apps import AppConfig
 from django.db.models.signals import post_migrate
 
 MODERATORS = "Moderators"
-# What a moderator may do in the admin, and nothing else: see and decide the review queue, see decisions.
+# What a moderator may do in the admin, and nothing else: see and decide the review queue, see decisions, see and
+# resolve abuse flags, suspend and reinstate accounts (and see that audit trail).
 MODERATOR_PERMISSIONS = (
     ("moderation", "view_review"),
     ("moderation", "change_review"),
     ("moderation", "view_moderationdecision"),
+    ("moderation", "view_abuseflag"),
+    ("moderation", "change_abuseflag"),
+    ("moderation", "suspend_account"),
+    ("moderation", "view_accountaction"),
 )
 SUPPORT = "Support"
 # What support staff may do in the admin, and nothing else: look a user up with their jobs (and each job's events,

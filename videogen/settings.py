@@ -582,6 +582,26 @@ MODERATION_OUTPUT_FRAMES = env_int("MODERATION_OUTPUT_FRAMES", 0)
 MODERATION_CLIP_MAX_FRAMES = env_int("MODERATION_CLIP_MAX_FRAMES", 7200)
 MODERATION_CLIP_MAX_PIXELS = env_int("MODERATION_CLIP_MAX_PIXELS", 3840 * 2160)
 
+
+def _positive_int(name: str, default: int, *, most: int | None = None) -> int:
+    raw = os.environ.get(name, "")
+    try:
+        value = env_int(name, default)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a positive integer, not {raw!r}") from None
+    if value < 1 or (most is not None and value > most):
+        bound = f" at most {most}" if most is not None else ""
+        raise ImproperlyConfigured(f"{name} must be a positive integer{bound}, not {value}")
+    return value
+
+
+# Abuse (jobs.services.abuse): a user whose prompts the input stage blocks MODERATION_ABUSE_BLOCKS times within
+# MODERATION_ABUSE_WINDOW_SECONDS may not submit for MODERATION_ABUSE_COOLDOWN_SECONDS (429 moderation_cooldown)
+# and is flagged to the moderators. At most 100 blocks: each user's recent block times are kept in one small row.
+MODERATION_ABUSE_BLOCKS = _positive_int("MODERATION_ABUSE_BLOCKS", 5, most=100)
+MODERATION_ABUSE_WINDOW_SECONDS = _positive_int("MODERATION_ABUSE_WINDOW_SECONDS", 3600)
+MODERATION_ABUSE_COOLDOWN_SECONDS = _positive_int("MODERATION_ABUSE_COOLDOWN_SECONDS", 900)
+
 # Where the runner finds each model's diffusers directory: "name=path,name=path" (default MODELS_DIR/<name>).
 VIDEOGEN_MODEL_PATHS = env_list("MODEL_PATHS", "")
 # Each model's version as its videos' content credentials name it: "name=version,..." (default: the weights'

@@ -218,7 +218,7 @@ ERRORS = {
         415: "unsupported content type",
         416: "range not satisfiable",
         422: "Idempotency-Key reused with a different body",
-        429: "rate, concurrency, queue or daily limit (with Retry-After)",
+        429: "rate, concurrency, queue or daily limit, or a moderation cooldown (with Retry-After)",
         503: "the tier's queue is too long now, or a store is briefly unavailable (with Retry-After)",
         504: "the answer did not come in time (the work goes on: its outcome shows where the message says)",
     }.items()

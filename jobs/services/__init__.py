@@ -3,13 +3,15 @@
 
 - transitions: the one place states change, fencing, retry/fail
 - submission, admission, credits, costs: taking a job in
-- stages: moderation stages; actions: user and staff cancel/delete; retention: removing finished jobs' files
+- stages: moderation stages; abuse: repeated blocks, flags, suspensions; actions: user and staff cancel/delete;
+  retention: removing finished jobs' files
 - runners: claim, heartbeat, complete, release; runner registration and drain
 - dispatch, fairness, policy: who goes next, the reaper, deadlines, published queue positions
 """
 
 from __future__ import annotations
 
+from jobs.services.abuse import AccountActionError, account_reinstate, account_suspend, flag_resolve, record_block
 from jobs.services.actions import NotTerminal, job_cancel, job_delete, job_requeue_stuck
 from jobs.services.credits import InsufficientCredits
 from jobs.services.dispatch import (
@@ -73,6 +75,7 @@ __all__ = [
     "DISPATCH_LOCK_KEY",
     "RETENTION_BATCH",
     "STAGE_TASKS",
+    "AccountActionError",
     "AppealRefused",
     "IdempotencyMismatch",
     "IdempotentVideoDeleted",
@@ -83,6 +86,8 @@ __all__ = [
     "ReviewError",
     "SubmitRequest",
     "TransitionError",
+    "account_reinstate",
+    "account_suspend",
     "appeal_create",
     "appeal_decide",
     "apply_decisions",
@@ -91,6 +96,7 @@ __all__ = [
     "erase_expired_prompts",
     "erase_prompts",
     "expire_deadlines",
+    "flag_resolve",
     "free_slots",
     "job_cancel",
     "job_claim",
@@ -113,6 +119,7 @@ __all__ = [
     "purge_expired_rows",
     "purge_job_files",
     "reap_expired",
+    "record_block",
     "resend_stalled_stages",
     "retention_sweep",
     "review_decide",

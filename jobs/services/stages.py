@@ -1,6 +1,7 @@
 """The cpu stages around generation, and the moderators' verdicts on what they hold.
 
-- input (pending): the prompt's text and the reference image -> queued | rejected | held;
+- input (pending): the prompt's text and the reference image -> queued | rejected | held (a block counts towards
+  the user's moderation cooldown and flag: jobs.services.abuse);
 - output (reviewing): frames sampled from the stored clip -> succeeded | rejected | held.
 
 The classifiers run before the transition's transaction opens (they take tens of milliseconds, a model's first
@@ -17,6 +18,7 @@ from django.db.models.functions import Now
 
 from jobs.models import Job, State
 from jobs.presenters import appeal_object, video_object
+from jobs.services import abuse
 from jobs.services.transitions import locked, transition
 from moderation import policy, screening
 from moderation.models import ModerationDecision, Review, Stage
@@ -80,6 +82,8 @@ def apply_decisions(*, job_id: int, at: str, decisions: list[policy.Decision]) -
             transition(job, PASSED[at], reason=f"{at} moderation passed", actor="moderation", **_passed_fields(at))
         elif decision.action == policy.Action.BLOCK:
             _reject(job, decision, "moderation")
+            if at == S.PENDING:  # a blocked prompt (or reference image) counts towards the user's cooldown
+                abuse.record_block(user_id=job.user_id)
         else:
             # Held: no stage message is outstanding any more, so the job is never re-sent nor failed for one.
             Job.objects.filter(pk=job.pk).update(stage_enqueued_at=None)

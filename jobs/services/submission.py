@@ -1,5 +1,5 @@
-"""Submission: admission (caps, credits, capacity), then the job, its audit event, its credit reservation and
-its first stage task, in one transaction. A refused request creates nothing."""
+"""Submission: admission (a moderation cooldown, caps, credits, capacity), then the job, its audit event, its credit
+reservation and its first stage task, in one transaction. A refused request creates nothing."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ class IdempotentVideoDeleted(Exception):
 
 
 class Refused(Exception):
-    """Admission said no (a cap, credits or capacity); nothing was created."""
+    """Admission said no (a moderation cooldown, a cap, credits or capacity); nothing was created."""
 
     def __init__(self, refusal: admission.Refusal) -> None:
         super().__init__(refusal.message)
@@ -214,16 +214,22 @@ def submission_steps(job: Job, *, user_id: int, request: SubmitRequest, retried:
     credits.roll_day(account)
     limits = tier_limits(account.tier)
     usage = admission.Usage(jobs_today=account.day_jobs, unfinished=len(unfinished), waiting=len(waiting))
-    refusal = admission.check_caps(
-        usage=usage,
-        limits=limits,
-        tier=account.tier,
-        now=timezone.now(),
-        retry_after=cfg("CAP_RETRY_AFTER_SECONDS"),
-    ) or admission.check_capacity(
-        wait=selectors.wait_in(summary[0], tier=account.tier),
-        bound=limits["WAIT_BOUND_SECONDS"],
-        tier=account.tier,
+    now = timezone.now()
+    # A cooldown costs no read of its own: it is a field of the account row locked above.
+    refusal = (
+        admission.check_cooldown(until=account.moderation_cooldown_until, now=now)
+        or admission.check_caps(
+            usage=usage,
+            limits=limits,
+            tier=account.tier,
+            now=now,
+            retry_after=cfg("CAP_RETRY_AFTER_SECONDS"),
+        )
+        or admission.check_capacity(
+            wait=selectors.wait_in(summary[0], tier=account.tier),
+            bound=limits["WAIT_BOUND_SECONDS"],
+            tier=account.tier,
+        )
     )
     if refusal is not None:
         raise Refused(refusal)
