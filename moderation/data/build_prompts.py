@@ -5,11 +5,11 @@ Standard library only, deterministic: run `python3 moderation/data/build_prompts
 
 Each line is {"text", "category", "split", "kind"}:
   category  one of CATEGORIES
-  split     "train" | "heldout" -- the held-out split is the newest round (ROUNDS: heldout_round<N>.py), prompts
-            written by an author who had not seen this file, never trained on. Each earlier round was evaluated
-            once and its misses read, so it could no longer measure generalisation, and it joined the training
-            split (round 1 was about 30% of the base lists below, picked by a hash of the text). An obfuscated
-            variant always takes its source's split. train_batch2.py is a second author's training batch.
+  split     "train" -- every round here (ROUNDS: heldout_round<N>.py) was written by an author who had not seen
+            this file, evaluated once and its misses read, so it could no longer measure generalisation, and it
+            joined training (round 1 was about 30% of the base lists below). Newer held-out rounds are JSONL files
+            under heldout/, never trained on until they have been read. train_batch2.py is a second author's
+            training batch.
   kind      "plain"       a base prompt of a harmful category, or an ordinary benign prompt
             "hard_benign" a benign prompt that shares words or themes with a harmful category
             "obfuscated"  a transformed copy of a base prompt (letter spacing, leetspeak, homoglyphs, invisible
@@ -36,8 +36,8 @@ from heldout_round3 import HELDOUT_ROUND3
 from heldout_round4 import HELDOUT_ROUND4
 from train_batch2 import TRAIN_BATCH2
 
-# Held-out rounds, oldest first, each written by an author who saw no training prompt. The newest is the held-out
-# split; an earlier one was evaluated once, its misses were read, and it joined training.
+# Held-out rounds, oldest first, each written by an author who saw no training prompt; each was evaluated once, its
+# misses were read, and it joined training.
 ROUNDS = [HELDOUT_ROUND2, HELDOUT_ROUND3, HELDOUT_ROUND4]
 
 OUT = Path(__file__).with_name("prompts.jsonl")
@@ -1745,20 +1745,14 @@ def build() -> list[dict[str, str]]:
     for p in SHORT_BENIGN:
         rows.append({"text": p, "category": "benign", "split": "train", "kind": "plain"})
     for n, round_ in enumerate(ROUNDS, 2):
-        held_out = round_ is ROUNDS[-1]
         trained = {normalise(r["text"]) for r in rows}
         for (category, kind), prompts in round_.items():
             # Its author wrote without seeing the lists above; a prompt they happen to share trains only.
             prompts = [p for p in prompts if normalise(p) not in trained]
-            split = dict.fromkeys(prompts, "heldout" if held_out else "train")
+            split = dict.fromkeys(prompts, "train")
             _add(rows, category, kind, prompts, split, obfuscation_sources(category, prompts), len(category) + n * 11)
     rows.sort(key=lambda r: (CATEGORIES.index(r["category"]), r["split"], r["kind"], r["text"]))
     return rows
-
-
-def _jaccard(a: str, b: str) -> float:
-    sa, sb = set(normalise(a).split()), set(normalise(b).split())
-    return len(sa & sb) / len(sa | sb)
 
 
 def verify(path: Path) -> list[dict[str, str]]:
@@ -1792,11 +1786,7 @@ def verify(path: Path) -> list[dict[str, str]]:
     assert count[("benign", "plain")] + count[("benign", "hard_benign")] >= 200
     assert count[("benign", "hard_benign")] >= 80
 
-    # Only the newest round (and its obfuscated variants) is held out; none of it is also a training prompt.
-    newest = {p for prompts in ROUNDS[-1].values() for p in prompts}
-    assert all(r["text"] in newest for r in base if r["split"] == "heldout")
-    train_norm = {normalise(r["text"]) for r in base if r["split"] == "train"}
-    assert not train_norm & {normalise(r["text"]) for r in base if r["split"] == "heldout"}
+    assert all(r["split"] == "train" for r in rows)
 
     # No leakage: each obfuscated row has the category and split of the base prompt it was made from.
     base_of = {r["text"]: r for r in base}
@@ -1809,7 +1799,7 @@ def verify(path: Path) -> list[dict[str, str]]:
 
 def report(rows: list[dict[str, str]]) -> None:
     cnt = Counter((r["category"], r["split"], r["kind"]) for r in rows)
-    cols = [(s, k) for s in ("train", "heldout") for k in ("plain", "hard_benign", "obfuscated")]
+    cols = [("train", k) for k in ("plain", "hard_benign", "obfuscated")]
     head = f"{'category':24}" + "".join(f"{s[:5] + '/' + k[:8]:>17}" for s, k in cols) + f"{'total':>8}"
     print(head)
     print("-" * len(head))
@@ -1820,20 +1810,6 @@ def report(rows: list[dict[str, str]]) -> None:
         print(f"{c:24}" + "".join(f"{v:>17}" for v in vals) + f"{sum(vals):>8}")
     print("-" * len(head))
     print(f"{'total':24}" + "".join(f"{totals[c]:>17}" for c in cols) + f"{sum(totals.values()):>8}")
-
-    # Generalisation check: the closest train prompt to each held-out prompt, by word overlap (same category).
-    worst = []
-    for c in CATEGORIES:
-        base = [r for r in rows if r["category"] == c and r["kind"] != "obfuscated"]
-        train = [r["text"] for r in base if r["split"] == "train"]
-        for r in base:
-            if r["split"] == "heldout":
-                best = max(train, key=lambda t, h=r["text"]: _jaccard(h, t))
-                worst.append((_jaccard(r["text"], best), r["text"], best))
-    worst.sort(reverse=True)
-    print(f"\nmax word-Jaccard held-out vs train (same category): {worst[0][0]:.2f}")
-    for score, h, t in worst[:8]:
-        print(f"  {score:.2f}  heldout={h!r}  train={t!r}")
 
 
 def main() -> int:

@@ -1,5 +1,5 @@
-"""Everything `make run` needs after migrations: the default model and, in the embedded profile (or with
-DEMO_USER=true), a demo user with a key."""
+"""Everything `make run` needs after migrations: the default model, the content credentials' signer, the trained
+prompt classifier and, in the embedded profile (or with DEMO_USER=true), a demo user with a key."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ class Command(BaseCommand):
         # The signer of every clip's content credentials: a local authority's when none is configured (in the
         # production profile too: `make run` is one host; a fleet configures its own, see README: Provenance).
         call_command("c2pa_setup", local_ca=True)
+        # The prompt classifier, trained once per host before the workers start (minutes the first time).
+        call_command("train_moderation")
         if not settings.DEMO_USER:
             self.stdout.write("no demo user (production profile; DEMO_USER=true makes one)")
             return
