@@ -213,6 +213,7 @@ class Fleet:
 
     def start(self) -> None:
         py = sys.executable
+        self.plat.manage("train_moderation")  # as `make run` does: the cpu workers load it, never train mid-run
         self.plat._start("web", [py, "manage.py", "web", "--host", "127.0.0.1", "--port", str(self.plat.port)])
         for name in ("dispatcher-1", "dispatcher-2"):
             self.plat._start(name, [py, "manage.py", "dispatch"])

@@ -92,7 +92,7 @@ def fmt(r: dict) -> str:
 def newest_round() -> list[Path]:
     files = sorted(HELDOUT.glob("round*_*.jsonl"))
     if not files:
-        raise SystemExit(f"no held-out round in {HELDOUT}")
+        raise SystemExit(f"no held-out round in {HELDOUT}: write the next one first (docs/moderation.md), or --round")
     number = max(int(f.name[5:].split("_", 1)[0]) for f in files)
     return [f for f in files if f.name.startswith(f"round{number}_")]
 

@@ -121,16 +121,28 @@ def latin_share(text: str) -> float:
 _WORD = re.compile(r"\S+")
 
 
+# Latin letters that imitate Cyrillic ones, as they are mixed into Russian words to slip past a filter.
+_LATIN_TO_CYRILLIC = str.maketrans("aceopxykmhtb", "асеорхукмнтв")
+
+
 def _fold(text: str) -> str:
-    """Look-alikes mapped to the Latin letters they imitate: in the whole text when it is written mostly in Latin
-    letters, otherwise only in the words that mix Latin with another script."""
+    """Look-alikes mapped to the letters they imitate: to Latin in the whole text when it is written mostly in
+    Latin letters; otherwise only in the words that mix Latin with another script, to Cyrillic in a Cyrillic
+    text ("Пopнo", Latin o and p in a Russian word) and to Latin in any other."""
     table = _homoglyphs()
     if latin_share(text) >= 0.5:
         return text.translate(table)
+    letters = [script(ch) for ch in text if ch.isalpha()]
+    cyrillic = letters.count("CYRILLIC") > len(letters) / 2
 
     def word(m: re.Match[str]) -> str:
         scripts = {script(ch) for ch in m.group() if ch.isalpha()}
-        return m.group().translate(table) if "LATIN" in scripts and len(scripts) > 1 else m.group()
+        if "LATIN" not in scripts or len(scripts) == 1:
+            return m.group()
+        as_cyrillic = m.group().translate(_LATIN_TO_CYRILLIC)
+        if cyrillic and scripts == {"LATIN", "CYRILLIC"} and not any(script(ch) == "LATIN" for ch in as_cyrillic):
+            return as_cyrillic  # every Latin letter in it has a Cyrillic twin
+        return m.group().translate(table)
 
     return _WORD.sub(word, text)
 
