@@ -18,6 +18,11 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         started = time.perf_counter()
         rows = textmodel.examples(Path(settings.MODERATION_TEXT_DATA))
+        self.stdout.write(
+            f"text moderation model: loading, or training on {len(rows)} labelled prompts (the first time on a host: "
+            "minutes)"
+        )
+        self.stdout.flush()
         model = textmodel.model()
         languages = sorted({row.language for row in rows})
         self.stdout.write(
