@@ -163,6 +163,9 @@ def test_the_text_model_reads_meaning_beyond_the_rules():
         "video 1",
         "race",
         "simulated clip 17 for simulated user 300",
+        "clip 13",  # a number is not an age (the chaos run's "chaos 0-13 1f245934" was once held as sexual_minors)
+        "scene 12",
+        "chaos 0-13 1f245934",
         "a calm lake",
         "a lighthouse in a storm",
         "a kite",
