@@ -49,7 +49,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402
 
-from moderation import normalize, policy, screening, textmodel, textrules  # noqa: E402
+from moderation import normalize, policy, screening, textmodel  # noqa: E402
 from moderation.models import Stage  # noqa: E402
 
 Action = policy.Action
@@ -196,32 +196,19 @@ def baseline_times(ref: str, prompts: list[str]) -> tuple[list[float] | None, st
 
 
 def cross_validate(rows: list[textmodel.Example], folds: int) -> dict[str, dict]:
-    """k-fold cross-validation on the training data, by language (benign parts train only with their prompt)."""
+    """k-fold cross-validation on the training data, by language, decided as the production path decides."""
     from sklearn.model_selection import StratifiedKFold
 
     rows = [row for row in rows if row.split == "train"]
     found = textmodel.read([row.text for row in rows])
     labels = [row.category for row in rows]
-    readings = [normalize.variants(row.text) for row in rows]
     decisions: list[policy.Decision | None] = [None] * len(rows)
     for fit_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=0).split(found.texts, labels):
-        texts = [found.texts[i] for i in fit_idx]
-        fit_labels = [labels[i] for i in fit_idx]
-        embeddings = [found.embeddings[fit_idx]]
-        for i in fit_idx:
-            if labels[i] == textmodel.BENIGN and found.part_texts[i]:
-                texts += found.part_texts[i]
-                fit_labels += [textmodel.BENIGN] * len(found.part_texts[i])
-                embeddings.append(found.part_embeddings[i])
-        model = textmodel.TextModel.fit(texts, fit_labels, np.vstack(embeddings))
+        model = textmodel.TextModel.fit(*textmodel.fitting_set(found, labels, fit_idx))
         for i in test_idx:
-            texts_i = [found.texts[i], *found.part_texts[i]]
-            scores = model.scores(texts_i, np.vstack([found.embeddings[i : i + 1], found.part_embeddings[i]]))
+            scores = model.judge_read(found, i)
             strictest = {name: max(s[name] for s in scores) for name in scores[0]}
-            rules, holds = textrules.matches(readings[i]), {}
-            floor = textrules.minor_floor(readings[i])
-            if floor is not None:
-                (rules if floor[0] == Action.BLOCK else holds)["sexual_minors"] = floor[1]
+            rules, holds = screening.rule_findings(normalize.variants(rows[i].text))
             decisions[i] = policy.decide(Stage.INPUT_TEXT, strictest, rules=rules, holds=holds)
     return group_rates(rows, decisions, lambda row: row.language)
 

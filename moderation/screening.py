@@ -78,16 +78,21 @@ def _strictest_per_category(rows: list[dict[str, float]]) -> dict[str, float]:
     return {name: policy.strictest(row[name] for row in rows) for name in rows[0]} if rows else {}
 
 
-def text_findings(prompt: str) -> TextFindings:
-    readings = normalize.variants(prompt)
+def rule_findings(readings: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """(rules, holds) of a prompt's readings: the rules layer, the operator's terms and the floor for minors."""
     rules = textrules.matches(readings) | _operator_terms(readings)
     holds: dict[str, str] = {}
-    failures: list[str] = []
     floor = textrules.minor_floor(readings)
     if floor is not None and floor[0] == policy.Action.BLOCK:
         rules["sexual_minors"] = f"floor: {floor[1]}"
     elif floor is not None:
         holds["sexual_minors"] = f"floor: {floor[1]}, in different sentences"
+    return rules, holds
+
+
+def text_findings(prompt: str) -> TextFindings:
+    rules, holds = rule_findings(normalize.variants(prompt))
+    failures: list[str] = []
     try:
         language = languages.uncovered(prompt, settings.MODERATION_LANGUAGES)
     except Exception as exc:

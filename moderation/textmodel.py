@@ -180,9 +180,12 @@ class TextModel:
 
     def judge(self, prompt: str) -> list[dict[str, float]]:
         """The scores of the prompt whole and of each of its parts."""
-        found = read([prompt])
-        texts = [found.texts[0], *found.part_texts[0]]
-        return self.scores(texts, np.vstack([found.embeddings[:1], found.part_embeddings[0]]))
+        return self.judge_read(read([prompt]), 0)
+
+    def judge_read(self, found: Readings, i: int) -> list[dict[str, float]]:
+        """The scores of the i-th prompt read, whole and each of its parts."""
+        texts = [found.texts[i], *found.part_texts[i]]
+        return self.scores(texts, np.vstack([found.embeddings[i : i + 1], found.part_embeddings[i]]))
 
 
 def _features(embeddings: np.ndarray, grams):
@@ -191,18 +194,24 @@ def _features(embeddings: np.ndarray, grams):
     return hstack([csr_matrix(embeddings), grams * NGRAM_WEIGHT]).tocsr()
 
 
+def fitting_set(found: Readings, labels: list[str], indices) -> tuple[list[str], list[str], np.ndarray]:
+    """(readings, labels, embeddings) a model is fitted on, from the prompts read at `indices`: each prompt, and
+    each benign prompt's parts as benign (a harmful prompt's parts may be harmless: they are not labelled)."""
+    texts = [found.texts[i] for i in indices]
+    fit_labels = [labels[i] for i in indices]
+    embeddings = [found.embeddings[list(indices)]]
+    for i in indices:
+        if labels[i] == BENIGN and found.part_texts[i]:
+            texts += found.part_texts[i]
+            fit_labels += [BENIGN] * len(found.part_texts[i])
+            embeddings.append(found.part_embeddings[i])
+    return texts, fit_labels, np.vstack(embeddings)
+
+
 def training_set(rows: list[Example]) -> tuple[list[str], list[str], np.ndarray]:
-    """(readings, labels, embeddings) a model is fitted on: the train split's prompts, and each benign prompt's
-    parts as benign (a harmful prompt's parts may be harmless: they are not labelled)."""
-    rows = [row for row in rows if row.split == "train"]  # the held-out split is for evaluation only
-    found = read([row.text for row in rows])
-    texts, labels, embeddings = list(found.texts), [row.category for row in rows], [found.embeddings]
-    for row, part_texts, part_embeddings in zip(rows, found.part_texts, found.part_embeddings, strict=True):
-        if row.category == BENIGN and part_texts:
-            texts += part_texts
-            labels += [BENIGN] * len(part_texts)
-            embeddings.append(part_embeddings)
-    return texts, labels, np.vstack(embeddings)
+    """The fitting set of the rows' train split (the held-out split is for evaluation only)."""
+    rows = [row for row in rows if row.split == "train"]
+    return fitting_set(read([row.text for row in rows]), [row.category for row in rows], range(len(rows)))
 
 
 def train(rows: list[Example]) -> TextModel:

@@ -161,8 +161,17 @@ def e2e_database_url() -> str:
     return os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
 
 
+@pytest.fixture(scope="session")
+def moderation_model():
+    """The prompt classifier, trained (or loaded) once per run in this process and kept on disk, as `make run`'s
+    `manage.py train_moderation` does before the workers start: the cpu workers of every platform load it."""
+    from moderation import textmodel
+
+    return textmodel.model()
+
+
 @pytest.fixture
-def platform_factory(tmp_path, tiny_model_dir, transactional_db):
+def platform_factory(tmp_path, tiny_model_dir, moderation_model, transactional_db):
     """Start the real roles (web, dispatcher, cpu, delivery and gpu qclusters) on the test database; stop them
     after."""
     from tests.platform import Platform

@@ -73,8 +73,6 @@ class Platform:
     def start(self, timeout: float = 90, gpu: bool = True, workers: bool = True) -> Platform:
         """All roles; `workers=False` starts the web role alone (the API and pages, nothing runs jobs)."""
         py = sys.executable
-        if workers:  # as `make run` does: the cpu workers load the trained prompt classifier, never train it
-            self.manage("train_moderation")
         self._start_web()
         if workers:
             self._start("dispatcher", [py, "manage.py", "dispatch"])

@@ -131,7 +131,7 @@ def _healthy(base_url: str) -> bool:
         return False
 
 
-def test_a_role_that_dies_comes_back_and_the_others_stay_up(tmp_path, tiny_model_dir):
+def test_a_role_that_dies_comes_back_and_the_others_stay_up(tmp_path, tiny_model_dir, moderation_model):
     sup = Supervised(tmp_path)
     sup.plat.manage("migrate", "--noinput", "-v", "0")
     key = sup.plat.manage("create_api_key", "supervised-user").strip().splitlines()[-1]
