@@ -36,7 +36,7 @@ class AccountActionError(Exception):
 
 
 def _lock_account(user_id: int) -> None:
-    list(Account.objects.select_for_update().filter(user_id=user_id).values_list("pk"))
+    Account.objects.select_for_update().get_or_create(user_id=user_id)
 
 
 def record_block(*, user_id: int) -> AbuseFlag | None:
@@ -56,8 +56,7 @@ def record_block(*, user_id: int) -> AbuseFlag | None:
         return None
     until = now + dt.timedelta(seconds=settings.MODERATION_ABUSE_COOLDOWN_SECONDS)
     # An update, not save(): no signal (a tier change's) fires, and the usage counters are not written back.
-    if not Account.objects.filter(user_id=user_id).update(moderation_cooldown_until=until):
-        Account.objects.create(user_id=user_id, moderation_cooldown_until=until)
+    Account.objects.filter(user_id=user_id).update(moderation_cooldown_until=until)
     flag = AbuseFlag.objects.select_for_update().filter(user_id=user_id, status=AbuseFlag.Status.OPEN).first()
     if flag is None:
         flag = AbuseFlag.objects.create(user_id=user_id, blocks=len(recent.times), last_triggered_at=now)
