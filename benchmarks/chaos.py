@@ -210,6 +210,7 @@ class Fleet:
         self.faults: list[tuple[float, str, str]] = []  # (time, fault, detail)
         # A busy runner's death: (time, job id, attempt then, "worker" or "cluster").
         self.kills: list[tuple[float, int, int, str]] = []
+        self.revived: list[tuple[float, str, int]] = []  # (time, role, exit code): restarted after exiting
 
     def start(self) -> None:
         py = sys.executable
@@ -217,7 +218,7 @@ class Fleet:
         self.plat._start("web", [py, "manage.py", "web", "--host", "127.0.0.1", "--port", str(self.plat.port)])
         for name in ("dispatcher-1", "dispatcher-2"):
             self.plat._start(name, [py, "manage.py", "dispatch"])
-        self.plat._start("cpu", [py, "manage.py", "qcluster"])
+        self.plat._start("cpu", [py, "manage.py", "qcluster"], OMP_NUM_THREADS="1")  # as supervisord.conf runs it
         self.plat.start_delivery()
         for name in self.gpus:
             self.plat.start_gpu(name)
@@ -234,8 +235,18 @@ class Fleet:
             self.plat._start(name, [py, "manage.py", "dispatch"])
         elif name == "delivery":
             self.plat.start_delivery()
-        else:
-            self.plat._start(name, [py, "manage.py", "qcluster"])
+        else:  # the cpu role
+            self.plat._start(name, [py, "manage.py", "qcluster"], OMP_NUM_THREADS="1")
+
+    def revive(self) -> None:
+        """Restart every role that exited on its own, as supervisord's autorestart does (a cluster whose
+        connection is terminated while it starts exits, and supervisord starts it again). Called between fault
+        steps, never during one (a step restarts what it kills itself)."""
+        for name, proc in list(self.plat.procs.items()):
+            if proc.poll() is not None:
+                self.revived.append((time.time(), name, proc.returncode))
+                print(f"  {time.strftime('%H:%M:%S')} {name} exited on its own ({proc.returncode}): restarted")
+                self.restart(name)
 
     def note(self, fault: str, detail: str = "") -> None:
         self.faults.append((time.time(), fault, detail))
@@ -654,6 +665,7 @@ def main() -> int:
         print(f"phase 2: a runner killed every {args.kill_every:.1f}s (mid-job)")
         k0 = time.time()
         while time.time() < k0 + args.window:
+            fleet.revive()
             fleet.kill_worker(busy=True)
             time.sleep(args.kill_every)
         k1 = time.time()
@@ -678,6 +690,7 @@ def main() -> int:
         rounds = 0
         while accepted() < args.jobs or rounds == 0:
             for step in steps:
+                fleet.revive()
                 try:
                     close_old_connections()
                     step()
@@ -694,13 +707,19 @@ def main() -> int:
             t.join(timeout=60)
         deadline = time.time() + args.bound
         while time.time() < deadline:
+            fleet.revive()
             close_old_connections()
             if not Job.objects.exclude(state__in=TERMINAL).exists():
                 break
             time.sleep(0.5)
         fleet.kill_worker(busy=False)
         fleet.kill_cluster(busy=False)
-        _wait_for(lambda: len(fleet.runners()) >= args.gpus, 60, plat, "gpu runners after the idle kills")
+
+        def runners_back() -> bool:
+            fleet.revive()
+            return len(fleet.runners()) >= args.gpus
+
+        _wait_for(runners_back, 60, plat, "gpu runners after the idle kills")
         hooks.drain()
         close_old_connections()
         notes_seen = read_notifications(plat.base_url, {**keys, **stream_keys})
@@ -785,6 +804,8 @@ def report(args, result, clients, fleet, baseline, under_kills, recoveries, unre
     print(f"jobs: {result['jobs']} accepted from {result['intents']} intents ({dict(kinds)})")
     print(f"end states: {dict(result['states'])}")
     print(f"faults injected: {dict(faults)}")
+    exits = [f"{name} ({code})" for _, name, code in fleet.revived]
+    print(f"roles that exited on their own and were restarted (as supervisord does): {exits or 'none'}")
     print(f"client-side errors while faults ran (answers retried as the SDK does): {dict(clients.errors)}")
     print()
     width = max(len(name) for name in INVARIANTS)

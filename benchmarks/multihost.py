@@ -59,7 +59,7 @@ GPU_HOSTS = ("gpu-a", "gpu-b")
 ROLES: list[tuple[str, int, list[str], dict[str, str]]] = [
     ("web", 10, [*MANAGE, "web", "--host", WEB, "--port", "8000"], {"VIDEOGEN_ROLE": "web"}),
     ("dispatcher", 11, [*MANAGE, "dispatch"], {}),
-    ("cpu", 12, [*MANAGE, "qcluster"], {}),
+    ("cpu", 12, [*MANAGE, "qcluster"], {"OMP_NUM_THREADS": "1"}),  # one thread per worker, as supervisord.conf
     ("delivery", 13, [*MANAGE, "qcluster"], {"Q_CLUSTER_NAME": "delivery"}),
     ("gpu-a", 21, [*MANAGE, "qcluster"], {"Q_CLUSTER_NAME": "gpu"}),
     ("gpu-b", 22, [*MANAGE, "qcluster"], {"Q_CLUSTER_NAME": "gpu"}),
@@ -67,6 +67,20 @@ ROLES: list[tuple[str, int, list[str], dict[str, str]]] = [
 SMALL = {"size": "128x128", "seconds": "4"}
 LONG = {"size": "256x144", "seconds": "8"}  # long enough on the tiny model to be cut mid-job
 TERMINAL_EVENTS = {"video.completed", "video.failed", "video.cancelled"}
+
+
+# Slack over the lease and one period, for the reaper's pass, the dispatch, the gpu cluster's poll and the claim on a
+# loaded machine.
+RERUN_MARGIN_SECONDS = 1.0
+
+
+def rerun_bound(env: dict[str, str]) -> float:
+    """Seconds from a gpu host's cut to its job running on the other host, at most: the lease this run sets (the
+    last renewal was before the cut), one period of its heartbeats or dispatcher passes, and the margin."""
+    period = max(
+        float(env[name]) for name in ("JOB_HEARTBEAT_SECONDS", "RUNNER_HEARTBEAT_SECONDS", "DISPATCH_INTERVAL_SECONDS")
+    )
+    return float(env["JOB_LEASE_SECONDS"]) + period + RERUN_MARGIN_SECONDS
 
 
 def fleet_env(args, *, database_url: str, redis_url: str, s3_url: str) -> dict[str, str]:
@@ -607,6 +621,8 @@ def main() -> int:
     for cut in cuts:
         if cut["rerun_on"] == cut["host"] or cut["end_state"] != "succeeded":
             violations["a cut host's job ends on the other host"].append(str(cut))
+        if cut["to_running_s"] > rerun_bound(env):
+            violations[f"a cut host's job runs on the other host within {rerun_bound(env):g}s"].append(str(cut))
     if set(per_host) != set(GPU_HOSTS):
         violations["jobs complete on both gpu hosts"].append(str(dict(per_host)))
     report(

@@ -23,7 +23,7 @@ import random
 import time
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 from standardwebhooks import Webhook
 
@@ -226,18 +226,27 @@ def _lock_owner(user_id: int) -> None:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [OWNER_LOCK_CLASS, user_id % 2**31])
 
 
+# Past its deadline and this, an unfinished attempt is off the wire: its worker hung up at the deadline and then
+# failed to write the answer (a lost connection), or stopped. Such an attempt must not hold its owner's place.
+WRITE_SLACK_SECONDS = 5.0
+
+
+def _wire_seconds() -> float:
+    return cfg("ATTEMPT_DEADLINE_SECONDS") + WRITE_SLACK_SECONDS
+
+
 def in_flight(user_id: int) -> int:
     """Attempts of the user's deliveries (tests included) on the wire now: claimed, unfinished, and not older
-    than a claim (a worker that died leaves its attempt unfinished)."""
-    recent = timezone.now() - dt.timedelta(seconds=IN_FLIGHT_SECONDS)
+    than the deadline and its write (a worker that died, or lost its answer's write, leaves one unfinished)."""
+    recent = timezone.now() - dt.timedelta(seconds=_wire_seconds())
     return WebhookAttempt.objects.filter(
         finished_at__isnull=True, started_at__gt=recent, delivery__endpoint__user_id=user_id
     ).count()
 
 
 def on_the_wire(attempt: WebhookAttempt) -> bool:
-    """An unfinished attempt still within its claim (after that its worker is known to have stopped)."""
-    return attempt.finished_at is None and timezone.now() - attempt.started_at < dt.timedelta(seconds=IN_FLIGHT_SECONDS)
+    """An unfinished attempt still within its deadline and its write (after that it is known to have ended)."""
+    return attempt.finished_at is None and timezone.now() - attempt.started_at < dt.timedelta(seconds=_wire_seconds())
 
 
 def deliver(*, delivery_id: int, attempts: int) -> str:
@@ -254,7 +263,17 @@ def _deliver(*, delivery_id: int, attempts: int) -> str:
         return claimed
     delivery, attempt = claimed
     fields = _attempt(delivery.endpoint, event_id=delivery.event_id, body=delivery.body)
-    return _finish(delivery, attempt, fields)
+    try:
+        return _finish(delivery, attempt, fields)
+    except (InterfaceError, OperationalError):  # the connection, not the data
+        if connection.in_atomic_block:
+            raise
+        # The connection was lost while the attempt was on the wire (a database restart, a failover): write the
+        # answer once more on a new one, or a delivered event would be sent again at its next retry. Writing it
+        # twice is harmless (the second finds the delivery moved on).
+        log.warning("writing webhook attempt %s failed; once more on a new connection", attempt.pk, exc_info=True)
+        connection.close()
+        return _finish(delivery, attempt, fields)
 
 
 def _claim(*, delivery_id: int, attempts: int) -> tuple[WebhookDelivery, WebhookAttempt] | str:

@@ -76,7 +76,7 @@ class Platform:
         self._start_web()
         if workers:
             self._start("dispatcher", [py, "manage.py", "dispatch"])
-            self._start("cpu", [py, "manage.py", "qcluster"])
+            self._start("cpu", [py, "manage.py", "qcluster"], OMP_NUM_THREADS="1")  # as supervisord.conf runs it
             self.start_delivery()
         if workers and gpu:
             self.start_gpu()

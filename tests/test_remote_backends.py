@@ -168,7 +168,9 @@ def test_unknown_statuses_and_odd_answers_never_crash_the_worker(queued):
         job = queued()
         drive(worker, lambda: RemoteJob.objects.filter(job=job, phase=P.ACTIVE).exists())
         sim.running_word = "warming_up"  # a status the dialect does not define
-        for _ in range(5):
+        # Polled until the server says it (not a fixed count of ticks: the sim queues for queue_seconds first).
+        drive(worker, lambda: RemoteJob.objects.get(job=job).remote_status == "warming_up")
+        for _ in range(3):  # and polled again: the odd status stays harmless
             worker.tick()
             time.sleep(0.06)
         rj = RemoteJob.objects.get(job=job)

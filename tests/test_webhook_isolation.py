@@ -223,6 +223,64 @@ def test_one_user_has_at_most_the_bound_on_the_wire_the_rest_waits_and_others_pa
     assert slow.most == 2 and slow.count == 3
 
 
+def test_attempts_whose_answer_was_never_written_free_their_place_after_the_deadline(user, servers, settings):
+    """A worker that loses its database connection mid-attempt leaves the attempt unfinished. Past the deadline and
+    the answer's write it is off the wire: it must not hold its owner's place for the whole claim (the owner's
+    every other delivery was deferred for a minute after two such losses)."""
+    settings.WEBHOOKS = {**settings.WEBHOOKS, "MAX_IN_FLIGHT_PER_USER": 2, "ATTEMPT_DEADLINE_SECONDS": 5.0}
+    rx = servers(plain(200))
+    for _ in range(3):
+        _endpoint(user, rx.url)
+    _notify(user)
+    lost, lost_too, fresh = WebhookDelivery.objects.order_by("pk").values_list("pk", flat=True)
+    for pk in (lost, lost_too):
+        assert not isinstance(webhooks._claim(delivery_id=pk, attempts=0), str)  # claimed, then the write is lost
+    assert webhooks.in_flight(user.pk) == 2
+    assert webhooks.deliver(delivery_id=fresh, attempts=0) == "deferred"  # they may still be on the wire
+    past = timezone.now() - dt.timedelta(seconds=5.0 + webhooks.WRITE_SLACK_SECONDS + 1)
+    assert past > timezone.now() - dt.timedelta(seconds=webhooks.IN_FLIGHT_SECONDS)  # still within the claim
+    WebhookAttempt.objects.update(started_at=past)
+    assert webhooks.in_flight(user.pk) == 0
+    assert not webhooks.on_the_wire(WebhookAttempt.objects.first())
+    assert webhooks.deliver(delivery_id=fresh, attempts=0) == "delivered"
+    assert rx.count == 1
+
+
+@pytest.mark.django_db(transaction=True)  # the attempt runs in a thread with a connection the receiver can end
+def test_an_answer_whose_write_lost_its_connection_is_written_on_a_new_one(user, servers):
+    """The worker's connection ends while its attempt is on the wire (a restart, a failover): the answer is still
+    written, so a delivered event is not sent again at the next retry and the place is freed at once."""
+    worker: dict[str, object] = {}
+
+    def answer(handler: BaseHTTPRequestHandler, server: Server) -> None:
+        with connection.cursor() as cursor:  # the receiver's thread: a connection of its own
+            cursor.execute("SELECT pg_terminate_backend(%s)", [worker["pid"]])
+        connection.close()
+        plain(200)(handler, server)
+
+    rx = servers(answer)
+    _endpoint(user, rx.url)
+    _notify(user)
+    (delivery,) = WebhookDelivery.objects.all()
+
+    def run() -> None:
+        try:
+            connection.ensure_connection()
+            worker["pid"] = connection.connection.info.backend_pid
+            worker["outcome"] = webhooks.deliver(delivery_id=delivery.pk, attempts=0)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert worker.get("outcome") == "delivered"
+    attempt = WebhookAttempt.objects.get()
+    assert attempt.finished_at is not None and attempt.status_code == 200
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered" and rx.count == 1
+
+
 # --- clean text, and the outcome written at the claim ------------------------------------------------------
 
 
