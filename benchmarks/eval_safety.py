@@ -13,12 +13,12 @@ each rate with its 95 % Wilson interval:
   the same run from git history (`--baseline-ref`) on the same prompts;
 - then, and only then, the prompts it got wrong. A round whose misses have been read has measured all it can:
   it joins the training data (moves to moderation/data/train/), and a new round is written for the next change.
-Optionally (`--folds 5`), k-fold cross-validation on the training data, by language (what thresholds and model
-settings are chosen on: never the held-out round).
+Optionally (`--rounds-out`), leave one round out: each round already read, judged by a model fitted on the rest
+of the training data (what thresholds and model settings are chosen on: never the held-out round).
 Images: open_nsfw and NudeNet on images that ship with scikit-image and frames this script makes (none is
 sexual: no such images ship in any package here), the false-block and false-hold rates and the latency per frame.
 
-    .venv/bin/python benchmarks/eval_safety.py [--round FILE ...] [--folds 5] [--baseline-ref REF]
+    .venv/bin/python benchmarks/eval_safety.py [--round FILE ...] [--rounds-out] [--baseline-ref REF]
 The last line is one JSON object.
 """
 
@@ -42,6 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
+# One thread per process, as the cpu role runs its workers (supervisord.conf), for this check and the baseline.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import django  # noqa: E402
 
@@ -195,22 +197,43 @@ def baseline_times(ref: str, prompts: list[str]) -> tuple[list[float] | None, st
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], capture_output=True)
 
 
-def cross_validate(rows: list[textmodel.Example], folds: int) -> dict[str, dict]:
-    """k-fold cross-validation on the training data, by language, decided as the production path decides."""
-    from sklearn.model_selection import StratifiedKFold
-
-    rows = [row for row in rows if row.split == "train"]
+def rounds_out(data: Path, covered: set[str]) -> tuple[list[str], dict[str, dict[str, dict]]]:
+    """Leave one round out: each held-out round already read (it joined the training data as
+    train/round<N>_*.jsonl) is judged in turn by a model fitted on all the rest of the training data, decided as
+    the production path decides. Its authors wrote nothing else the model saw, so this measures what a fresh
+    round would, where k folds of the same authors' prompts would overstate it. Model settings and thresholds
+    are chosen on it; never on the held-out round."""
+    rows, rounds = [], []
+    for path in textmodel.data_files(data):
+        name = path.stem.split("_", 1)[0] if path.stem.startswith("round") else ""
+        for row in textmodel.read_jsonl(path):
+            if row.split == "train":
+                rows.append(row)
+                rounds.append(name)
     found = textmodel.read([row.text for row in rows])
     labels = [row.category for row in rows]
-    decisions: list[policy.Decision | None] = [None] * len(rows)
-    for fit_idx, test_idx in StratifiedKFold(folds, shuffle=True, random_state=0).split(found.texts, labels):
-        model = textmodel.TextModel.fit(*textmodel.fitting_set(found, labels, fit_idx))
-        for i in test_idx:
-            scores = model.judge_read(found, i)
-            strictest = {name: max(s[name] for s in scores) for name in scores[0]}
+    names = sorted({r for r in rounds if r})
+    judged: list[int] = []
+    decisions: list[policy.Decision] = []
+    for name in names:
+        model = textmodel.TextModel.fit(
+            *textmodel.fitting_set(found, labels, [i for i, r in enumerate(rounds) if r != name])
+        )
+        for i in (i for i, r in enumerate(rounds) if r == name and rows[i].language in covered):
+            whole, *parts = model.judge_read(found, i)
             rules, holds = screening.rule_findings(normalize.variants(rows[i].text))
-            decisions[i] = policy.decide(Stage.INPUT_TEXT, strictest, rules=rules, holds=holds)
-    return group_rates(rows, decisions, lambda row: row.language)
+            findings = screening.TextFindings(
+                scores=whole, parts=screening.strictest_per_category(parts), rules=rules, holds=holds, failures=[]
+            )
+            judged.append(i)
+            decisions.append(findings.decision())
+    kept = [rows[i] for i in judged]
+    return names, {
+        "category": group_rates(kept, decisions, lambda row: row.category),
+        "language": group_rates(kept, decisions, lambda row: row.language),
+        "style": group_rates(kept, decisions, lambda row: row.style),
+        "overall": group_rates(kept, decisions, lambda row: "all covered languages"),
+    }
 
 
 def images() -> dict:
@@ -242,7 +265,9 @@ def images() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--round", nargs="*", type=Path, help="held-out JSONL files (default: the newest round)")
-    parser.add_argument("--folds", type=int, default=0, help="k-fold cross-validation on the training data")
+    parser.add_argument(
+        "--rounds-out", action="store_true", help="leave one read round out of the training data in turn (slow)"
+    )
     parser.add_argument("--baseline-ref", default=BASELINE_REF, help="the git ref of the check to compare latency")
     parser.add_argument("--no-images", action="store_true")
     args = parser.parse_args()
@@ -254,7 +279,8 @@ def main() -> None:
     training = textmodel.examples(Path(settings.MODERATION_TEXT_DATA))
     print(
         f"machine   {platform.node()} · {os.cpu_count()} cores · {platform.machine()} · Python "
-        f"{platform.python_version()} · load {os.getloadavg()[0]:.1f}"
+        f"{platform.python_version()} · load {os.getloadavg()[0]:.1f} · "
+        f"{os.environ['OMP_NUM_THREADS']} thread(s) per check"
     )
     print(f"policy    {policy.load().version} · covered languages {','.join(sorted(covered))}")
     print(f"training  {len(training)} prompts in {len({r.language for r in training})} languages")
@@ -264,15 +290,19 @@ def main() -> None:
         f"{sum(r.category == textmodel.BENIGN for r in supported)} benign)"
     )
 
-    cv = None
-    if args.folds:
+    lro = None
+    if args.rounds_out:
         started = time.perf_counter()
-        cv = cross_validate(training, args.folds)
-        print_groups(
-            f"{args.folds}-fold cross-validation on the training data, by language "
-            f"({time.perf_counter() - started:.0f} s):",
-            cv,
+        names, lro = rounds_out(Path(settings.MODERATION_TEXT_DATA), set(covered))
+        print(
+            f"\nleave one round out ({', '.join(names)}: each judged by a model fitted on the rest "
+            f"of the training data; covered languages; {time.perf_counter() - started:.0f} s)"
         )
+        order = [*sorted(c for c in lro["category"] if c != textmodel.BENIGN), textmodel.BENIGN]
+        print_groups("  by category:", lro["category"], order)
+        print_groups("  by language:", lro["language"])
+        print_groups("  by style:", lro["style"], STYLES)
+        print_groups("  overall:", lro["overall"])
 
     started = time.perf_counter()
     textmodel.model()  # trained on the training data, as a worker trains or loads it
@@ -313,8 +343,10 @@ def main() -> None:
             for c in harmful_categories
             if c != "sexual_minors"
         ),
-        "sexual_minors_caught": by_category.get("sexual_minors", {}).get("caught", {"rate": 0})["rate"]
-        >= TARGETS["sexual_minors_caught"],
+        # None: the round has no such prompt (its authors may decline to write them), so it measures nothing here.
+        "sexual_minors_caught": None
+        if "sexual_minors" not in by_category
+        else by_category["sexual_minors"]["caught"]["rate"] >= TARGETS["sexual_minors_caught"],
         "language_caught": all(
             v["caught"]["rate"] >= TARGETS["language_caught"] for k, v in by_language.items() if k in covered
         ),
@@ -329,7 +361,8 @@ def main() -> None:
         ),
         "p99_vs_baseline": bool(base_p99) and p99 / base_p99 <= TARGETS["p99_vs_baseline"],
     }
-    print("\ntargets: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in checks.items()))
+    verdicts = {True: "met", False: "NOT met", None: "not measured"}
+    print("\ntargets: " + ", ".join(f"{k} {verdicts[v]}" for k, v in checks.items()))
 
     # Only now the misses: once they are read, this round joins training and a new one is written.
     print("\nwhat it got wrong (covered languages):")
@@ -368,7 +401,14 @@ def main() -> None:
         "text_p50_ms": round(p50, 1),
         "text_p99_ms": round(p99, 1),
         "baseline_p99_ms": round(base_p99, 1) if base_p99 else None,
-        "cv_caught_by_language": {k: r3(v["caught"]["rate"]) for k, v in sorted(cv.items())} if cv else None,
+        "rounds_out": {
+            "caught": r3(lro["overall"]["all covered languages"]["caught"]["rate"]),
+            "benign_blocked": r3(lro["overall"]["all covered languages"]["benign_blocked"]["rate"]),
+            "benign_held": r3(lro["overall"]["all covered languages"]["benign_held"]["rate"]),
+            "caught_by_category": {k: r3(v["caught"]["rate"]) for k, v in sorted(lro["category"].items())},
+        }
+        if lro
+        else None,
         "image_p50_ms": round(image["p50_ms"], 1) if image else None,
         "targets_met": checks,
     }

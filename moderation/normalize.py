@@ -35,6 +35,11 @@ _INVISIBLE_EXTRA = "\u115f\u1160\u3164\uffa0\u034f\u180e"
 # Latin letters and digits only: single letters between spaces are ordinary in Chinese, Japanese or Russian.
 _SPREAD = re.compile(r"(?<![\w])(?:[a-z0-9][ .\-_*+|/\\~'`^,:]{1,2}){2,}[a-z0-9](?![\w])")
 _SPREAD_SEPARATORS = re.compile(r"[ .\-_*+|/\\~'`^,:]")
+# The same in other scripts: three or more single letters (each with its marks: a Devanagari virama or vowel sign,
+# Arabic vowels) standing alone between spaces ("分 尸 视 频", "ت ق ط ي ع") are one spread-out run. Words of
+# two letters ("हम तो घर", "вы и я") are words, not a run.
+_LETTER = r"[^\x00-\x7f\s][\u0300-\u036f\u064b-\u065f\u0670\u0900-\u0903\u093a-\u094f\u0951-\u0957\u0962\u0963]?"
+_SPREAD_OTHER = re.compile(rf"(?<!\S)(?:{_LETTER} ){{2,}}{_LETTER}(?!\S)")
 
 # Leetspeak: a digit or symbol standing for a letter, only inside a word that has letters in it.
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
@@ -167,8 +172,10 @@ def _segment(letters: str) -> str:
 
 
 def _join_spread(text: str) -> str:
-    # A spread-out run often spans several words ("a t e r r o r i s t a t t a c k"): join, then re-split.
-    return _SPREAD.sub(lambda m: _segment(_SPREAD_SEPARATORS.sub("", m.group())), text)
+    # A spread-out run often spans several words ("a t e r r o r i s t a t t a c k"): join, then re-split (by
+    # English word frequencies; other scripts stay joined: Chinese and Japanese have no spaces anyway).
+    text = _SPREAD.sub(lambda m: _segment(_SPREAD_SEPARATORS.sub("", m.group())), text)
+    return _SPREAD_OTHER.sub(lambda m: m.group().replace(" ", ""), text)
 
 
 def plain(text: str) -> str:

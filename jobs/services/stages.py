@@ -118,7 +118,7 @@ def job_moderate_input(*, job_id: int) -> str | None:
         except OSError as exc:
             decisions.append(policy.decide(Stage.INPUT_IMAGE, {}, failures=[f"reference image unreadable: {exc}"]))
         else:
-            decisions.append(screening.check_reference(image, text.scores))
+            decisions.append(screening.check_reference(image, text.strictest))
     return apply_decisions(job_id=job_id, at=S.PENDING, decisions=decisions)
 
 
