@@ -28,6 +28,7 @@ machine cannot make namespaces.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import os
 import platform
@@ -223,6 +224,13 @@ class Run:
             f"{victim} back in the fleet",
         )
         rejoined_at = time.time()
+        # What happened to the job after the cut, for a report that has to explain a slow rerun.
+        timeline = [
+            f"{e.created_at.timestamp() - cut_at:+.2f}s {e.to_state} {e.actor}"
+            for e in JobEvent.objects.filter(
+                job_id=job.pk, created_at__gte=dt.datetime.fromtimestamp(cut_at - 1, dt.UTC)
+            ).order_by("id")
+        ]
         return {
             "host": victim,
             "job": vid,
@@ -232,6 +240,7 @@ class Run:
             "to_running_s": round(again.created_at.timestamp() - cut_at, 3),
             "to_done_s": round(done.completed_at.timestamp() - cut_at, 3),
             "rejoin_s": round(rejoined_at - back_at, 3),
+            "events": timeline,
         }
 
     def probe(self, phase: str, vid: str, *, submit: bool) -> None:

@@ -336,3 +336,19 @@ def test_a_worker_starting_on_a_host_gives_back_the_jobs_of_its_dead_runners_at_
     assert Job.objects.get(pk=live.pk).state == State.RUNNING
     assert Job.objects.get(pk=elsewhere.pk).state == State.RUNNING  # another host's pids mean nothing here
     assert services.live_slots() == 0  # the dead runner's slot is withdrawn too
+
+
+def test_a_runner_whose_job_lease_ran_out_is_handed_nothing_until_it_reports_again(make_job):
+    """Its host may be cut off: handing it the reaped job would leave that job there until the dispatch timeout.
+    (The runner's own registration has not timed out yet: both heartbeats stopped at the same moment.)"""
+    job = make_job("dispatched")
+    services.runner_heartbeat(name="gpu-a", slots=1, model_names=["wan-tiny"], queue="gpu-a")
+    services.job_claim(job_id=job.pk, runner="gpu-a")
+    services.runner_heartbeat(name="gpu-b", slots=1, model_names=["wan-tiny"], queue="gpu-b")
+    Job.objects.filter(pk=job.pk).update(lease_expires_at=services.db_now_plus(-1))
+    assert services.reap_expired() == 1
+    assert services.dispatch_once() == 1
+    assert list(OrmQ.objects.values_list("key", flat=True)) == ["gpu-b"]
+    assert services.live_slots() == 1
+    services.runner_heartbeat(name="gpu-a", slots=1, model_names=["wan-tiny"], queue="gpu-a")  # it was alive
+    assert services.live_slots() == 2

@@ -233,19 +233,29 @@ def _each_locked(candidates: QuerySet[Job], handle: Callable[[Job], None], batch
     return handled
 
 
+def _reap(job: Job) -> None:
+    if job.state == S.RUNNING and job.runner_id:
+        # Its runner stopped reporting: it offers no slot until its next heartbeat, so the reaped job (or another)
+        # is not handed to a host that cannot be reached and left there until the dispatch timeout. A runner still
+        # alive is back within one heartbeat. (Not a remote pool's worker: the job coming straight back to it lets
+        # it adopt the generation still running on the remote server.)
+        Runner.objects.filter(name=job.runner_id).exclude(queue__startswith="remote.").update(
+            last_seen_at=db_now_plus(-cfg("RUNNER_TTL_SECONDS") - 1)
+        )
+    retry_or_fail(
+        job,
+        error_code="lease_expired",
+        message="the runner stopped reporting (lease expired)",
+        retryable=True,
+        actor="reaper",
+        backoff=False,  # the runner vanished, the job did nothing wrong: the next free slot takes it
+    )
+
+
 def reap_expired(batch: int = 100) -> int:
     """Dispatched or running jobs whose lease ran out (database clock): retry with backoff or fail."""
     reaped = _each_locked(
-        Job.objects.filter(state__in=(S.DISPATCHED, S.RUNNING), lease_expires_at__lt=Now()),
-        lambda job: retry_or_fail(
-            job,
-            error_code="lease_expired",
-            message="the runner stopped reporting (lease expired)",
-            retryable=True,
-            actor="reaper",
-            backoff=False,  # the runner vanished, the job did nothing wrong: the next free slot takes it
-        ),
-        batch,
+        Job.objects.filter(state__in=(S.DISPATCHED, S.RUNNING), lease_expires_at__lt=Now()), _reap, batch
     )
     if reaped:
         metrics.LEASE_EXPIRIES.inc(reaped)
