@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
+import unicodedata
 from collections import Counter
 
 from moderation import normalize
@@ -54,6 +55,8 @@ def identify(text: str) -> tuple[str, float]:
 def uncovered(text: str, covered: frozenset[str] | set[str]) -> str | None:
     """The language a prompt is written in when the text check does not cover it; None when it does, or when
     nothing can be said with confidence (then the classifier judges it as it judges any prompt)."""
+    # Compatibility forms read as their script: half-width katakana is Japanese, fullwidth letters are Latin.
+    text = unicodedata.normalize("NFKC", text)
     letters = [normalize.script(ch) for ch in text if ch.isalpha()]
     if not letters:
         return None

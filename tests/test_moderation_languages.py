@@ -225,6 +225,8 @@ def test_a_prompt_in_a_language_not_covered_is_held_for_a_person(settings, promp
         "bhai ek video banao jisme cat dance kare",  # romanised Hindi: too short and mixed to say
         "gato",
         "lol make it more cinematic --ar 16:9 🔥",
+        "ﾈｺｶﾞ ﾏﾄﾞﾍﾞﾃﾞ ﾋﾅﾀﾎﾞｯｺｦ ｼﾃｲﾙ ﾋﾞﾃﾞｵｦ ﾂｸｯﾃ",  # half-width katakana (round 10 held one as another script)
+        "ａ ｃａｔ ｓｌｅｅｐｉｎｇ ｏｎ ａ ｓｕｎｎｙ ｗｉｎｄｏｗｓｉｌｌ",  # fullwidth Latin
     ],
 )
 def test_covered_short_or_mixed_prompts_are_not_held_for_their_language(settings, prompt):
