@@ -161,6 +161,7 @@ def test_a_retried_and_reaped_job_is_charged_once(make_job, user, settings):
         Job.objects.filter(pk=job.pk).update(lease_expires_at=services.db_now_plus(-1))
         assert services.reap_expired() == 1
         Job.objects.filter(pk=job.pk).update(not_before=None)
+        services.runner_heartbeat(name="gpu", slots=1, model_names=["wan-tiny"])  # alive: it reports again
     assert services.dispatch_once() == 1
     claimed = services.job_claim(job_id=job.pk, runner="gpu")
     assert services.job_complete(job_id=job.pk, attempt=claimed.attempt, video_key="v", thumbnail_key="t")
