@@ -27,6 +27,8 @@ _SEXUAL = (
     r"|seductive\w*|striptease|stripping|explicit|molest\w*|rape\w*|intercourse|fondl\w*|aroused|nsfw)"
 )
 
+_FOOD = r"(?:food|gastronom\w*|culinar\w*|alimentai\w*)"
+
 RULES: dict[str, tuple[str, ...]] = {
     "sexual_minors": (
         r"\bcsam\b",
@@ -38,13 +40,15 @@ RULES: dict[str, tuple[str, ...]] = {
         rf"\b{_SEXUAL}\b.{{0,60}}\b{_MINOR}\b",
     ),
     "sexual_explicit": (
-        r"(?<!food )(?<!ruin )(?<!earth )(?<!cabin )\bporn\w*\b",  # not "food porn"
+        # Not "food porn" in any language ("pornografía gastronómica", "Food-Porno", "pornô gastronômico").
+        rf"(?<!food )(?<!food-)(?<!ruin )(?<!earth )(?<!cabin )\bporn\w*\b(?![ -]{_FOOD})",
         r"\bxxx\b(?!-hot)",
         r"\bhentai\b",
         r"\b(?:hardcore|explicit|graphic) (?:sex|sexual|nudity|porn)\w*\b",
         r"\b(?:having|have|has) sex\b",
         r"\bsex (?:scene|tape|video|act|acts)\b",
-        r"\b(?:blowjob|handjob|cumshot|orgasm\w*|masturbat\w*|gangbang|creampie|deepthroat\w*)\b",
+        # "orgasm", not "orgasmic": cheese and desserts are called that ("une raclette orgasmique").
+        r"\b(?:blowjob|handjob|cumshot|orgasm(?:s|ing)?|masturbat\w*|gangbang|creampie|deepthroat\w*)\b",
         r"\bstriptease\b",
         r"\b(?:fully )?(?:nude|naked) (?:woman|women|man|men|girl|boy|body|bodies|model|couple|people)\b.{0,40}"
         r"\b(?:spread|pos\w*|touch\w*|strip\w*|sensual\w*|aroused)\b",
