@@ -31,6 +31,9 @@ from pathlib import Path
 
 from django.conf import settings
 
+# A remote pool's queue: the dispatcher sends it no broker message (its worker reads the job table).
+REMOTE_QUEUE_PREFIX = "remote."
+
 # Our phases for a remote job. `unknown`: a status this dialect does not define (polled on, never trusted).
 QUEUED, RUNNING, COMPLETED, FAILED, UNKNOWN = "queued", "running", "completed", "failed", "unknown"
 
@@ -108,7 +111,7 @@ class Pool:
     @property
     def queue(self) -> str:
         """The queue the dispatcher addresses this pool's jobs to (the job table is read, no broker message)."""
-        return f"remote.{self.name}"
+        return f"{REMOTE_QUEUE_PREFIX}{self.name}"
 
     def remote_model(self, model: str) -> str:
         entry = self.models.get(model)

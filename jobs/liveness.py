@@ -15,6 +15,7 @@ from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.models.functions import Now
 
+from jobs.backends import REMOTE_QUEUE_PREFIX
 from jobs.models import RoleHeartbeat, Runner
 from jobs.services.transitions import db_now_plus
 
@@ -55,7 +56,8 @@ def live(role: str, *, host: str | None, max_age: float) -> list[str]:
     """The names of the role's processes (on `host`, or anywhere) seen within `max_age` seconds."""
     fresh = db_now_plus(-max_age)
     if role in ("gpu", "remote"):
-        rows = Runner.objects.filter(last_seen_at__gte=fresh, queue__startswith="gpu" if role == "gpu" else "remote.")
+        prefix = "gpu" if role == "gpu" else REMOTE_QUEUE_PREFIX
+        rows = Runner.objects.filter(last_seen_at__gte=fresh, queue__startswith=prefix)
     else:
         rows = RoleHeartbeat.objects.filter(role=role, last_seen_at__gte=fresh)
     if host:

@@ -75,7 +75,7 @@ class TextFindings:
     @property
     def strictest(self) -> dict[str, float]:
         """The strictest score per category over the whole prompt and its parts."""
-        return {name: policy.strictest([score, self.parts.get(name, 0.0)]) for name, score in self.scores.items()}
+        return strictest_per_category([self.scores, self.parts])
 
     def decision(self) -> policy.Decision:
         return policy.decide(
@@ -89,7 +89,8 @@ class TextFindings:
 
 
 def strictest_per_category(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {name: policy.strictest(row[name] for row in rows) for name in rows[0]} if rows else {}
+    """Per category of the first row, the strictest score over the rows (a row without it counts 0)."""
+    return {name: policy.strictest(row.get(name, 0.0) for row in rows) for name in rows[0]} if rows else {}
 
 
 def rule_findings(readings: list[str]) -> tuple[dict[str, str], dict[str, str]]:

@@ -22,6 +22,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from jobs import queueing
+from jobs.backends import REMOTE_QUEUE_PREFIX
 from jobs.catalog import CATALOG
 from jobs.models import Job, QueueSummary, Runner, SchedFlow, SchedTier, State
 from jobs.services import fairness, policy
@@ -161,7 +162,7 @@ def _hand_out(job_id: int, queue: str, *, send: bool) -> bool:
         queue=queue,
         lease_expires_at=db_now_plus(cfg("DISPATCH_TIMEOUT_SECONDS")),
     )
-    if send and not queue.startswith("remote."):
+    if send and not queue.startswith(REMOTE_QUEUE_PREFIX):
         # "Try to claim job X", on the runner's own queue: duplicates and losses are harmless, the claim guards.
         # (A remote pool's worker reads the jobs handed to its queue from this table: no message.)
         queueing.enqueue_runner("gpu_runner.tasks.run_job", job.pk, queue=queue)
@@ -239,7 +240,7 @@ def _reap(job: Job) -> None:
         # is not handed to a host that cannot be reached and left there until the dispatch timeout. A runner still
         # alive is back within one heartbeat. (Not a remote pool's worker: the job coming straight back to it lets
         # it adopt the generation still running on the remote server.)
-        Runner.objects.filter(name=job.runner_id).exclude(queue__startswith="remote.").update(
+        Runner.objects.filter(name=job.runner_id).exclude(queue__startswith=REMOTE_QUEUE_PREFIX).update(
             last_seen_at=db_now_plus(-cfg("RUNNER_TTL_SECONDS") - 1)
         )
     retry_or_fail(
