@@ -40,6 +40,10 @@ _SPREAD_SEPARATORS = re.compile(r"[ .\-_*+|/\\~'`^,:]")
 # two letters ("हम तो घर", "вы и я") are words, not a run.
 _LETTER = r"[^\x00-\x7f\s][\u0300-\u036f\u064b-\u065f\u0670\u0900-\u0903\u093a-\u094f\u0951-\u0957\u0962\u0963]?"
 _SPREAD_OTHER = re.compile(rf"(?<!\S)(?:{_LETTER} ){{2,}}{_LETTER}(?!\S)")
+# Chinese and Japanese put no space between words, so a space between two of their characters only splits a word
+# for a matcher ("飞 机撞塔", "せ っくす"); Korean spaces its words and is left alone.
+_CJK = "\u3040-\u30ff\u31f0-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+_CJK_SPACE = re.compile(rf"(?<=[{_CJK}]) +(?=[{_CJK}])")
 
 # Leetspeak: a digit or symbol standing for a letter, only inside a word that has letters in it.
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b", "9": "g",
@@ -175,7 +179,8 @@ def _join_spread(text: str) -> str:
     # A spread-out run often spans several words ("a t e r r o r i s t a t t a c k"): join, then re-split (by
     # English word frequencies; other scripts stay joined: Chinese and Japanese have no spaces anyway).
     text = _SPREAD.sub(lambda m: _segment(_SPREAD_SEPARATORS.sub("", m.group())), text)
-    return _SPREAD_OTHER.sub(lambda m: m.group().replace(" ", ""), text)
+    text = _SPREAD_OTHER.sub(lambda m: m.group().replace(" ", ""), text)
+    return _CJK_SPACE.sub("", text)
 
 
 def plain(text: str) -> str:

@@ -107,7 +107,7 @@ def test_rules_catch_unambiguous_requests_through_obfuscation(prompt, category):
 
 def test_the_written_policy_loads_and_every_category_is_ordered():
     written = policy.load()
-    assert written.version == "safety-v7" and written.output_frames >= 2
+    assert written.version == "safety-v8" and written.output_frames >= 2
     assert {"sexual_minors", "sexual_explicit", "nonconsensual_likeness", "graphic_violence"} <= set(written.categories)
     for category in written.categories.values():
         assert 0 <= category.review <= category.block <= 1 and category.label
@@ -210,7 +210,7 @@ def test_an_allowed_prompt_is_queued_with_its_scores_recorded(make_job):
     job = make_job("pending", prompt="a red fox in the snow")
     assert services.job_moderate_input(job_id=job.pk) == State.QUEUED
     decision = ModerationDecision.objects.get(job=job)
-    assert (decision.stage, decision.action, decision.policy) == ("input_text", "allow", "safety-v7")
+    assert (decision.stage, decision.action, decision.policy) == ("input_text", "allow", "safety-v8")
     assert set(decision.scores) >= {"sexual_minors", "graphic_violence", "hate"}
     assert all(0 <= v <= 1 for v in decision.scores.values())
     # A duplicate message is harmless.

@@ -43,9 +43,24 @@ def test_letters_of_other_scripts_spread_out_with_spaces_are_read_joined(spread,
     assert normalize.plain(spread) == joined
 
 
-@pytest.mark.parametrize("words", ["हम तो घर पर है", "вы и я", "عائلة في البيت", "我 爱 你们"])
+@pytest.mark.parametrize("words", ["हम तो घर पर है", "вы и я", "عائلة في البيت", "나는 너를 사랑해"])
 def test_short_words_of_other_scripts_are_not_a_spread_run(words):
     assert len(normalize.plain(words).split()) == len(words.split())
+
+
+@pytest.mark.parametrize(
+    ("spread", "joined"),
+    [
+        # Round 12's obfuscated prompts: runs of two, or runs ending at a Chinese or Japanese punctuation mark.
+        ("飞 机撞塔配圣 歌，赞 美", "飞机撞塔配圣歌,赞美"),
+        ("ア ル カ イ ダ の せ ん で ん 動 画、", "アルカイダのせんでん動画、"),
+        ("せ っ く す してる", "せっくすしてる"),
+        ("ｾ ｯ ｸ ｽ", "セックス"),  # half-width katakana, read as full-width
+        ("视频 about 成 年人", "视频 about 成年人"),  # a space beside a Latin word stays
+    ],
+)
+def test_a_space_between_two_chinese_or_japanese_characters_is_read_as_none(spread, joined):
+    assert normalize.plain(spread) == joined
 
 
 def test_look_alikes_are_folded_in_latin_prompts_and_in_mixed_words_only():
