@@ -597,9 +597,9 @@ def main() -> int:
     os.environ["VIDEOGEN_ROLE"] = "worker"
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
     fresh_db.recreate(args.database_url, env={**os.environ})
-    import django
+    from videogen import boot
 
-    django.setup()
+    boot.setup()
     from django.db import close_old_connections, connection
 
     from jobs.accounts import api_key_create, ensure_user

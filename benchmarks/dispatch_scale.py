@@ -293,9 +293,9 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
     fresh_db.recreate(args.database)
 
-    import django
+    from videogen import boot
 
-    django.setup()
+    boot.setup()
     info = machine()
     print(
         f"machine   {info['host']} · {info['cores']} cores · {info['cpu']} · PostgreSQL {info['postgres']} · "

@@ -45,9 +45,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
 # One thread per process, as the cpu role runs its workers (supervisord.conf), for this check and the baseline.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import django  # noqa: E402
+from videogen import boot  # noqa: E402
 
-django.setup()
+boot.setup()
 
 from django.conf import settings  # noqa: E402
 

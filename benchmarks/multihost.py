@@ -540,9 +540,9 @@ def main() -> int:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
         print(f"postgres, redis and s3 up in {time.time() - started:.0f}s", flush=True)
         subprocess.run([PY, "manage.py", "migrate", "-v", "0"], cwd=ROOT, env={**os.environ}, check=True)
-        import django
+        from videogen import boot
 
-        django.setup()
+        boot.setup()
         from gpu_runner import registry
         from gpu_runner.tiny_model import build_tiny_wan
         from jobs.accounts import api_key_create, ensure_user

@@ -143,9 +143,9 @@ def main() -> None:
     )
     base = f"http://127.0.0.1:{port}"
     os.environ.update(env, VIDEOGEN_ROLE="worker", DJANGO_SETTINGS_MODULE="videogen.settings")
-    import django
+    from videogen import boot
 
-    django.setup()
+    boot.setup()
     from django.conf import settings
 
     written: list[tuple[int, int, float]] = []  # (client index, seq, commit time)

@@ -218,9 +218,9 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
     fresh_db.recreate(args.database, env=dict(os.environ))
 
-    import django
+    from videogen import boot
 
-    django.setup()
+    boot.setup()
     from django.db import connection
     from django.test import Client
 

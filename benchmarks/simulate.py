@@ -439,9 +439,9 @@ def _helper_main(cfg: SimConfig, database_url: str, inbox, outbox) -> None:
         os.environ.update(DATABASE_URL=database_url, LOG_LEVEL="WARNING", VIDEOGEN_ROLE="worker")
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
         sys.setswitchinterval(cfg.switch_interval)
-        import django
+        from videogen import boot
 
-        django.setup()
+        boot.setup()
         from gpu_runner.simulated import SimulatedCpuStage
         from moderation import screening
 
@@ -1289,9 +1289,9 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
     fresh_db.recreate(args.database)
 
-    import django
+    from videogen import boot
 
-    django.setup()
+    boot.setup()
     data = run(cfg, database_url=args.database, out_dir=out, say=lambda m: print(m, file=sys.stderr))
     res = analyse(data)
     figures = res["figures"]

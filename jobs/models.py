@@ -97,6 +97,10 @@ class ApiKey(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
 
+    class Meta:
+        verbose_name = "API key"
+        verbose_name_plural = "API keys"
+
     def __str__(self) -> str:
         return f"{self.prefix}… ({self.user})"
 
@@ -316,6 +320,8 @@ class CreditEntry(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        verbose_name = "credit entry"
+        verbose_name_plural = "credit entries"
         indexes = [models.Index(fields=["user", "-id"], name="credit_user_id_idx")]
         constraints = [
             models.UniqueConstraint(
@@ -338,6 +344,10 @@ class SchedFlow(models.Model):
     user = models.OneToOneField(settings.AUTH_USER_MODEL, primary_key=True, on_delete=models.CASCADE)
     finish = models.FloatField(default=0.0)
 
+    class Meta:
+        verbose_name = "scheduling flow"
+        verbose_name_plural = "scheduling flows"
+
     def __str__(self) -> str:
         return f"{self.user_id}: {self.finish:.1f}"
 
@@ -349,6 +359,10 @@ class SchedTier(models.Model):
     tier = models.CharField(max_length=8, primary_key=True, choices=Tier.choices)
     vtime = models.FloatField(default=0.0)
     vclock = models.FloatField(default=0.0)
+
+    class Meta:
+        verbose_name = "scheduling tier"
+        verbose_name_plural = "scheduling tiers"
 
     def __str__(self) -> str:
         return f"{self.tier}: served {self.vtime:.1f}, clock {self.vclock:.1f}"
@@ -382,6 +396,10 @@ class QueueSummary(models.Model):
     model = models.CharField(max_length=64, primary_key=True)
     data = models.JSONField(default=dict)
     published_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "queue summary"
+        verbose_name_plural = "queue summaries"
 
     def __str__(self) -> str:
         return f"{self.model} @ {self.published_at}"
@@ -482,7 +500,8 @@ class OpsSample(models.Model):
     data = models.JSONField(default=dict)
 
     class Meta:
-        verbose_name = "operations sample"
+        verbose_name = "operations dashboard"
+        verbose_name_plural = "operations dashboard"
 
     def __str__(self) -> str:
         return f"sample at {self.at}"

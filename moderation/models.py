@@ -102,6 +102,10 @@ class RecentBlocks(models.Model):
     )
     times = models.JSONField(default=list)
 
+    class Meta:
+        verbose_name = "recent blocks"
+        verbose_name_plural = "recent blocks"
+
     def __str__(self) -> str:
         return f"{len(self.times)} recent blocks of {self.user_id}"
 

@@ -129,6 +129,8 @@ class WebhookDelivery(models.Model):
     delivered_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name = "webhook delivery"
+        verbose_name_plural = "webhook deliveries"
         constraints = [
             # One delivery per (event, endpoint): a retried task or a duplicate message never makes a second one.
             models.UniqueConstraint(
@@ -213,6 +215,8 @@ class EmailDelivery(models.Model):
     error = models.CharField(max_length=500, blank=True)
 
     class Meta:
+        verbose_name = "email delivery"
+        verbose_name_plural = "email deliveries"
         indexes = [
             models.Index(
                 fields=["next_attempt_at"], name="email_delivery_due_idx", condition=models.Q(status="pending")

@@ -23,3 +23,7 @@ atexit.register(shutil.rmtree, _C2PA_DIR, True)
 os.environ["C2PA_SIGN_CERT"] = str(_C2PA_DIR / "signer.pem")
 os.environ["C2PA_SIGN_KEY"] = str(_C2PA_DIR / "signer.key")
 os.environ["C2PA_LOCAL_CA"] = str(_C2PA_DIR / "ca.pem")
+
+from videogen import boot  # noqa: E402
+
+boot.prepare()  # as manage.py does: the folders and names libraries read from the environment at import

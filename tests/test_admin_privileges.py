@@ -4,6 +4,8 @@ Support group holds exactly what support needs."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth.models import Group, Permission
 from django.test import Client
@@ -144,3 +146,18 @@ def test_support_cancels_jobs_replays_deliveries_and_views_but_edits_nothing_els
     for refused in ("/admin/jobs/apikey/add/", "/admin/moderation/review/", "/admin/jobs/runner/"):
         assert browser.get(refused).status_code == 403, refused
     assert browser.post(f"/admin/auth/user/{user.pk}/change/", {"username": "renamed"}).status_code == 403
+
+
+def test_the_admin_names_every_model_in_plain_english(admin_client):
+    """Django's default plural adds an "s": "Credit entrys", "Webhook deliverys", "Recent blockss"."""
+    from django.apps import apps
+
+    odd = [
+        m._meta.verbose_name_plural
+        for m in apps.get_models()
+        if m._meta.app_label in ("jobs", "moderation", "notifications")
+        and re.search(r"(?<![aeiou])ys$|ss$|^sched |^api ", str(m._meta.verbose_name_plural))
+    ]
+    assert odd == []
+    index = admin_client.get("/admin/").content.decode()
+    assert "Operations dashboard" in index and "Credit entries" in index and "Webhook deliveries" in index

@@ -105,6 +105,47 @@ def test_https_turns_on_secure_cookies_hsts_and_the_redirect():
     assert tls["SECURE_PROXY_SSL_HEADER"] == ["HTTP_X_FORWARDED_PROTO", "https"]
 
 
+@pytest.mark.parametrize(
+    ("env", "error"),
+    [
+        ({"HTTPS": "ture"}, "HTTPS must be one of 1/true/yes/on or 0/false/no/off, not 'ture'"),
+        ({"WEB_WORKERS": "four"}, "WEB_WORKERS must be an integer, not 'four'"),
+        ({"JOB_LEASE_SECONDS": "30s"}, "JOB_LEASE_SECONDS must be a number, not '30s'"),
+        ({"WEBHOOK_RETRY_SCHEDULE": "5,30,soon"}, "WEBHOOK_RETRY_SCHEDULE must be numbers separated by commas"),
+        ({"LOG_FORMAT": "xml"}, "LOG_FORMAT must be one of json, plain, not 'xml'"),
+        ({"Q_CLUSTER_NAME": "gpu"}, "Q_CLUSTER_NAME=gpu is named per process by the entry point"),
+    ],
+)
+def test_a_setting_that_does_not_parse_stops_start_up_naming_it(env, error):
+    done = _settings_in_a_process(**env)
+    assert done.returncode != 0 and error in done.stderr, done.stderr[-500:]
+
+
+@pytest.mark.parametrize("value", ["FALSE", " off ", "0", "no"])
+def test_false_reads_as_false_however_it_is_written(value):
+    assert json.loads(_settings_in_a_process(HTTPS=value).stdout)["SECURE_SSL_REDIRECT"] is False
+
+
+def test_reading_the_settings_writes_nothing(tmp_path):
+    """No folder made, no environment variable written: that is the entry points' work (videogen.boot)."""
+    var = tmp_path / "var"
+    code = (
+        "import json, os; before = dict(os.environ); import videogen.settings; "
+        "print(json.dumps(sorted(set(os.environ.items()) ^ set(before.items()))))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    for database_url in ("", env["DATABASE_URL"]):
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            env={**env, "VIDEOGEN_VAR_DIR": str(var), "DATABASE_URL": database_url},
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stderr[-500:]
+        assert json.loads(done.stdout) == [] and not var.exists()
+
+
 def test_weak_passwords_are_refused(user):
     from django.contrib.auth.password_validation import validate_password
     from django.core.exceptions import ValidationError

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -184,6 +186,34 @@ def test_log_lines_are_json_with_the_bound_request_and_job(settings):
     assert {k: line[k] for k in logcontext.FIELDS} == {
         "request_id": "req-9", "job_id": 42, "attempt": 2, "runner": "host:7", "user": 3, "tier": "paid",
     }  # fmt: skip
+
+
+def test_plain_log_lines_are_short_and_name_only_the_bound_fields():
+    import logging
+
+    from videogen import logcontext
+
+    formatter = logcontext.ReadableFormatter()
+    record = logging.LogRecord("jobs.test", logging.INFO, __file__, 1, "claimed %s", ("it",), None)
+    with logcontext.bind(job_id=42, attempt=2):
+        logcontext.ContextFilter().filter(record)
+    line = formatter.format(record)
+    assert line.endswith(" INFO    jobs.test: claimed it  [job_id=42 attempt=2]") and "None" not in line
+    unbound = logging.LogRecord("axes.apps", logging.INFO, __file__, 1, "ready", (), None)
+    logcontext.ContextFilter().filter(unbound)
+    assert formatter.format(unbound).endswith(" INFO    axes.apps: ready")
+
+
+@pytest.mark.parametrize(("database_url", "fmt"), [("", "plain"), ("postgres://postgres@127.0.0.1:5432/x", "json")])
+def test_the_embedded_profile_logs_readable_lines_and_production_json(database_url, fmt):
+    import subprocess
+    import sys
+
+    code = "from django.conf import settings; print(settings.LOGGING['handlers']['console']['formatter'])"
+    env = {**os.environ, "DATABASE_URL": database_url, "DJANGO_SETTINGS_MODULE": "videogen.settings"}
+    env.pop("LOG_FORMAT", None)
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == fmt
 
 
 @pytest.mark.django_db

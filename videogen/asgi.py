@@ -15,7 +15,11 @@ import os
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "videogen.settings")
 os.environ.setdefault("VIDEOGEN_ROLE", "web")  # pooled database connections (see settings)
 
-from django.core.wsgi import get_wsgi_application
+from videogen import boot
+
+boot.prepare()
+
+from django.core.wsgi import get_wsgi_application  # noqa: E402
 
 django_wsgi = get_wsgi_application()  # sets Django up before the imports below
 

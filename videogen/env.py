@@ -1,8 +1,18 @@
-"""Typed readers for environment variables: the one place settings come from."""
+"""Typed readers for environment variables: the one place settings come from.
+
+A value that does not parse stops start-up with an error that names the variable: `HTTPS=ture` must not read as
+false, nor `WEB_WORKERS=four` fail somewhere without a name.
+"""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -10,21 +20,55 @@ def env_str(name: str, default: str = "") -> str:
 
 
 def env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    return default if raw in (None, "") else int(raw)
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, not {raw!r}") from None
 
 
 def env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return default if raw in (None, "") else float(raw)
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {raw!r}") from None
 
 
 def env_bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name)
-    if raw in (None, ""):
+    raw = os.environ.get(name, "").strip().lower()
+    if not raw:
         return default
-    return raw.strip().lower() in ("1", "true", "yes", "on")
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be one of {'/'.join(_TRUE)} or {'/'.join(_FALSE)}, not {raw!r}")
 
 
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def env_floats(name: str, default: str) -> list[float]:
+    """A comma-separated list of numbers ("5,30,120")."""
+    try:
+        return [float(item) for item in env_list(name, default)]
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be numbers separated by commas, not {env_str(name)!r}") from None
+
+
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    raw = os.environ.get(name, "").strip().lower() or default
+    if raw not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {raw!r}")
+    return raw
+
+
+def var_dir() -> Path:
+    """Where this installation keeps its local state (SQLite file, metric files, keys, trained models)."""
+    return Path(env_str("VIDEOGEN_VAR_DIR", str(Path(__file__).resolve().parent.parent / "var")))

@@ -74,3 +74,19 @@ class ContextFilter(logging.Filter):
             if not hasattr(record, name):
                 setattr(record, name, bound.get(name))
         return True
+
+
+class ReadableFormatter(logging.Formatter):
+    """One short line per record for a person at a terminal (LOG_FORMAT=plain, the embedded profile's default):
+    time, level, logger, message, then only the context fields that are bound ("job_id=42 attempt=2")."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        bound = " ".join(f"{name}={value}" for name in FIELDS if (value := getattr(record, name, None)) is not None)
+        if not bound:
+            return line
+        first, newline, rest = line.partition("\n")  # a traceback stays below the line it belongs to
+        return f"{first}  [{bound}]{newline}{rest}"

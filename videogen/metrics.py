@@ -3,9 +3,9 @@
 Two kinds, so every figure is right however many processes and hosts run:
 - *events* (submissions, transitions, retries, lease expiries, dead jobs, moderation decisions, remote calls,
   webhook deliveries, credits, content-credential signings, wait and run times): counters and histograms each
-  process adds to in its own file under PROMETHEUS_MULTIPROC_DIR (settings sets it before anything imports
-  prometheus_client); a scrape sums the files of every process of the host, the dead ones included (a counter
-  never goes back);
+  process adds to in its own file under PROMETHEUS_MULTIPROC_DIR (the entry points set it before anything
+  imports prometheus_client: videogen.boot); a scrape sums the files of every process of the host, the dead ones
+  included (a counter never goes back);
 - *state* (queue depth and oldest wait per tier and model, runner slots and busy slots per pool, the runners
   each pool needs, webhook dead letters, credits reserved): read from the database at scrape time, so they are
   the cluster's, whichever web process answers.
@@ -16,9 +16,9 @@ A host without a web role has its counters served by any web process pointed at 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Iterator
 
+from django.conf import settings
 from django.db import transaction
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 from prometheus_client.core import GaugeMetricFamily
@@ -81,7 +81,7 @@ class StateCollector(Collector):
 
 def exposition() -> bytes:
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry, path=os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    multiprocess.MultiProcessCollector(registry, path=settings.PROMETHEUS_MULTIPROC_DIR)
     registry.register(StateCollector())
     return generate_latest(registry)
 

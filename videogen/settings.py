@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from videogen.env import env_bool, env_float, env_int, env_list, env_str
+from videogen.env import env_bool, env_choice, env_float, env_floats, env_int, env_list, env_str, var_dir
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("VIDEOGEN_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR = var_dir()  # made by the entry points (videogen.boot): importing settings writes nothing
 
 DEVELOPMENT_SECRET_KEY = "dev-insecure-change-me"
 SECRET_KEY = env_str("SECRET_KEY", DEVELOPMENT_SECRET_KEY)
@@ -121,7 +120,6 @@ elif DATABASE_URL:
     # (README: Serving). Health checks survive a restarted Postgres.
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=None, conn_health_checks=True)}
 else:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
@@ -389,7 +387,7 @@ EMAILS = {
     "PUBLIC_BASE_URL": env_str("PUBLIC_BASE_URL", "http://127.0.0.1:8000"),
     # Event types emailed unless the user turned them off (notification_preferences).
     "DEFAULT_EVENTS": env_list("EMAIL_DEFAULT_EVENTS", "video.completed,video.failed,webhook_endpoint.disabled"),
-    "RETRY_SCHEDULE": [float(x) for x in env_list("EMAIL_RETRY_SCHEDULE", "60,300,900,3600,10800")],
+    "RETRY_SCHEDULE": env_floats("EMAIL_RETRY_SCHEDULE", "60,300,900,3600,10800"),
 }
 
 # --- webhooks (notifications.webhooks) ------------------------------------------------------------------
@@ -399,9 +397,7 @@ WEBHOOKS = {
     "ALLOWED_NETWORKS": env_list("WEBHOOK_ALLOWED_NETWORKS", ""),
     # Seconds before each retry, each lengthened by a random 0-20% (never shortened); after the last the delivery
     # is dead. The default spans 24.7 to 29.7 hours (notifications.webhooks.retry_span).
-    "RETRY_SCHEDULE": [
-        float(x) for x in env_list("WEBHOOK_RETRY_SCHEDULE", "5,30,120,600,1800,3600,7200,14400,28800,32400")
-    ],
+    "RETRY_SCHEDULE": env_floats("WEBHOOK_RETRY_SCHEDULE", "5,30,120,600,1800,3600,7200,14400,28800,32400"),
     # Wall-clock bound of a whole attempt (lookup, connect, headers, body); it must end well within the 60 s
     # claim of an attempt (notifications.webhooks.IN_FLIGHT_SECONDS), or the sweep would send it again meanwhile.
     "ATTEMPT_DEADLINE_SECONDS": env_float("WEBHOOK_ATTEMPT_DEADLINE_SECONDS", 10.0),
@@ -497,8 +493,7 @@ _GPU_CLUSTER = {
 }
 RUNNER_QUEUE = env_str("Q_CLUSTER_NAME")
 if RUNNER_QUEUE == "gpu":
-    RUNNER_QUEUE = f"gpu.{socket.gethostname()}.{os.getpid()}"
-    os.environ["Q_CLUSTER_NAME"] = RUNNER_QUEUE  # django_q.conf reads it after this module
+    raise ImproperlyConfigured("Q_CLUSTER_NAME=gpu is named per process by the entry point: start it with manage.py")
 if RUNNER_QUEUE.startswith("gpu"):
     Q_CLUSTER["ALT_CLUSTERS"][RUNNER_QUEUE] = _GPU_CLUSTER
 RUNNER_POOL = env_str("RUNNER_POOL", "default")
@@ -531,20 +526,20 @@ SIMULATED_GENERATION = {
 # clients are served. Every process of a host adds its counters to files in PROMETHEUS_MULTIPROC_DIR (one
 # directory per host, shared by its roles; emptied when the whole host restarts, never while roles run).
 METRICS_TOKEN = env_str("METRICS_TOKEN", "")
+# prometheus_client reads it from the environment at its import: the entry points set it (videogen.boot).
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))
-os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR  # read by prometheus_client at its import
-Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 
-# Logs: one JSON object per line from every role (LOG_FORMAT=json, the default), with the request id and the job
-# (id, attempt, runner, user, tier) each line is about (videogen.logcontext); LOG_FORMAT=plain for a terminal.
-LOG_FORMAT = env_str("LOG_FORMAT", "json")
+# Logs, with the request id and the job (id, attempt, runner, user, tier) each line is about (videogen.logcontext):
+# one JSON object per line (LOG_FORMAT=json, the production profile's default, for a log collector), or a short
+# readable line (LOG_FORMAT=plain, the embedded profile's default: a person at a terminal).
+LOG_FORMAT = env_choice("LOG_FORMAT", "json" if DATABASE_URL else "plain", ("json", "plain"))
 _LOG_FIELDS = "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"context": {"()": "videogen.logcontext.ContextFilter"}},
     "formatters": {
-        "plain": {"format": _LOG_FIELDS + " request_id=%(request_id)s job_id=%(job_id)s"},
+        "plain": {"()": "videogen.logcontext.ReadableFormatter"},
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
             "format": _LOG_FIELDS + " %(request_id)s %(job_id)s %(attempt)s %(runner)s %(user)s %(tier)s",
@@ -591,11 +586,7 @@ MODERATION_CLIP_MAX_PIXELS = env_int("MODERATION_CLIP_MAX_PIXELS", 3840 * 2160)
 
 
 def _positive_int(name: str, default: int, *, most: int | None = None) -> int:
-    raw = os.environ.get(name, "")
-    try:
-        value = env_int(name, default)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a positive integer, not {raw!r}") from None
+    value = env_int(name, default)
     if value < 1 or (most is not None and value > most):
         bound = f" at most {most}" if most is not None else ""
         raise ImproperlyConfigured(f"{name} must be a positive integer{bound}, not {value}")

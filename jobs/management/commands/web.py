@@ -12,13 +12,15 @@ import uvicorn
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
+from videogen.env import env_int, env_str
+
 
 class Command(BaseCommand):
     help = "Serve the web role (API, pages, admin, websockets) with WEB_WORKERS processes."
 
     def add_arguments(self, parser) -> None:
-        parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
-        parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+        parser.add_argument("--host", default=env_str("HOST", "127.0.0.1"))
+        parser.add_argument("--port", type=int, default=env_int("PORT", 8000))
         parser.add_argument("--workers", type=int, default=settings.WEB_WORKERS)
 
     def handle(self, *args, host: str, port: int, workers: int, **options) -> None:
@@ -30,7 +32,7 @@ class Command(BaseCommand):
             host=host,
             port=port,
             workers=workers,
-            log_level=os.environ.get("WEB_LOG_LEVEL", "warning"),
+            log_level=env_str("WEB_LOG_LEVEL", "warning"),
             # The limit on a request's headers; bodies are bounded by videogen.bodylimit.
             h11_max_incomplete_event_size=64 * 1024,
             lifespan="off",
