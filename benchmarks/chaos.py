@@ -382,7 +382,7 @@ class Fleet:
 
 
 def start_redis(port: str) -> None:
-    """The machine's Redis, started as the README says, once it has stopped."""
+    """The machine's Redis, started as docs/operating.md says, once it has stopped."""
     for _ in range(50):
         if subprocess.run(["redis-cli", "-p", port, "ping"], capture_output=True, text=True).stdout.strip() == "PONG":
             return

@@ -5,7 +5,7 @@ runs every sync view on one shared thread per process, so a process serves one r
 spools the whole body before the view runs. Under a2wsgi each process serves WEB_THREADS requests at once
 (their database waits overlap) and the body streams to the view only as it is read. Websockets stay on
 Channels' async consumers, and so does `GET /v1/events` (Server-Sent Events). `manage.py web` runs WEB_WORKERS
-such processes on one socket (README: Serving).
+such processes on one socket (docs/decisions/serving.md).
 """
 
 from __future__ import annotations

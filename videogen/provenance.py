@@ -11,7 +11,7 @@ c2pa refuses a self-signed signer, so `manage.py c2pa_setup` makes a local autho
 embedded profile (issue_local_credentials); production deployments configure their own.
 
 Signing happens once, in gpu_runner.outputs, before a clip is stored: outside any transaction (a side effect with
-no database in it), and fail-closed (a clip that cannot be signed is never stored; see README: Provenance).
+no database in it), and fail-closed (a clip that cannot be signed is never stored; see docs/provenance.md).
 """
 
 from __future__ import annotations

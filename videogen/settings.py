@@ -93,7 +93,7 @@ if DATABASE_URL and (SECRET_KEY == DEVELOPMENT_SECRET_KEY or len(SECRET_KEY) < 3
 ROLE = env_str("VIDEOGEN_ROLE", "worker")
 # The web role's serving (videogen.asgi, `manage.py web`): processes on one socket, and request threads in each.
 # One process per core: status reads run on each process's event loop (jobs.api.hot), and more processes than
-# cores only lengthened the tail (README: Serving).
+# cores only lengthened the tail (docs/decisions/serving.md).
 WEB_WORKERS = env_int("WEB_WORKERS", os.cpu_count() or 1)
 WEB_THREADS = env_int("WEB_THREADS", 2)
 # Status reads by a bearer key and plain submissions are served on each process's event loop (jobs.api.hot), with
@@ -117,7 +117,7 @@ if DATABASE_URL and ROLE == "web":
     }
 elif DATABASE_URL:
     # Long-lived single-threaded loops: persistent connections, or django-q2's broker opens one per call
-    # (README: Serving). Health checks survive a restarted Postgres.
+    # (docs/decisions/database.md). Health checks survive a restarted Postgres.
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=None, conn_health_checks=True)}
 else:
     DATABASES = {

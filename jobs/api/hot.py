@@ -2,7 +2,7 @@
 plain submission (`POST /v1/videos`, JSON or the SDK's multipart form, no image, no Idempotency-Key).
 
 Under Django each request pays the thread handoff of the WSGI bridge, the middleware stack and DRF's dispatch:
-several times what a status read itself costs (README: Serving). Here the same pieces run without them: the
+several times what a status read itself costs (docs/decisions/serving.md). Here the same pieces run without them: the
 key from this process's memory (or its compiled lookup), the rate limiter's plan and verdict
 (jobs.api.ratelimit) counted in one Redis round trip, then for a read the selector's compiled read
 (jobs.selectors) and Django's ETag and 304, for a submission Django's own parsers and validation

@@ -1,4 +1,4 @@
-"""Retention (README "Retention"): what a finished job keeps, and for how long.
+"""Retention (docs/retention.md): what a finished job keeps, and for how long.
 
 A finished job's files (its clip and thumbnail, every attempt's leftovers under `videos/<id>/`, its reference
 image) are removed once the retention of its end state has passed. Its prompt, and every copy of it (its

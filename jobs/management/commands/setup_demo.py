@@ -19,7 +19,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options) -> None:
         call_command("build_default_model")
         # The signer of every clip's content credentials: a local authority's when none is configured (in the
-        # production profile too: `make run` is one host; a fleet configures its own, see README: Provenance).
+        # production profile too: `make run` is one host; a fleet configures its own, see docs/provenance.md).
         call_command("c2pa_setup", local_ca=True)
         # The prompt classifier, trained once per host before the workers start (minutes the first time).
         call_command("train_moderation")
