@@ -44,7 +44,7 @@ from benchmarks import fresh_db  # noqa: E402
 from benchmarks import webhook_receivers as hooks_check  # noqa: E402
 from benchmarks.stream_revocation import INVARIANT as STREAMS_INVARIANT  # noqa: E402
 from benchmarks.stream_revocation import RevokedStreams  # noqa: E402
-from tests.platform import Platform  # noqa: E402
+from harness.platform import Platform  # noqa: E402
 
 TIERS = ("free", "paid", "internal")
 TERMINAL_EVENTS = {"video.completed", "video.failed", "video.cancelled"}

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import fresh_db  # noqa: E402  (after the path is set)
-from tests.platform import free_port  # noqa: E402
+from harness.platform import free_port  # noqa: E402
 
 WRK_DIR = ROOT / "benchmarks" / "wrk"
 REFDRF = ROOT / "benchmarks" / "reference" / "serve.sh"

@@ -21,7 +21,7 @@ completion, nobody was charged twice, exactly one terminal notification per job 
 reads them through the API, and as one webhook event from the delivery host). Any violation: exit status 1. The
 last line is one JSON object.
 
-`--short` is the run `make test` makes (tests/test_multihost.py); exit status 77 (and the reason) when this
+`--short` is the run `make test` makes (tests/e2e/test_multihost.py); exit status 77 (and the reason) when this
 machine cannot make namespaces.
 """
 
@@ -45,7 +45,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import benchmarks  # noqa: E402,F401  (a throwaway SECRET_KEY shared by every process started here)
-from tests import hosts  # noqa: E402
+from harness import hosts  # noqa: E402
 
 SKIPPED = 77
 BUCKET = "videogen-hosts"

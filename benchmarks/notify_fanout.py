@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 import benchmarks  # noqa: E402,F401  (a throwaway SECRET_KEY)
 from benchmarks import fresh_db  # noqa: E402
 from benchmarks.front_door import manage_shell, stop, wait_http  # noqa: E402
-from tests.platform import free_port  # noqa: E402
+from harness.platform import free_port  # noqa: E402
 
 MAKE_USERS = """
 from jobs.accounts import api_key_create, ensure_user

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from jobs.accounts import api_key_create, ensure_user
 from jobs.models import Job
 from jobs.services import fairness
 
-pytest.register_assert_rewrite("tests.hotpath")  # imported by the tests after this file
+pytest.register_assert_rewrite("tests.support.hotpath")  # imported by the tests after this file
 
 
 @pytest.fixture(autouse=True)
@@ -73,8 +74,12 @@ def tiny_model_dir() -> Path:
     from gpu_runner.tiny_model import build_tiny_wan
 
     path = registry.get("wan-tiny").path
-    if not path.exists():
-        build_tiny_wan(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # One builder at a time: pytest-xdist's workers (make test-fast) share the folder.
+    with open(path.parent / ".build.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not path.exists():
+            build_tiny_wan(path)
     return path
 
 
@@ -134,7 +139,16 @@ def make_job(db, user):
     return make
 
 
+# Fixtures that start processes (the platform's roles, the delivery role, a browser's server): a test using one is
+# an end-to-end test wherever it lives, so `make test-fast` (-m "not e2e") never starts a process.
+STARTS_PROCESSES = {"platform_factory", "delivery_role", "live_server", "s3_server"}
+
+
 def pytest_collection_modifyitems(config, items):
+    for item in items:
+        in_e2e = "e2e" in item.path.parts[-3:-1]
+        if in_e2e or STARTS_PROCESSES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
     # The long, real-process tests run last so quick failures show first.
     items.sort(key=lambda item: 1 if item.get_closest_marker("e2e") else 0)
 
@@ -174,7 +188,7 @@ def moderation_model():
 def platform_factory(tmp_path, tiny_model_dir, moderation_model, transactional_db):
     """Start the real roles (web, dispatcher, cpu, delivery and gpu qclusters) on the test database; stop them
     after."""
-    from tests.platform import Platform
+    from harness.platform import Platform
 
     started: list[Platform] = []
 
@@ -197,8 +211,8 @@ def delivery_role(transactional_db, tmp_path):
     send to loopback receivers, with a 3 s attempt deadline; ready once a worker heartbeats."""
     import time
 
+    from harness.platform import Platform
     from jobs.models import RoleHeartbeat
-    from tests.platform import Platform
 
     plat = Platform(
         database_url=e2e_database_url(),
@@ -242,7 +256,7 @@ def wsgi_app() -> Iterator[tuple[WSGIHandler, list[str]]]:
 @pytest.fixture
 def hot(settings):
     """The routes served on the event loop (jobs.api.hot), with Django behind them (tests/hotpath.py)."""
-    from tests.hotpath import hot_app
+    from tests.support.hotpath import hot_app
 
     return hot_app(settings)
 
@@ -250,6 +264,6 @@ def hot(settings):
 @pytest.fixture
 def paid(make_user):
     """A paid user and their API key."""
-    from tests.hotpath import paid_user
+    from tests.support.hotpath import paid_user
 
     return paid_user(make_user)

@@ -15,7 +15,12 @@ os.environ.setdefault("SECRET_KEY", "test-run-only-" + "k" * 40)
 # One tiny model for the whole run, built once (deterministic weights), shared with spawned processes.
 os.environ.setdefault("MODELS_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test-models"))
 # This run's own metric files (videogen.metrics), not a development server's.
-os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(Path(__file__).resolve().parent.parent / "var" / "test-metrics"))
+# Under pytest-xdist each worker counts into its own, so one worker's counters never move another's assertions.
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+os.environ.setdefault(
+    "PROMETHEUS_MULTIPROC_DIR",
+    str(Path(__file__).resolve().parent.parent / "var" / ("test-metrics" + (f"-{_WORKER}" if _WORKER else ""))),
+)
 # Content credentials (videogen.provenance): this run's own local authority and signer, made at the session's start
 # (tests/conftest.py), in a folder of its own so that parallel runs never pair one's authority with another's signer.
 _C2PA_DIR = Path(tempfile.mkdtemp(prefix="videogen-test-c2pa-"))

@@ -8,8 +8,8 @@ key from this process's memory (or its compiled lookup), the rate limiter's plan
 (jobs.selectors) and Django's ETag and 304, for a submission Django's own parsers and validation
 (jobs.api.validation) and the submission's transaction (jobs.services.submission's steps, on the async pool of
 videogen.aiodb), and in both the presenter, DRF's JSON renderer and the headers Django's middleware adds, read
-off that middleware. So both paths answer alike (tests/test_hot_routes.py, tests/test_hot_create.py compare
-them).
+off that middleware. So both paths answer alike (tests/integration/test_hot_routes.py and test_hot_create.py
+compare them).
 
 Anything else goes to Django untouched, a body already read included: other routes and methods, the browser's
 session, a malformed Authorization header, a Host Django would refuse, plain HTTP where HTTPS is required, a

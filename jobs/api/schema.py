@@ -1,7 +1,7 @@
 """The API's OpenAPI description (drf-spectacular): what /v1/openapi.json and /v1/docs serve.
 
 The views parse and present by hand (jobs.api.validation, jobs.presenters); the serializers here only describe
-those shapes for the schema, and the schemathesis run in tests/test_openapi.py holds every response to them.
+those shapes for the schema, and the schemathesis run in tests/integration/test_openapi.py holds every response to them.
 """
 
 from __future__ import annotations

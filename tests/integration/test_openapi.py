@@ -77,7 +77,7 @@ schema = schemathesis.openapi.from_wsgi("/v1/openapi.json", WSGIHandler())
 
 
 # The test operation calls the endpoint's URL at once: generated URLs must never reach the network (it has its
-# own tests, against a loopback receiver: tests/test_webhooks.py).
+# own tests, against a loopback receiver: tests/integration/test_webhooks.py).
 @schema.exclude(operation_id="testWebhookEndpoint").parametrize()
 @settings(
     max_examples=30,

@@ -20,7 +20,7 @@ from jobs.api import ratelimit
 from jobs.api.errors import ApiError
 from jobs.api.ratelimit import WINDOW_SECONDS, RateLimitedAPIView, TierRateThrottle
 
-pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.test_ratelimit")]
+pytestmark = [pytest.mark.django_db, pytest.mark.urls("tests.integration.test_ratelimit")]
 
 
 class FakeClock:

@@ -14,7 +14,7 @@ from jobs import selectors, services
 from jobs.accounts import api_key_create, hash_key
 from jobs.api import auth
 from jobs.models import Account, ApiKey
-from tests.hotpath import (
+from tests.support.hotpath import (
     TERMINATE_ASYNC,
     _call,
     answer_while_refusing_connections,

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.platform import ROOT
+from harness.platform import ROOT
 
 pytestmark = pytest.mark.e2e
 

@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """Build the labelled prompt set for the moderation classifier: moderation/data/prompts.jsonl.
 
-Standard library only, deterministic: run `python3 moderation/data/build_prompts.py` and the same file comes out.
+Standard library only, deterministic: run `python3 scripts/build_moderation_prompts.py` and the same file comes out.
 
 Each line is {"text", "category", "split", "kind"}:
   category  one of CATEGORIES
-  split     "train" -- every round here (ROUNDS: heldout_round<N>.py) was written by an author who had not seen
-            this file, evaluated once and its misses read, so it could no longer measure generalisation, and it
-            joined training (round 1 was about 30% of the base lists below). Newer held-out rounds are JSONL files
-            under heldout/, never trained on until they have been read. train_batch2.py is a second author's
-            training batch.
+  split     "train" -- every round here (ROUNDS: moderation/data/sources/round<N>.jsonl) was written by an
+            author who had not seen this file, evaluated once and its misses read, so it could no longer measure
+            generalisation, and it joined training (round 1 was about 30% of the base lists below). Newer held-out
+            rounds are JSONL files under heldout/, never trained on until they have been read.
+            sources/batch2.jsonl is a second author's training batch.
   kind      "plain"       a base prompt of a harmful category, or an ordinary benign prompt
             "hard_benign" a benign prompt that shares words or themes with a harmful category
             "obfuscated"  a transformed copy of a base prompt (letter spacing, leetspeak, homoglyphs, invisible
@@ -30,17 +30,29 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from heldout_round2 import HELDOUT_ROUND2
-from heldout_round3 import HELDOUT_ROUND3
-from heldout_round4 import HELDOUT_ROUND4
-from train_batch2 import TRAIN_BATCH2
+DATA = Path(__file__).resolve().parent.parent / "moderation" / "data"
+
+
+def _grouped(name: str) -> dict[tuple[str, str], list[str]]:
+    """A source file (moderation/data/sources/<name>.jsonl: text, category, kind) as {(category, kind): texts}."""
+    grouped: dict[tuple[str, str], list[str]] = {}
+    with (DATA / "sources" / f"{name}.jsonl").open(encoding="utf-8") as fh:
+        for line in fh:
+            row = json.loads(line)
+            grouped.setdefault((row["category"], row["kind"]), []).append(row["text"])
+    return grouped
+
+
+HELDOUT_ROUND2 = _grouped("round2")
+HELDOUT_ROUND3 = _grouped("round3")
+HELDOUT_ROUND4 = _grouped("round4")
+TRAIN_BATCH2 = _grouped("batch2")  # a second author's training batch
 
 # Held-out rounds, oldest first, each written by an author who saw no training prompt; each was evaluated once, its
 # misses were read, and it joined training.
 ROUNDS = [HELDOUT_ROUND2, HELDOUT_ROUND3, HELDOUT_ROUND4]
 
-OUT = Path(__file__).with_name("prompts.jsonl")
+OUT = DATA / "prompts.jsonl"
 
 CATEGORIES = (
     "sexual_minors",

@@ -13,10 +13,10 @@ from urllib.request import Request, urlopen
 import pytest
 from openai import NotFoundError, OpenAI
 
+from harness.platform import Platform
 from jobs.accounts import api_key_create, ensure_user
 from jobs.models import Job, JobEvent, State
 from notifications.models import Notification
-from tests.platform import Platform
 from videogen.video_io import decode_mp4, probe_mp4
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

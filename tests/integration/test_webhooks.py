@@ -22,7 +22,7 @@ from jobs.accounts import api_key_create
 from jobs.services.transitions import locked, transition
 from notifications import webhooks
 from notifications.models import Notification, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from tests.cpu_tasks import run_queued
+from tests.support.cpu_tasks import run_queued
 
 pytestmark = pytest.mark.django_db
 
@@ -417,7 +417,7 @@ def test_the_settings_page_manages_endpoints_shows_deliveries_replays_and_keeps_
     from playwright.sync_api import expect, sync_playwright
 
     from jobs.accounts import ensure_user
-    from tests.test_e2e import CHROMIUM, CHROMIUM_ARGS
+    from tests.e2e.test_e2e import CHROMIUM, CHROMIUM_ARGS
 
     if not shutil.which(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (make test installs it)")

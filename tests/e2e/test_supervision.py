@@ -17,7 +17,7 @@ from urllib.request import urlopen
 import pytest
 from openai import OpenAI
 
-from tests.platform import ROOT, Platform
+from harness.platform import ROOT, Platform
 
 pytestmark = pytest.mark.e2e
 TTL = 2.0  # runner registrations expire fast here, so an orphan still advertising would be seen

@@ -1,4 +1,4 @@
-"""Operations endpoints and metrics in one process (the several-process scrape is in tests/test_e2e.py)."""
+"""Operations endpoints and metrics in one process (the several-process scrape is in tests/e2e/test_e2e.py)."""
 
 from __future__ import annotations
 

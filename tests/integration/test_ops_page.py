@@ -70,7 +70,7 @@ def test_the_operations_page_renders_its_plots_in_chromium(platform_factory, mak
     from playwright.sync_api import expect, sync_playwright
 
     from jobs.accounts import ensure_user
-    from tests.test_e2e import CHROMIUM, CHROMIUM_ARGS
+    from tests.e2e.test_e2e import CHROMIUM, CHROMIUM_ARGS
 
     if not shutil.which(CHROMIUM):
         pytest.skip("Debian's chromium is not installed (make test installs it)")

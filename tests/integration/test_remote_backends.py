@@ -1,6 +1,6 @@
 """Remote generation backends (jobs.backends, gpu_runner.remote, the webhook endpoint) against a SIMULATED
 conformance server per dialect (tests/remote_sim.py) on loopback. The two-installation test with no stand-ins
-is tests/test_remote_e2e.py."""
+is tests/e2e/test_remote_e2e.py."""
 
 from __future__ import annotations
 
@@ -14,11 +14,11 @@ from django.utils import timezone
 from standardwebhooks import Webhook
 
 from gpu_runner.remote import RemoteWorker
+from harness.remote_sim import QUIRKS, RemoteSim
 from jobs import backends, services
 from jobs.models import CreditEntry, Job, JobEvent, RemoteJob, State
 from jobs.services import remote as remote_services
-from tests.remote_sim import QUIRKS, RemoteSim
-from tests.test_storage_s3 import s3_server, s3_storage  # noqa: F401  (fixtures: a real S3 API on loopback)
+from tests.e2e.test_storage_s3 import s3_server, s3_storage  # noqa: F401  (fixtures: a real S3 API on loopback)
 from videogen.video_io import decode_mp4
 
 P = RemoteJob.Phase

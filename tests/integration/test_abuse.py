@@ -26,11 +26,11 @@ from jobs.models import Job, State
 from jobs.services import admission
 from moderation.apps import MODERATORS, SUPPORT
 from moderation.models import AbuseFlag, AccountAction, RecentBlocks, Review
-from tests.hotpath import call, post, same_answer
+from tests.support.hotpath import call, post, same_answer
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(autouse=True)

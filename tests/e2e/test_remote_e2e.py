@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from openai import OpenAI
 
+from harness.platform import Platform
+from harness.webhook_relay import LossyRelay
 from jobs.models import CreditEntry, Job, JobEvent, RemoteJob, State
 from notifications.models import Notification
-from tests.platform import Platform
-from tests.webhook_relay import LossyRelay
 from videogen.video_io import decode_mp4
 
 pytestmark = pytest.mark.e2e

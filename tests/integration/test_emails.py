@@ -12,7 +12,7 @@ from django_q.models import OrmQ
 from jobs.services.transitions import locked, transition
 from notifications import emails
 from notifications.models import EmailDelivery
-from tests.cpu_tasks import run_queued
+from tests.support.cpu_tasks import run_queued
 from videogen import metrics
 
 pytestmark = pytest.mark.django_db

@@ -19,9 +19,9 @@ from PIL import Image
 
 from gpu_runner import backend, tasks
 from gpu_runner.remote import RemoteWorker
+from harness.remote_sim import RemoteSim
 from jobs import backends, services
 from jobs.models import Job, RemoteJob, State
-from tests.remote_sim import RemoteSim
 from videogen import metrics, provenance
 from videogen.video_io import decode_mp4, encode_mp4
 

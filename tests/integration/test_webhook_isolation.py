@@ -22,11 +22,11 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django_q.models import OrmQ
 
+from harness.platform import ROOT
 from jobs.accounts import api_key_create
 from notifications import outbound, webhooks
 from notifications.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from tests.cpu_tasks import run_queued
-from tests.platform import ROOT
+from tests.support.cpu_tasks import run_queued
 
 pytestmark = pytest.mark.django_db
 

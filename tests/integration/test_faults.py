@@ -19,7 +19,7 @@ from django.utils import timezone
 from gpu_runner.tasks import LeaseKeeper
 
 pytestmark = pytest.mark.django_db
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _terminate(pid: int) -> None:

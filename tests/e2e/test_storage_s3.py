@@ -17,10 +17,10 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 from openai import OpenAI
 
+from harness.platform import free_port
 from jobs import services
 from jobs.accounts import api_key_create, ensure_user
 from jobs.models import Job, State
-from tests.platform import free_port
 from videogen.video_io import probe_mp4
 
 BUCKET = "videogen-test"

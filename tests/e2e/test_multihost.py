@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from tests import hosts
-from tests.platform import ROOT
+from harness import hosts
+from harness.platform import ROOT
 
 
 @pytest.fixture

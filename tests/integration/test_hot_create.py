@@ -11,7 +11,7 @@ import pytest
 
 from jobs.api import ratelimit
 from jobs.models import Account, CreditEntry, Job, JobEvent
-from tests.hotpath import call, clear_of_window_edge, post, same_answer, scope_for
+from tests.support.hotpath import call, clear_of_window_edge, post, same_answer, scope_for
 from videogen import aiodb
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -248,7 +248,7 @@ def test_an_unexpected_error_is_a_500_in_the_envelope_as_on_djangos_path(hot, pa
 
 
 def test_a_database_that_refuses_connections_is_a_503_to_retry_and_nothing_is_written(hot, paid, settings):
-    from tests.hotpath import answer_while_refusing_connections
+    from tests.support.hotpath import answer_while_refusing_connections
 
     _, key = paid
     settings.WEB_ASYNC_DB_TIMEOUT = 1.0
@@ -260,7 +260,7 @@ def test_a_database_that_refuses_connections_is_a_503_to_retry_and_nothing_is_wr
 
 
 def test_with_redis_down_a_submission_is_taken_and_the_limiter_fails_open(hot, paid, settings, caplog):
-    from tests.platform import free_port
+    from harness.platform import free_port
 
     _, key = paid
     # Nothing listens there (loopback): the limiter's round trip fails, the submission goes on.

@@ -17,10 +17,10 @@ from django_q.brokers import get_broker
 from django_q.models import OrmQ
 from django_q.signing import SignedPackage
 
+from harness.platform import ROOT
 from jobs.services.transitions import locked, transition
 from notifications import emails, webhooks
 from notifications.models import EmailDelivery, WebhookDelivery, WebhookEndpoint
-from tests.platform import ROOT
 
 pytestmark = pytest.mark.django_db
 
