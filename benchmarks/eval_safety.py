@@ -305,7 +305,7 @@ def main() -> None:
         print_groups("  overall:", lro["overall"])
 
     started = time.perf_counter()
-    textmodel.model()  # trained on the training data, as a worker trains or loads it
+    textmodel.ensure()  # trained on the training data (or loaded), as the set-up does
     print(f"\nthe production model: trained or loaded in {time.perf_counter() - started:.1f} s")
     decisions, times = timed([row.text for row in rows], screening.check_prompt)
     covered_decisions = [d for row, d in zip(rows, decisions, strict=True) if row.language in covered]

@@ -453,14 +453,11 @@ def check(notes_seen, hooks: list[dict]) -> dict[str, list[str]]:
 
 
 def warm_moderation() -> None:
-    """The text classifier is trained once per machine and cached (as the gpu model is installed once): here,
-    before the cpu host needs it, rather than inside its first job's moderation."""
-    from django.conf import settings
-
+    """The text classifier is trained once per machine and kept (as the gpu model is installed once): here, before
+    the cpu host needs it (a worker never trains it)."""
     from moderation import textmodel
 
-    if not any(Path(settings.MODERATION_CACHE_DIR).glob("text-*.joblib")):  # a stale one: the cpu host retrains
-        textmodel.model()
+    textmodel.ensure()  # trains only when no artifact for this data is there
 
 
 def start_fleet(net: hosts.Network, env: dict[str, str], workdir: Path) -> None:

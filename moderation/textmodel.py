@@ -243,33 +243,68 @@ def _fingerprint(data: Path) -> str:
 _lock = threading.Lock()
 
 
-@functools.cache
-def _load(data: Path, cache_dir: Path) -> TextModel:
+class Untrained(Exception):
+    """No trained model for this data on this host: `manage.py train_moderation` makes it (set-up and deploys do)."""
+
+
+def _artifact(data: Path, cache_dir: Path) -> Path:
+    return cache_dir / f"text-{_fingerprint(data)}.joblib"
+
+
+def _read(path: Path) -> TextModel:
+    import joblib
+
+    return joblib.load(path)  # written by train_and_keep from the shipped data, never from elsewhere
+
+
+def train_and_keep(data: Path, cache_dir: Path) -> Path:
+    """The model for this data trained and kept as an artifact (keyed by the data's fingerprint), unless it is
+    already there; for `manage.py train_moderation`, never for a request."""
     import fcntl
 
     import joblib
 
-    path = cache_dir / f"text-{_fingerprint(data)}.joblib"
+    path = _artifact(data, cache_dir)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    # One process on a host trains; the others wait for its file rather than train again beside it.
+    # One process on a host trains; another waits for its file rather than train again beside it.
     with (cache_dir / "text.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            return joblib.load(path)  # written by this code from the shipped data, never from elsewhere
+            _read(path)
+            return path
         except FileNotFoundError:
             pass
-        except Exception as exc:  # a cache from an older library, a torn write: train again
-            log.warning("moderation: retraining the text model, the cached one did not load (%s)", exc)
+        except Exception as exc:  # an artifact from an older library, a torn write: train again
+            log.warning("moderation: retraining the text model, the kept one did not load (%s)", exc)
         model = train(examples(data))
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         joblib.dump(model, partial)
         partial.replace(path)  # atomic: a process loading it meanwhile sees the whole file or none
-        return model
+        return path
+
+
+@functools.cache
+def _load(path: Path) -> TextModel:
+    try:
+        return _read(path)
+    except FileNotFoundError:
+        raise Untrained(
+            f"no text model for this data in {path.parent}: run `manage.py train_moderation` on this host"
+        ) from None
 
 
 def model() -> TextModel:
-    """This process's text model (for the labelled data MODERATION_TEXT_DATA names), trained or loaded once."""
+    """This process's text model (for the labelled data MODERATION_TEXT_DATA names), loaded once. A worker never
+    trains it: without the artifact the text check fails, and the stage holds the job for a person (fail closed)."""
     from django.conf import settings
 
     with _lock:
-        return _load(Path(settings.MODERATION_TEXT_DATA), Path(settings.MODERATION_CACHE_DIR))
+        return _load(_artifact(Path(settings.MODERATION_TEXT_DATA), Path(settings.MODERATION_CACHE_DIR)))
+
+
+def ensure() -> TextModel:
+    """Train (if needed) and load the model the settings name: the set-up's and the test run's way in."""
+    from django.conf import settings
+
+    train_and_keep(Path(settings.MODERATION_TEXT_DATA), Path(settings.MODERATION_CACHE_DIR))
+    return model()

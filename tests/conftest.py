@@ -181,7 +181,7 @@ def moderation_model():
     `manage.py train_moderation` does before the workers start: the cpu workers of every platform load it."""
     from moderation import textmodel
 
-    return textmodel.model()
+    return textmodel.ensure()
 
 
 @pytest.fixture

@@ -282,13 +282,28 @@ def test_a_score_in_the_review_band_holds_the_job_for_a_person(make_job, setting
 
 
 def test_a_classifier_that_errors_holds_the_job(make_job, settings, tmp_path):
-    broken = tmp_path / "prompts.jsonl"
-    broken.write_text("this is not a labelled set\n")
-    settings.MODERATION_TEXT_DATA = str(broken)
+    from pathlib import Path
+
+    from moderation import textmodel
+
+    settings.MODERATION_CACHE_DIR = str(tmp_path)
+    textmodel._artifact(Path(settings.MODERATION_TEXT_DATA), tmp_path).write_bytes(b"not a model")  # a torn write
     job = make_job("pending", prompt="a red fox in the snow")
     assert services.job_moderate_input(job_id=job.pk) == State.PENDING
     decision = ModerationDecision.objects.get(job=job)
-    assert decision.action == "hold" and "JSONDecodeError" in decision.reasons[0]
+    assert decision.action == "hold" and "unavailable: text: " in decision.reasons[0]
+
+
+def test_a_worker_never_trains_the_text_model_it_holds_the_job_until_the_set_up_has(make_job, settings, tmp_path):
+    """Training takes minutes: on a request's time it would stall every job behind it. Without the artifact the
+    text check fails closed and says what to run."""
+    settings.MODERATION_CACHE_DIR = str(tmp_path / "empty")
+    job = make_job("pending", prompt="a red fox in the snow")
+    assert services.job_moderate_input(job_id=job.pk) == State.PENDING
+    decision = ModerationDecision.objects.get(job=job)
+    assert decision.action == "hold" and "Untrained" in decision.reasons[0]
+    assert "manage.py train_moderation" in decision.reasons[0]
+    assert not any((tmp_path / "empty").glob("text-*"))  # nothing was trained
 
 
 def test_a_moderator_approves_a_held_prompt_and_it_is_queued(make_job, make_user, settings):

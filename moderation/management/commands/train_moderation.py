@@ -23,7 +23,7 @@ class Command(BaseCommand):
             "minutes)"
         )
         self.stdout.flush()
-        model = textmodel.model()
+        model = textmodel.ensure()
         languages = sorted({row.language for row in rows})
         self.stdout.write(
             f"text moderation model ready in {time.perf_counter() - started:.0f} s: {len(rows)} labelled prompts in "
