@@ -175,10 +175,11 @@ def e2e_database_url() -> str:
     return os.environ["DATABASE_URL"].rsplit("/", 1)[0] + "/" + connection.settings_dict["NAME"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="session", autouse=True)
 def moderation_model():
-    """The prompt classifier, trained (or loaded) once per run in this process and kept on disk, as `make run`'s
-    `manage.py train_moderation` does before the workers start: the cpu workers of every platform load it."""
+    """The prompt classifier, loaded once per run in this process (trained first when `make setup` has not, as
+    `manage.py train_moderation` does before the workers start): the in-process checks and the cpu workers of every
+    platform load it, and a worker never trains it."""
     from moderation import textmodel
 
     return textmodel.ensure()
