@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 from jobs.accounts import api_key_create, ensure_user
 from jobs.models import Job
 from jobs.services import fairness
+from tests.support.s3 import s3_server, s3_storage  # noqa: F401  (fixtures: a real S3 API on loopback)
 
 pytest.register_assert_rewrite("tests.support.hotpath")  # imported by the tests after this file
 

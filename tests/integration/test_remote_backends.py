@@ -18,7 +18,6 @@ from harness.remote_sim import QUIRKS, RemoteSim
 from jobs import backends, services
 from jobs.models import CreditEntry, Job, JobEvent, RemoteJob, State
 from jobs.services import remote as remote_services
-from tests.e2e.test_storage_s3 import s3_server, s3_storage  # noqa: F401  (fixtures: a real S3 API on loopback)
 from videogen.video_io import decode_mp4
 
 P = RemoteJob.Phase
