@@ -257,7 +257,7 @@ def wsgi_app() -> Iterator[tuple[WSGIHandler, list[str]]]:
 
 @pytest.fixture
 def hot(settings):
-    """The routes served on the event loop (jobs.api.hot), with Django behind them (tests/hotpath.py)."""
+    """The routes served on the event loop (jobs.api.hot), with Django behind them (tests/support/hotpath.py)."""
     from tests.support.hotpath import hot_app
 
     return hot_app(settings)

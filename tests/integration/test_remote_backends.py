@@ -1,5 +1,5 @@
 """Remote generation backends (jobs.backends, gpu_runner.remote, the webhook endpoint) against a SIMULATED
-conformance server per dialect (tests/remote_sim.py) on loopback. The two-installation test with no stand-ins
+conformance server per dialect (harness/remote_sim.py) on loopback. The two-installation test with no stand-ins
 is tests/e2e/test_remote_e2e.py."""
 
 from __future__ import annotations
