@@ -257,9 +257,9 @@ def _read(path: Path) -> TextModel:
     return joblib.load(path)  # written by train_and_keep from the shipped data, never from elsewhere
 
 
-def train_and_keep(data: Path, cache_dir: Path) -> Path:
-    """The model for this data trained and kept as an artifact (keyed by the data's fingerprint), unless it is
-    already there; for `manage.py train_moderation`, never for a request."""
+def train_and_keep(data: Path, cache_dir: Path) -> TextModel:
+    """The model for this data, trained and kept as an artifact (keyed by the data's fingerprint) unless one is
+    already there; for `manage.py train_moderation` and the test run, never for a request."""
     import fcntl
 
     import joblib
@@ -270,8 +270,7 @@ def train_and_keep(data: Path, cache_dir: Path) -> Path:
     with (cache_dir / "text.lock").open("a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            _read(path)
-            return path
+            return _read(path)
         except FileNotFoundError:
             pass
         except Exception as exc:  # an artifact from an older library, a torn write: train again
@@ -280,17 +279,10 @@ def train_and_keep(data: Path, cache_dir: Path) -> Path:
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         joblib.dump(model, partial)
         partial.replace(path)  # atomic: a process loading it meanwhile sees the whole file or none
-        return path
+        return model
 
 
-@functools.cache
-def _load(path: Path) -> TextModel:
-    try:
-        return _read(path)
-    except FileNotFoundError:
-        raise Untrained(
-            f"no text model for this data in {path.parent}: run `manage.py train_moderation` on this host"
-        ) from None
+_models: dict[Path, TextModel] = {}  # this process's models, by artifact: each read once
 
 
 def model() -> TextModel:
@@ -298,13 +290,26 @@ def model() -> TextModel:
     trains it: without the artifact the text check fails, and the stage holds the job for a person (fail closed)."""
     from django.conf import settings
 
+    path = _artifact(Path(settings.MODERATION_TEXT_DATA), Path(settings.MODERATION_CACHE_DIR))
     with _lock:
-        return _load(_artifact(Path(settings.MODERATION_TEXT_DATA), Path(settings.MODERATION_CACHE_DIR)))
+        if path not in _models:
+            try:
+                _models[path] = _read(path)
+            except FileNotFoundError:
+                raise Untrained(
+                    f"no text model for this data in {path.parent}: run `manage.py train_moderation` on this host"
+                ) from None
+        return _models[path]
 
 
 def ensure() -> TextModel:
-    """Train (if needed) and load the model the settings name: the set-up's and the test run's way in."""
+    """Train (if needed) and load the model the settings name, reading it once: the set-up's and the test run's way
+    in."""
     from django.conf import settings
 
-    train_and_keep(Path(settings.MODERATION_TEXT_DATA), Path(settings.MODERATION_CACHE_DIR))
-    return model()
+    data, cache_dir = Path(settings.MODERATION_TEXT_DATA), Path(settings.MODERATION_CACHE_DIR)
+    path = _artifact(data, cache_dir)
+    with _lock:
+        if path not in _models:
+            _models[path] = train_and_keep(data, cache_dir)
+        return _models[path]

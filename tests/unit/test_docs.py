@@ -33,7 +33,7 @@ def _walk(top: Path):
 
 def markdown_files() -> list[Path]:
     docs = ROOT / "docs"
-    found = [ROOT / "README.md"]
+    found = [ROOT / "README.md", ROOT / "tests" / "README.md"]
     if docs.is_dir():
         found += [p for p in _walk(docs) if p.suffix == ".md"]
     return found
